@@ -1,0 +1,281 @@
+//! The workload document (`workloads/*.yaml`): model, training settings, parallel layout, price.
+
+use super::model::ModelSpec;
+use crate::units::{Count, Money, Power};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub model: ModelSpec,
+    pub training: TrainingSpec,
+    pub parallelism: ParallelismSpec,
+    pub pricing: PricingSpec,
+}
+
+/// Number formats, as DeepSeek-V3 §3.3 describes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dtype {
+    Fp8,
+    Bf16,
+    Fp16,
+    Tf32,
+    Fp32,
+}
+
+impl Dtype {
+    pub fn bytes(self) -> f64 {
+        match self {
+            Dtype::Fp8 => 1.0,
+            Dtype::Bf16 | Dtype::Fp16 => 2.0,
+            Dtype::Tf32 | Dtype::Fp32 => 4.0,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Fp8 => "fp8",
+            Dtype::Bf16 => "bf16",
+            Dtype::Fp16 => "fp16",
+            Dtype::Tf32 => "tf32",
+            Dtype::Fp32 => "fp32",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recompute {
+    /// Keep every activation the backward pass reads.
+    None,
+    /// Recompute the cheap ops in backward (norms, up-projections, SwiGLU output), keep GEMM inputs.
+    Selective,
+    /// Keep only each layer's input; re-run the whole layer forward in backward.
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecisionSpec {
+    /// Data type of the linear-layer GEMMs (Fprop, Dgrad, Wgrad).
+    pub gemm: Dtype,
+    /// Attention core (flash attention) data type.
+    #[serde(default = "bf16")]
+    pub attention: Dtype,
+    /// Working copy of the weights that GEMMs read.
+    #[serde(default = "bf16")]
+    pub params: Dtype,
+    /// Weight gradients as accumulated.
+    #[serde(default = "fp32")]
+    pub grads: Dtype,
+    /// Master copy of the weights kept by the optimizer.
+    #[serde(default = "fp32")]
+    pub master: Dtype,
+    /// AdamW first and second moments.
+    #[serde(default = "fp32")]
+    pub optimizer_states: Dtype,
+    /// Cached activations that feed GEMMs in backward.
+    #[serde(default = "bf16")]
+    pub activations: Dtype,
+    /// Gradient all-reduce / reduce-scatter payload.
+    #[serde(default = "bf16")]
+    pub grad_comm: Dtype,
+    /// MoE dispatch payload (combine is always in the activation's BF16).
+    #[serde(default = "bf16")]
+    pub dispatch: Dtype,
+}
+
+fn bf16() -> Dtype {
+    Dtype::Bf16
+}
+fn fp32() -> Dtype {
+    Dtype::Fp32
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    pub precision: PrecisionSpec,
+    /// Sequence length in tokens.
+    pub seq_len: u64,
+    /// Global batch in sequences.
+    pub global_batch: u64,
+    pub recompute: Recompute,
+    /// The run, phase by phase.
+    pub phases: Vec<PhaseSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: String,
+    /// Tokens trained in this phase (give this or `steps`).
+    #[serde(default)]
+    pub tokens: Option<Count>,
+    /// Optimizer steps in this phase (give this or `tokens`).
+    #[serde(default)]
+    pub steps: Option<Count>,
+    /// Overrides of the training defaults for this phase.
+    #[serde(default)]
+    pub seq_len: Option<u64>,
+    #[serde(default)]
+    pub global_batch: Option<u64>,
+    #[serde(default)]
+    pub parallelism: Option<ParallelismOverride>,
+    /// A linear batch-size ramp at the start of the phase.
+    #[serde(default)]
+    pub batch_ramp: Option<BatchRamp>,
+    /// GPU-hours as reported, for a phase trainsim does not simulate (e.g. RL post-training).
+    #[serde(default)]
+    pub reported_gpu_hours: Option<f64>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRamp {
+    /// Global batch (sequences) at the start of the ramp; it grows linearly to the phase's batch.
+    pub from: u64,
+    /// Tokens over which the batch ramps.
+    pub tokens: Count,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Gpipe,
+    #[serde(rename = "1f1b")]
+    OneFOneB,
+    Interleaved,
+    Zb1p,
+    Dualpipe,
+    Dualpipev,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Gpipe => "gpipe",
+            Schedule::OneFOneB => "1f1b",
+            Schedule::Interleaved => "interleaved",
+            Schedule::Zb1p => "zb1p",
+            Schedule::Dualpipe => "dualpipe",
+            Schedule::Dualpipev => "dualpipev",
+        }
+    }
+}
+
+/// `dp: auto` or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DpSpec {
+    Auto,
+    Fixed(u64),
+}
+
+impl<'de> Deserialize<'de> for DpSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("found something else, expected `auto` or a positive integer")
+        })? {
+            Raw::N(n) => Ok(DpSpec::Fixed(n)),
+            Raw::S(s) if s == "auto" => Ok(DpSpec::Auto),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "found \"{s}\", expected `auto` or a positive integer"
+            ))),
+        }
+    }
+}
+
+fn one() -> u64 {
+    1
+}
+fn auto() -> DpSpec {
+    DpSpec::Auto
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelismSpec {
+    #[serde(default = "one")]
+    pub tp: u64,
+    #[serde(default = "one")]
+    pub pp: u64,
+    /// Expert parallelism: GPUs that share one copy of a MoE layer's routed experts.
+    #[serde(default = "one")]
+    pub ep: u64,
+    #[serde(default = "one")]
+    pub cp: u64,
+    #[serde(default = "auto")]
+    pub dp: DpSpec,
+    /// Virtual stages per rank (interleaved schedule).
+    #[serde(default = "one")]
+    pub vpp: u64,
+    /// ZeRO stage 0–3.
+    #[serde(default)]
+    pub zero: u8,
+    pub schedule: Schedule,
+    /// Sequences per micro-batch.
+    #[serde(default = "one")]
+    pub micro_batch: u64,
+    /// SMs reserved for communication kernels (DeepSeek-V3: 20 of 132).
+    #[serde(default)]
+    pub comm_sms: u32,
+}
+
+/// Keys a phase may change in the parallel layout.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelismOverride {
+    #[serde(default)]
+    pub tp: Option<u64>,
+    #[serde(default)]
+    pub pp: Option<u64>,
+    #[serde(default)]
+    pub ep: Option<u64>,
+    #[serde(default)]
+    pub cp: Option<u64>,
+    #[serde(default)]
+    pub dp: Option<DpSpec>,
+    #[serde(default)]
+    pub micro_batch: Option<u64>,
+}
+
+impl ParallelismSpec {
+    pub fn with(&self, o: &ParallelismOverride) -> ParallelismSpec {
+        ParallelismSpec {
+            tp: o.tp.unwrap_or(self.tp),
+            pp: o.pp.unwrap_or(self.pp),
+            ep: o.ep.unwrap_or(self.ep),
+            cp: o.cp.unwrap_or(self.cp),
+            dp: o.dp.unwrap_or(self.dp),
+            micro_batch: o.micro_batch.unwrap_or(self.micro_batch),
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSpec {
+    /// Rental price per GPU-hour.
+    pub gpu_hour: Money,
+    /// Optional electricity price per kWh, for the energy line of the cost.
+    #[serde(default)]
+    pub electricity_per_kwh: Option<Money>,
+    /// Power usage effectiveness of the data centre (facility power / IT power).
+    #[serde(default)]
+    pub pue: Option<f64>,
+    /// Average electrical draw per GPU for the energy line; defaults to the chip's TDP.
+    #[serde(default)]
+    pub power_per_gpu: Option<Power>,
+}

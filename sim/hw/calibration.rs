@@ -1,0 +1,77 @@
+//! The calibration file: every efficiency constant of the models, each with its source.
+//!
+//! Embedded from `topologies/calibration.yaml`. Code elsewhere must not carry tuning constants;
+//! it takes them from here.
+
+use crate::config::{parse_doc, Diagnostic, Source};
+use crate::units::Time;
+use serde::{Deserialize, Serialize};
+
+pub const CALIBRATION_YAML: &str = include_str!("../../topologies/calibration.yaml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constant<T> {
+    pub value: T,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub gemm: GemmCal,
+    pub attention: AttentionCal,
+    pub memory: MemoryCal,
+    pub network: NetworkCal,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GemmCal {
+    pub tile_m: Constant<u64>,
+    pub tile_n: Constant<u64>,
+    pub tile_k: Constant<u64>,
+    pub mma_efficiency_fp8: Constant<f64>,
+    pub mma_efficiency_bf16: Constant<f64>,
+    pub mma_efficiency_wgrad_fp8: Constant<f64>,
+    pub tile_overhead_cycles: Constant<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionCal {
+    pub block: Constant<u64>,
+    pub fwd_efficiency: Constant<f64>,
+    pub bwd_efficiency: Constant<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryCal {
+    pub hbm_efficiency: Constant<f64>,
+    pub min_kernel_time: Constant<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCal {
+    pub nvlink_efficiency: Constant<f64>,
+    pub ib_efficiency: Constant<f64>,
+    pub moe_dispatch_rdma_efficiency: Constant<f64>,
+    pub moe_combine_rdma_efficiency: Constant<f64>,
+    pub moe_dispatch_nvlink_efficiency: Constant<f64>,
+    pub moe_combine_nvlink_efficiency: Constant<f64>,
+}
+
+impl Calibration {
+    pub fn embedded() -> Calibration {
+        Calibration::parse(&Source::embedded(
+            "topologies/calibration.yaml",
+            CALIBRATION_YAML,
+        ))
+        .expect("embedded calibration is valid (checked by tests)")
+    }
+    pub fn parse(src: &Source) -> Result<Calibration, Diagnostic> {
+        parse_doc(src, &[])
+    }
+}
