@@ -3,6 +3,14 @@
 //! Data flows one way: config → validated specs → (task graph →) engine → result → cost → report.
 //! See ARCHITECTURE.md for the map.
 
+pub mod analytic;
+pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod hw;
+pub mod net;
+pub mod pipeline;
+pub mod report;
+pub mod topo;
 pub mod units;
+pub mod workload;

@@ -12,8 +12,7 @@ pub struct Diagnostic {
     /// Dotted path to the offending key, e.g. `parallelism.ep`, where known.
     pub path: Option<String>,
     /// 1-based line and column, where the parser knows them.
-    pub line: Option<usize>,
-    pub column: Option<usize>,
+    pub position: Option<(u32, u32)>,
     pub found: String,
     pub expected: String,
 }
@@ -27,8 +26,7 @@ impl Diagnostic {
         Diagnostic {
             file: file.into(),
             path: None,
-            line: None,
-            column: None,
+            position: None,
             found: found.into(),
             expected: expected.into(),
         }
@@ -43,20 +41,119 @@ impl Diagnostic {
         self
     }
     pub fn line(mut self, line: usize, column: usize) -> Self {
-        self.line = Some(line);
-        self.column = Some(column);
+        self.position = Some((line as u32, column as u32));
         self
     }
+
+    /// Fills in the line of `self.path` by finding its keys in the document text, for errors
+    /// found after parsing (layouts, chips). Block and flow mappings and list items are followed.
+    pub fn locate_in(mut self, text: &str) -> Self {
+        if self.position.is_none() {
+            if let Some((l, c)) = self.path.as_deref().and_then(|p| locate(text, p)) {
+                self = self.line(l, c);
+            }
+        }
+        self
+    }
+}
+
+/// Removes the ` at line N column M` notes the YAML library puts into its messages.
+fn strip_locations(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        let tail = &rest[i + 9..];
+        let words: Vec<&str> = tail.splitn(4, ' ').collect();
+        let is_loc = words.len() >= 3
+            && words[0].chars().all(|c| c.is_ascii_digit())
+            && words[1] == "column";
+        if !is_loc {
+            out.push_str(&rest[..i + 9]);
+            rest = tail;
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let num_len = words[2].chars().take_while(|c| c.is_ascii_digit()).count();
+        let skip = words[0].len() + 1 + words[1].len() + 1 + num_len;
+        rest = &tail[skip..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// 1-based (line, column) of the key at dotted `path` in a YAML text, if it can be found.
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let (mut from, mut min_indent, mut found) = (0usize, 0usize, None);
+    for part in path.split('.') {
+        if let Ok(idx) = part.parse::<usize>() {
+            // The idx-th list item below the current key.
+            let mut seen = 0;
+            let mut hit = None;
+            for (i, l) in lines.iter().enumerate().skip(from + 1) {
+                let t = l.trim_start();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if indent(l) < min_indent {
+                    break;
+                }
+                if t.starts_with("- ") {
+                    if seen == idx {
+                        hit = Some(i);
+                        break;
+                    }
+                    seen += 1;
+                }
+            }
+            let i = hit?;
+            found = Some((i + 1, indent(lines[i]) + 1));
+            from = i;
+            min_indent = indent(lines[i]);
+            continue;
+        }
+        let mut hit = None;
+        for (i, l) in lines.iter().enumerate().skip(from) {
+            let t = l.trim_start();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if i > from && indent(l) < min_indent {
+                break;
+            }
+            if found.is_none() && indent(l) > 0 {
+                continue; // the first key is a top-level one
+            }
+            let bytes = l.as_bytes();
+            let mut start = 0;
+            while let Some(pos) = l[start..].find(part) {
+                let at = start + pos;
+                let before_ok = at == 0 || matches!(bytes[at - 1], b' ' | b'{' | b',' | b'-');
+                let after = l[at + part.len()..].trim_start();
+                if before_ok && after.starts_with(':') {
+                    hit = Some((i, at));
+                    break;
+                }
+                start = at + part.len();
+            }
+            if hit.is_some() {
+                break;
+            }
+        }
+        let (i, col) = hit?;
+        found = Some((i + 1, col + 1));
+        from = i;
+        min_indent = indent(lines[i]) + 1;
+    }
+    found
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "error: bad input in {}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-            if let Some(c) = self.column {
-                write!(f, ":{c}")?;
-            }
+        if let Some((l, c)) = self.position {
+            write!(f, ":{l}:{c}")?;
         }
         writeln!(f)?;
         if let Some(p) = &self.path {
@@ -72,12 +169,7 @@ impl std::error::Error for Diagnostic {}
 /// Splits a deserializer message into (found, expected), dropping a trailing location and a
 /// leading path that the YAML library adds itself.
 pub fn split_message(msg: &str, path: &str) -> (String, String) {
-    let mut m = msg.trim().to_string();
-    if let Some(i) = m.rfind(" at line ") {
-        if m[i + 9..].split_whitespace().nth(1) == Some("column") {
-            m.truncate(i);
-        }
-    }
+    let mut m = strip_locations(msg.trim());
     if !path.is_empty() {
         if let Some(rest) = m.strip_prefix(&format!("{path}: ")) {
             m = rest.to_string();
@@ -87,6 +179,7 @@ pub fn split_message(msg: &str, path: &str) -> (String, String) {
         if let Some((a, b)) = rest.split_once(", expected ") {
             return (a.to_string(), b.to_string());
         }
+        return (rest.to_string(), "well-formed YAML".into());
     }
     if let Some(rest) = m.strip_prefix("unknown field ") {
         let (key, exp) = rest
@@ -139,6 +232,18 @@ mod tests {
             s,
             "error: bad input in w.yaml:3:5\n  at:       parallelism.ep\n  found:    7\n  expected: a divisor of 256"
         );
+    }
+
+    #[test]
+    fn locate_follows_nested_keys_lists_and_flow_maps() {
+        let text = "a: 1\nparallelism:\n  ep: 64\ntraining:\n  phases:\n    - name: x\n    - name: y\n      parallelism: { cp: 2 }\n";
+        assert_eq!(locate(text, "parallelism.ep"), Some((3, 3)));
+        assert_eq!(
+            locate(text, "training.phases.1.parallelism.cp"),
+            Some((8, 22))
+        );
+        assert_eq!(locate(text, "training.phases.1"), Some((7, 5)));
+        assert_eq!(locate(text, "nothing.here"), None);
     }
 
     #[test]

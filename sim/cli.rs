@@ -1,0 +1,117 @@
+//! Command-line interface (clap). Thin: parse, call [`crate::pipeline`], print, set the exit code.
+
+use crate::config::{Diagnostic, Override, Source};
+use crate::pipeline::{self, Engine};
+use crate::report;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trainsim",
+    version,
+    about = "Cycle-approximate simulator of GPU training clusters"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Simulate a training run: step time, MFU, GPU-hours and dollars.
+    Run(RunArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineArg {
+    /// Closed-form estimate (kernel roofline, bandwidth model, schedule formulas).
+    Analytic,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Topology YAML (default: the embedded 2,048 × H800 cluster).
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Workload YAML (default: the embedded DeepSeek-V3 pre-training run).
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
+    /// Override a value: DOC.PATH=VALUE, e.g. workload.parallelism.ep=32 or
+    /// topology.scale_up.bandwidth="900 GB/s bidirectional". Repeatable.
+    #[arg(long = "set", value_name = "DOC.PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Output directory for summary.json.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Print the summary JSON alone on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Engine that computes the step.
+    #[arg(long, value_enum, default_value_t = EngineArg::Analytic)]
+    pub engine: EngineArg,
+}
+
+fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagnostic> {
+    match path {
+        Some(p) => Source::read(p),
+        None => Ok(Source::embedded(default.0, default.1)),
+    }
+}
+
+fn run(a: &RunArgs) -> Result<(), Diagnostic> {
+    let sets = a
+        .set
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let topo = source(&a.topology, pipeline::DEFAULT_TOPOLOGY)?;
+    let work = source(&a.workload, pipeline::DEFAULT_WORKLOAD)?;
+    let engine = match a.engine {
+        EngineArg::Analytic => Engine::Analytic,
+    };
+    eprintln!(
+        "trainsim: {} on {} ({} engine)",
+        work.name,
+        topo.name,
+        engine.name()
+    );
+    let summary = pipeline::run(&topo, &work, &sets, engine)?;
+    if summary.memory_gib_per_gpu > summary.memory_gib.capacity {
+        eprintln!(
+            "warning: estimated peak memory {:.1} GiB exceeds the {:.1} GiB of HBM",
+            summary.memory_gib_per_gpu, summary.memory_gib.capacity
+        );
+    }
+    let json = summary.to_json();
+    report::write_atomic(&a.out, "summary.json", &json).map_err(|e| {
+        Diagnostic::new(
+            a.out.display().to_string(),
+            format!("a directory that cannot be written ({e})"),
+            "a writable output directory",
+        )
+    })?;
+    if a.json {
+        print!("{json}");
+    } else {
+        print!("{}", summary.human());
+        eprintln!("wrote {}", a.out.join("summary.json").display());
+    }
+    Ok(())
+}
+
+/// Entry point of the `trainsim` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(a) => run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(d) => {
+            eprintln!("{d}");
+            ExitCode::from(2)
+        }
+    }
+}

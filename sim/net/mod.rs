@@ -1,0 +1,251 @@
+//! Communication: the operations a training step issues, and their cost.
+//!
+//! [`CommOp`] is the interface between the workload and the network. [`AlphaBeta`] prices an
+//! operation in closed form (latency + bytes over the calibrated bandwidth of the slowest tier),
+//! hierarchically: NVLink inside a node, the NIC between nodes. The flow-level network will
+//! implement the same operations over the topology graph. No I/O here.
+
+use crate::hw::Calibration;
+use crate::topo::Cluster;
+use crate::workload::layout::Span;
+
+/// Routed-expert routing, for the expected fan-out of a token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeRoute {
+    pub routed: u64,
+    pub topk: u64,
+    pub groups: u64,
+    pub topk_groups: u64,
+}
+
+/// A communication operation, from one GPU's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommOp {
+    /// `bytes` is the buffer size on each rank.
+    AllReduce {
+        bytes: f64,
+        span: Span,
+    },
+    ReduceScatter {
+        bytes: f64,
+        span: Span,
+    },
+    AllGather {
+        bytes: f64,
+        span: Span,
+    },
+    /// DeepEP-style dispatch: each token goes once over InfiniBand to the same-index GPU of each
+    /// target node, then over NVLink to the GPUs holding its experts.
+    MoeDispatch {
+        tokens: u64,
+        bytes_per_token: f64,
+        span: Span,
+        route: MoeRoute,
+    },
+    /// The reverse of a dispatch (weighted sum of expert outputs back to the token's GPU).
+    MoeCombine {
+        tokens: u64,
+        bytes_per_token: f64,
+        span: Span,
+        route: MoeRoute,
+    },
+    /// Ring exchange (context-parallel attention): `steps` sends of `bytes` to the next rank.
+    Ring {
+        bytes: f64,
+        steps: u64,
+        span: Span,
+    },
+    /// Pipeline send of `bytes` to the neighbouring stage.
+    P2p {
+        bytes: f64,
+        cross_node: bool,
+    },
+}
+
+/// Expected number of distinct items hit when `k` of `per × n` slots are drawn without
+/// replacement and slots come in `n` equal bins of `per`: n·(1 − C((n−1)·per, k) / C(n·per, k)).
+pub fn expected_bins_hit(n: u64, per: u64, k: u64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let total = (n * per) as f64;
+    let other = ((n - 1) * per) as f64;
+    let mut miss = 1.0;
+    for i in 0..k {
+        miss *= ((other - i as f64) / (total - i as f64)).max(0.0);
+    }
+    n as f64 * (1.0 - miss)
+}
+
+impl MoeRoute {
+    /// Expected distinct nodes a token targets, when the EP group spans `nodes` nodes and
+    /// node-limited routing allows `topk_groups` of `groups` expert groups.
+    pub fn nodes_per_token(&self, nodes: u64) -> f64 {
+        let eligible = if self.topk_groups < self.groups {
+            (self.topk_groups * nodes)
+                .div_ceil(self.groups)
+                .min(nodes)
+                .max(1)
+        } else {
+            nodes
+        };
+        expected_bins_hit(eligible, self.routed / nodes.max(1), self.topk)
+    }
+    /// Expected distinct GPUs a token targets in an EP group of `ep` GPUs.
+    pub fn gpus_per_token(&self, ep: u64, nodes: u64) -> f64 {
+        let per_node = ep / nodes.max(1);
+        let n = self.nodes_per_token(nodes);
+        // Within a targeted node, the token's experts (topk/n on average) land on distinct GPUs.
+        n * expected_bins_hit(
+            per_node,
+            self.routed / ep,
+            (self.topk as f64 / n).round().max(1.0) as u64,
+        )
+    }
+}
+
+/// Bandwidth + latency model of the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct AlphaBeta<'a> {
+    pub cluster: &'a Cluster,
+    pub cal: &'a Calibration,
+}
+
+impl<'a> AlphaBeta<'a> {
+    pub fn new(cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+        AlphaBeta { cluster, cal }
+    }
+    fn nvlink(&self) -> f64 {
+        self.cluster.scale_up.bytes_per_s * self.cal.network.nvlink_efficiency.value
+    }
+    fn ib(&self) -> f64 {
+        self.cluster.nic_per_gpu().bytes_per_s * self.cal.network.ib_efficiency.value
+    }
+    fn intra_latency(&self) -> f64 {
+        self.cluster.scale_up_latency.as_secs_f64()
+    }
+    /// GPU → NIC → leaf → spine → leaf → NIC → GPU.
+    fn inter_latency(&self) -> f64 {
+        let hop = self
+            .cluster
+            .graph
+            .edge_weights()
+            .find(|l| l.kind == crate::topo::LinkKind::LeafSpine);
+        let pcie = self
+            .cluster
+            .graph
+            .edge_weights()
+            .find(|l| l.kind == crate::topo::LinkKind::Pcie);
+        let h = hop.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0);
+        3.0 * h + 2.0 * pcie.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0)
+    }
+
+    /// Ring reduce-scatter (or all-gather) of a `bytes` buffer, hierarchical over nodes.
+    fn half_ring(&self, bytes: f64, s: Span) -> f64 {
+        let a = s.per_node as f64;
+        let b = s.nodes as f64;
+        let intra = if s.per_node > 1 {
+            (a - 1.0) / a * bytes / self.nvlink() + (a - 1.0) * self.intra_latency()
+        } else {
+            0.0
+        };
+        let inter = if s.nodes > 1 {
+            (b - 1.0) / b * bytes / a / self.ib() + (b - 1.0) * self.inter_latency()
+        } else {
+            0.0
+        };
+        intra + inter
+    }
+
+    /// Seconds the operation takes.
+    pub fn time(&self, op: &CommOp) -> f64 {
+        let net = &self.cal.network;
+        match *op {
+            CommOp::AllReduce { bytes, span } => 2.0 * self.half_ring(bytes, span),
+            CommOp::ReduceScatter { bytes, span } | CommOp::AllGather { bytes, span } => {
+                self.half_ring(bytes, span)
+            }
+            CommOp::MoeDispatch {
+                tokens,
+                bytes_per_token,
+                span,
+                route,
+            }
+            | CommOp::MoeCombine {
+                tokens,
+                bytes_per_token,
+                span,
+                route,
+            } => {
+                let dispatch = matches!(op, CommOp::MoeDispatch { .. });
+                let (rdma_eff, nvl_eff) = if dispatch {
+                    (
+                        net.moe_dispatch_rdma_efficiency.value,
+                        net.moe_dispatch_nvlink_efficiency.value,
+                    )
+                } else {
+                    (
+                        net.moe_combine_rdma_efficiency.value,
+                        net.moe_combine_nvlink_efficiency.value,
+                    )
+                };
+                let nodes = span.nodes.max(1);
+                let t = tokens as f64;
+                let remote_nodes = route.nodes_per_token(nodes) * (nodes - 1) as f64 / nodes as f64;
+                let rdma = t * remote_nodes * bytes_per_token
+                    / (self.cluster.nic_per_gpu().bytes_per_s * rdma_eff);
+                let gpus = route.gpus_per_token(span.size, nodes);
+                let per_node = span.per_node.max(1) as f64;
+                let nvl = t * gpus * (per_node - 1.0) / per_node * bytes_per_token
+                    / (self.cluster.scale_up.bytes_per_s * nvl_eff);
+                let lat = if nodes > 1 {
+                    self.inter_latency()
+                } else {
+                    self.intra_latency()
+                };
+                rdma.max(nvl) + lat
+            }
+            CommOp::Ring { bytes, steps, span } => {
+                let bw = if span.nodes > 1 {
+                    self.ib()
+                } else {
+                    self.nvlink()
+                };
+                let lat = if span.nodes > 1 {
+                    self.inter_latency()
+                } else {
+                    self.intra_latency()
+                };
+                steps as f64 * (bytes / bw + lat)
+            }
+            CommOp::P2p { bytes, cross_node } => {
+                if cross_node {
+                    bytes / self.ib() + self.inter_latency()
+                } else {
+                    bytes / self.nvlink() + self.intra_latency()
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_hit_limits() {
+        // One draw hits one bin; drawing everything hits all bins.
+        assert!((expected_bins_hit(8, 32, 1) - 1.0).abs() < 1e-12);
+        assert!((expected_bins_hit(4, 2, 8) - 4.0).abs() < 1e-12);
+        // DeepSeek-V3: 8 experts among 4 node-groups of 32 → ~3.63 nodes per token.
+        let r = MoeRoute {
+            routed: 256,
+            topk: 8,
+            groups: 8,
+            topk_groups: 4,
+        };
+        let n = r.nodes_per_token(8);
+        assert!((n - 3.63).abs() < 0.01, "{n}");
+    }
+}

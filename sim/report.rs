@@ -1,0 +1,255 @@
+//! Reports: `summary.json` (the contract of DESIGN §3) and the human summary.
+//!
+//! Files are written to a temporary name and renamed, so a crash never leaves half a file.
+
+use crate::analytic::{Breakdown, ChunkCost, Estimate};
+use crate::cost::{PhaseCost, RunCost};
+use crate::topo::Cluster;
+use crate::workload::Workload;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub params_total: u64,
+    pub params_active: u64,
+    /// Training FLOPs per token of the main model (3 × forward, causal attention halved, no MTP).
+    pub flops_per_token: f64,
+    pub params_mtp: u64,
+    pub flops_per_token_mtp: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayoutSummary {
+    pub tp: u64,
+    pub pp: u64,
+    pub ep: u64,
+    pub cp: u64,
+    pub dp: u64,
+    pub vpp: u64,
+    pub zero: u8,
+    pub schedule: &'static str,
+    pub micro_batch: u64,
+    pub micro_batches: u64,
+    pub seq_len: u64,
+    pub global_batch: u64,
+    pub comm_sms: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimInfo {
+    pub engine: &'static str,
+    pub events: u64,
+    pub kernels_per_step: u64,
+    pub wall_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemorySummary {
+    pub weights: f64,
+    pub grads: f64,
+    pub optimizer: f64,
+    pub activations: f64,
+    pub capacity: f64,
+}
+
+/// Everything `trainsim run` writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub topology: String,
+    pub workload: String,
+    pub gpus: u64,
+    pub gpu: String,
+    pub step_time_s: f64,
+    pub tokens_per_step: u64,
+    pub tokens_per_s: f64,
+    pub tokens_per_gpu_s: f64,
+    pub model: ModelSummary,
+    pub tflops_per_gpu: f64,
+    /// Model FLOPs against the dense BF16 peak, as Meta and DeepSeek report it.
+    pub mfu: f64,
+    pub memory_gib_per_gpu: f64,
+    pub memory_gib: MemorySummary,
+    pub breakdown_s: Breakdown,
+    pub layout: LayoutSummary,
+    pub stages: Vec<ChunkCost>,
+    pub phases: Vec<PhaseCost>,
+    pub gpu_hours: f64,
+    pub cost_usd: f64,
+    pub price_per_gpu_hour_usd: f64,
+    pub days: f64,
+    pub energy_mwh: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy_cost_usd: Option<f64>,
+    pub sim: SimInfo,
+}
+
+const GIB: f64 = 1073741824.0;
+
+impl Summary {
+    pub fn new(
+        w: &Workload,
+        c: &Cluster,
+        e: &Estimate,
+        cost: &RunCost,
+        engine: &'static str,
+        wall_s: f64,
+    ) -> Summary {
+        let l = &w.layout;
+        let p = w.model.params();
+        let gpus = c.gpus() as u64;
+        let tokens_per_step = l.tokens_per_step();
+        let tokens_per_s = tokens_per_step as f64 / e.step_time_s;
+        let fpt = w.model.training_flops_per_token(l.seq_len);
+        let tflops = fpt * tokens_per_s / gpus as f64 / 1e12;
+        let m = &e.memory;
+        Summary {
+            topology: c.name.clone(),
+            workload: w.name.clone(),
+            gpus,
+            gpu: c.gpu_name.clone(),
+            step_time_s: e.step_time_s,
+            tokens_per_step,
+            tokens_per_s,
+            tokens_per_gpu_s: tokens_per_s / gpus as f64,
+            model: ModelSummary {
+                name: w.model.name.clone(),
+                params_total: p.total,
+                params_active: p.active,
+                flops_per_token: fpt,
+                params_mtp: p.mtp,
+                flops_per_token_mtp: w.model.mtp_training_flops_per_token(l.seq_len),
+            },
+            tflops_per_gpu: tflops,
+            mfu: tflops * 1e12 / c.gpu.peak.bf16.value.flops,
+            memory_gib_per_gpu: m.total / GIB,
+            memory_gib: MemorySummary {
+                weights: m.weights / GIB,
+                grads: m.grads / GIB,
+                optimizer: m.optimizer / GIB,
+                activations: m.activations / GIB,
+                capacity: m.capacity / GIB,
+            },
+            breakdown_s: e.breakdown.clone(),
+            layout: LayoutSummary {
+                tp: l.tp,
+                pp: l.pp,
+                ep: l.ep,
+                cp: l.cp,
+                dp: l.dp,
+                vpp: l.vpp,
+                zero: l.zero,
+                schedule: l.schedule.name(),
+                micro_batch: l.micro_batch,
+                micro_batches: l.micro_batches,
+                seq_len: l.seq_len,
+                global_batch: l.global_batch,
+                comm_sms: l.comm_sms,
+            },
+            stages: e.chunks.clone(),
+            phases: cost.phases.clone(),
+            gpu_hours: cost.gpu_hours,
+            cost_usd: cost.cost_usd,
+            price_per_gpu_hour_usd: w.pricing.gpu_hour.usd,
+            days: cost.days,
+            energy_mwh: cost.energy_mwh,
+            energy_cost_usd: cost.energy_cost_usd,
+            sim: SimInfo {
+                engine,
+                events: 0,
+                kernels_per_step: e.kernels_per_step,
+                wall_s,
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("summary serializes") + "\n"
+    }
+
+    /// A short human summary.
+    pub fn human(&self) -> String {
+        let b = &self.breakdown_s;
+        let mut s = String::new();
+        let l = &self.layout;
+        s += &format!(
+            "trainsim · {} on {} ({} × {})\n",
+            self.workload, self.topology, self.gpus, self.gpu
+        );
+        s += &format!(
+            "layout      TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens · ZeRO-{}\n",
+            l.tp, l.pp, l.ep, l.cp, l.dp, l.schedule, l.micro_batches, l.micro_batch, l.seq_len, l.zero
+        );
+        s += &format!(
+            "model       {:.1}B params, {:.2}B active, {:.1} GFLOPs/token (training, no MTP)\n",
+            self.model.params_total as f64 / 1e9,
+            self.model.params_active as f64 / 1e9,
+            self.model.flops_per_token / 1e9
+        );
+        s += &format!(
+            "step        {:.2} s · {:.0} tokens/s/GPU · {:.0} TFLOPS/GPU · MFU {:.1}%\n",
+            self.step_time_s,
+            self.tokens_per_gpu_s,
+            self.tflops_per_gpu,
+            self.mfu * 100.0
+        );
+        let kinds: BTreeMap<_, _> = b
+            .exposed_comm_by_kind
+            .iter()
+            .filter(|(_, v)| **v > 0.0)
+            .collect();
+        let kinds: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {:.2}", v)).collect();
+        s += &format!(
+            "breakdown   forward {:.2} + backward {:.2} + weight-grad {:.2} + bubble {:.2} + exposed comm {:.2} ({}) + optimizer {:.2} s\n",
+            b.forward,
+            b.backward,
+            b.weight_grad,
+            b.bubble,
+            b.exposed_comm,
+            if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
+            b.optimizer
+        );
+        s += &format!(
+            "memory      {:.1} GiB of {:.0} GiB per GPU (weights {:.1}, grads {:.1}, optimizer {:.1}, activations {:.1})\n",
+            self.memory_gib_per_gpu,
+            self.memory_gib.capacity,
+            self.memory_gib.weights,
+            self.memory_gib.grads,
+            self.memory_gib.optimizer,
+            self.memory_gib.activations
+        );
+        for p in &self.phases {
+            s += &format!(
+                "phase       {:<28} {:>10} GPU-h  {:>9}  {:>6.1} days{}\n",
+                p.name,
+                format!("{:.0}K", p.gpu_hours / 1e3),
+                format!("${:.3}M", p.cost_usd / 1e6),
+                p.days,
+                if p.simulated {
+                    ""
+                } else {
+                    "  (reported, not simulated)"
+                }
+            );
+        }
+        s += &format!(
+            "total       {:.3}M GPU-hours · ${:.3}M at ${}/GPU-hour · {:.1} days · {:.0} MWh\n",
+            self.gpu_hours / 1e6,
+            self.cost_usd / 1e6,
+            self.price_per_gpu_hour_usd,
+            self.days,
+            self.energy_mwh
+        );
+        s
+    }
+}
+
+/// Writes `name` under `dir` atomically (temporary file, then rename).
+pub fn write_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, dir.join(name))
+}

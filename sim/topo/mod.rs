@@ -1,0 +1,388 @@
+//! The cluster as a directed graph (petgraph): GPUs, NVSwitches, NICs and fat-tree switches.
+//!
+//! Links are directed edges with a per-direction capacity and a latency. The builder makes an
+//! NVSwitch node fabric, PCIe from each GPU to its NIC, and a two-level fat-tree per plane:
+//! multi-plane (NIC `i` of every node on plane `i`, DeepSeek's MPFT) or a single fabric, with
+//! rail-optimized or node-local leaf placement, switch radix and oversubscription.
+
+use crate::config::topology::{FabricKind, TopologySpec};
+use crate::config::Diagnostic;
+use crate::hw::{Catalog, GpuSpec};
+use crate::units::{Bandwidth, Time};
+use petgraph::graph::{DiGraph, NodeIndex};
+
+/// A vertex of the topology graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vertex {
+    Gpu { id: u32, node: u32, local: u32 },
+    NvSwitch { node: u32 },
+    Nic { node: u32, index: u32, plane: u32 },
+    Leaf { plane: u32, index: u32 },
+    Spine { plane: u32, index: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    NvLink,
+    Pcie,
+    NicLeaf,
+    LeafSpine,
+}
+
+/// A directed link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub kind: LinkKind,
+    /// Capacity in this direction.
+    pub capacity: Bandwidth,
+    pub latency: Time,
+}
+
+/// A validated cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    /// Canonical catalog name of the chip.
+    pub gpu_name: String,
+    pub gpu: GpuSpec,
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub nics_per_node: u32,
+    pub planes: u32,
+    /// Per-GPU NVLink bandwidth, one direction.
+    pub scale_up: Bandwidth,
+    pub scale_up_latency: Time,
+    pub in_switch_reduction: bool,
+    /// Per-NIC bandwidth, one direction.
+    pub nic: Bandwidth,
+    pub leaves_per_plane: u32,
+    pub spines_per_plane: u32,
+    pub graph: DiGraph<Vertex, Link>,
+    /// Graph index of GPU `i`.
+    pub gpu_vertices: Vec<NodeIndex>,
+}
+
+impl Cluster {
+    pub fn gpus(&self) -> u32 {
+        self.nodes * self.gpus_per_node
+    }
+    /// Fat-tree switches over all planes.
+    pub fn fabric_switches(&self) -> u32 {
+        self.planes * (self.leaves_per_plane + self.spines_per_plane)
+    }
+    /// Scale-out bandwidth per GPU, one direction.
+    pub fn nic_per_gpu(&self) -> Bandwidth {
+        Bandwidth {
+            bytes_per_s: self.nic.bytes_per_s * self.nics_per_node as f64
+                / self.gpus_per_node as f64,
+        }
+    }
+}
+
+/// Builds and validates the cluster graph.
+pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Cluster, Diagnostic> {
+    let err =
+        |path: &str, found: String, expected: &str| Diagnostic::new(file, found, expected).at(path);
+    let (gpu_name, gpu) = catalog.get(&spec.gpu).ok_or_else(|| {
+        err(
+            "gpu",
+            format!("the unknown chip \"{}\"", spec.gpu),
+            &format!("a chip from the catalog: {}", catalog.names().join(", ")),
+        )
+    })?;
+    for (path, v) in [("nodes", spec.nodes), ("gpus_per_node", spec.gpus_per_node)] {
+        if v == 0 {
+            return Err(err(path, "0".into(), "a positive integer"));
+        }
+    }
+    let so = &spec.scale_out;
+    let f = &so.fabric;
+    let nics = so.nics_per_node;
+    if nics == 0 && spec.nodes > 1 {
+        return Err(err(
+            "scale_out.nics_per_node",
+            "0 NICs with several nodes".into(),
+            "at least one NIC per node, or nodes: 1",
+        ));
+    }
+    if nics > 0 && spec.gpus_per_node % nics != 0 {
+        return Err(err(
+            "scale_out.nics_per_node",
+            format!("{nics} NICs for {} GPUs per node", spec.gpus_per_node),
+            "a divisor of gpus_per_node (each NIC serves the same number of GPUs)",
+        ));
+    }
+    if f.planes == 0 || (nics > 0 && nics % f.planes != 0) {
+        return Err(err(
+            "scale_out.fabric.planes",
+            format!("{} planes for {nics} NICs per node", f.planes),
+            "a positive divisor of nics_per_node",
+        ));
+    }
+    if f.layers != 2 {
+        return Err(err(
+            "scale_out.fabric.layers",
+            f.layers.to_string(),
+            "2 (leaf + spine; the builder makes two-level fat-trees)",
+        ));
+    }
+    if f.switch_radix < 2 {
+        return Err(err(
+            "scale_out.fabric.switch_radix",
+            f.switch_radix.to_string(),
+            "at least 2 ports",
+        ));
+    }
+    if !(f.oversubscription.is_finite() && f.oversubscription >= 1.0) {
+        return Err(err(
+            "scale_out.fabric.oversubscription",
+            f.oversubscription.to_string(),
+            "a ratio of down-links to up-links of at least 1.0",
+        ));
+    }
+    let FabricKind::FatTree = f.kind;
+    let scale_up = spec
+        .scale_up
+        .bandwidth
+        .unwrap_or(gpu.scale_up.value)
+        .per_direction();
+    let nic_bw = so.nic_bandwidth.unwrap_or(gpu.nic.value).per_direction();
+    let fabric_bw = f
+        .link_bandwidth
+        .map(|b| b.per_direction())
+        .unwrap_or(nic_bw);
+    for (path, bw) in [
+        ("scale_up.bandwidth", scale_up),
+        ("pcie.bandwidth", spec.pcie.bandwidth.per_direction()),
+        ("scale_out.nic_bandwidth", nic_bw),
+        ("scale_out.fabric.link_bandwidth", fabric_bw),
+    ] {
+        if bw.bytes_per_s <= 0.0 {
+            return Err(err(
+                path,
+                "a zero bandwidth".into(),
+                "a bandwidth above zero",
+            ));
+        }
+    }
+
+    // Fat-tree sizing per plane.
+    let endpoints = spec.nodes * nics / f.planes.max(1);
+    let radix = f.switch_radix;
+    let up = ((radix as f64 / (1.0 + f.oversubscription)).floor() as u32).max(1);
+    let down = radix - up;
+    let leaves = endpoints
+        .div_ceil(down.max(1))
+        .max(if nics > 0 { 1 } else { 0 });
+    let spines = if leaves <= 1 {
+        0
+    } else {
+        (leaves * up).div_ceil(radix)
+    };
+    if leaves > 1 && leaves > radix {
+        return Err(err(
+            "scale_out.fabric.switch_radix",
+            format!("{endpoints} NICs per plane, which need {leaves} leaves of {down} down-ports"),
+            &format!(
+                "at most {} NICs per plane for a two-level fat-tree of radix {radix} (add planes or raise the radix)",
+                radix * down
+            ),
+        ));
+    }
+
+    let mut g: DiGraph<Vertex, Link> = DiGraph::new();
+    let both = |g: &mut DiGraph<Vertex, Link>, a, b, up: Link, downl: Link| {
+        g.add_edge(a, b, up);
+        g.add_edge(b, a, downl);
+    };
+    let nvl = Link {
+        kind: LinkKind::NvLink,
+        capacity: scale_up,
+        latency: Time::from_ps(spec.scale_up.latency.ps / 2),
+    };
+    let pcie = Link {
+        kind: LinkKind::Pcie,
+        capacity: spec.pcie.bandwidth.per_direction(),
+        latency: spec.pcie.latency,
+    };
+    let mut gpu_vertices = Vec::new();
+    let mut nic_vertices = Vec::new(); // (node, index, vertex)
+    for node in 0..spec.nodes {
+        let sw = g.add_node(Vertex::NvSwitch { node });
+        let first = gpu_vertices.len();
+        for local in 0..spec.gpus_per_node {
+            let v = g.add_node(Vertex::Gpu {
+                id: node * spec.gpus_per_node + local,
+                node,
+                local,
+            });
+            both(&mut g, v, sw, nvl, nvl);
+            gpu_vertices.push(v);
+        }
+        let per_nic = spec.gpus_per_node.checked_div(nics).unwrap_or(0);
+        for index in 0..nics {
+            let nic = g.add_node(Vertex::Nic {
+                node,
+                index,
+                plane: index % f.planes,
+            });
+            for j in 0..per_nic {
+                both(
+                    &mut g,
+                    gpu_vertices[first + (index * per_nic + j) as usize],
+                    nic,
+                    pcie,
+                    pcie,
+                );
+            }
+            nic_vertices.push((node, index, nic));
+        }
+    }
+    let hop = f.hop_latency;
+    for plane in 0..f.planes {
+        let leaf_v: Vec<NodeIndex> = (0..leaves)
+            .map(|index| g.add_node(Vertex::Leaf { plane, index }))
+            .collect();
+        let spine_v: Vec<NodeIndex> = (0..spines)
+            .map(|index| g.add_node(Vertex::Spine { plane, index }))
+            .collect();
+        let mut members: Vec<(u32, u32, NodeIndex)> = nic_vertices
+            .iter()
+            .copied()
+            .filter(|(_, i, _)| i % f.planes == plane)
+            .collect();
+        if f.rail_optimized {
+            members.sort_by_key(|&(node, index, _)| (index, node));
+        }
+        for (e, &(_, _, nic)) in members.iter().enumerate() {
+            let leaf = leaf_v[e / down as usize];
+            let l = |latency| Link {
+                kind: LinkKind::NicLeaf,
+                capacity: fabric_bw,
+                latency,
+            };
+            both(&mut g, nic, leaf, l(hop), l(Time::ZERO));
+        }
+        // Each leaf's up-links go round-robin over the spines; parallel cables merge into one edge.
+        for &leaf in &leaf_v {
+            let mut cables = vec![0u32; spine_v.len()];
+            for u in 0..up {
+                if !cables.is_empty() {
+                    let i = u as usize % cables.len();
+                    cables[i] += 1;
+                }
+            }
+            for (s, &n) in spine_v.iter().zip(&cables) {
+                if n > 0 {
+                    let l = Link {
+                        kind: LinkKind::LeafSpine,
+                        capacity: Bandwidth {
+                            bytes_per_s: fabric_bw.bytes_per_s * n as f64,
+                        },
+                        latency: hop,
+                    };
+                    both(&mut g, leaf, *s, l, l);
+                }
+            }
+        }
+    }
+
+    let cluster = Cluster {
+        name: spec.name.clone(),
+        gpu_name: gpu_name.to_string(),
+        gpu: gpu.clone(),
+        nodes: spec.nodes,
+        gpus_per_node: spec.gpus_per_node,
+        nics_per_node: nics,
+        planes: f.planes,
+        scale_up,
+        scale_up_latency: spec.scale_up.latency,
+        in_switch_reduction: spec.scale_up.in_switch_reduction,
+        nic: nic_bw,
+        leaves_per_plane: leaves,
+        spines_per_plane: spines,
+        graph: g,
+        gpu_vertices,
+    };
+    check_reachable(&cluster, file)?;
+    Ok(cluster)
+}
+
+/// Every GPU reaches every other: all GPUs lie in one strongly connected component.
+fn check_reachable(c: &Cluster, file: &str) -> Result<(), Diagnostic> {
+    let sccs = petgraph::algo::kosaraju_scc(&c.graph);
+    let mut comp = vec![usize::MAX; c.graph.node_count()];
+    for (i, scc) in sccs.iter().enumerate() {
+        for v in scc {
+            comp[v.index()] = i;
+        }
+    }
+    let first = comp[c.gpu_vertices[0].index()];
+    if let Some(bad) = c.gpu_vertices.iter().position(|v| comp[v.index()] != first) {
+        return Err(Diagnostic::new(
+            file,
+            format!("GPU {bad} cannot reach GPU 0"),
+            "a topology in which every GPU pair is connected",
+        )
+        .at("scale_out"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_doc, Source};
+
+    fn spec(extra: &str) -> TopologySpec {
+        let text = format!(
+            r#"
+name: t
+gpu: H800
+nodes: 4
+gpus_per_node: 8
+scale_up: {{ kind: nvswitch, latency: "3.3 us" }}
+pcie: {{ bandwidth: "64 GB/s per direction", latency: "1 us" }}
+scale_out:
+  nics_per_node: 8
+  fabric: {{ kind: fat_tree, layers: 2, planes: {extra}, switch_radix: 4, hop_latency: "0.5 us" }}
+"#
+        );
+        parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap()
+    }
+
+    #[test]
+    fn multi_plane_counts_and_reachability() {
+        let cat = Catalog::embedded();
+        let c = build(&spec("8"), &cat, "t.yaml").unwrap();
+        // 4 NICs per plane, radix 4 (2 down, 2 up): 2 leaves and 1 spine per plane.
+        assert_eq!((c.leaves_per_plane, c.spines_per_plane), (2, 1));
+        assert_eq!(c.fabric_switches(), 24);
+        assert_eq!(c.gpus(), 32);
+        // Per node: 8 GPUs + 1 switch + 8 NICs; per plane 3 switches.
+        assert_eq!(c.graph.node_count(), 4 * 17 + 24);
+    }
+
+    #[test]
+    fn a_nic_reaches_only_its_own_plane() {
+        let cat = Catalog::embedded();
+        let c = build(&spec("8"), &cat, "t.yaml").unwrap();
+        for e in c.graph.edge_indices() {
+            let (a, b) = c.graph.edge_endpoints(e).unwrap();
+            if let (Vertex::Nic { plane, .. }, Vertex::Leaf { plane: p2, .. }) =
+                (c.graph[a], c.graph[b])
+            {
+                assert_eq!(plane, p2);
+            }
+        }
+    }
+
+    #[test]
+    fn radix_too_small_is_a_diagnostic() {
+        let cat = Catalog::embedded();
+        let mut s = spec("1");
+        s.nodes = 16; // 128 NICs on one plane with radix 4 → needs 64 leaves
+        let e = build(&s, &cat, "t.yaml").unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("scale_out.fabric.switch_radix"));
+    }
+}

@@ -1,0 +1,253 @@
+//! Workloads: model math, parallel layout, pipeline schedules.
+
+pub mod layout;
+pub mod model;
+pub mod ops;
+pub mod schedule;
+
+use crate::config::model::{ModelSpec, HF_ALIASES};
+use crate::config::workload::{
+    Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute, WorkloadSpec,
+};
+use crate::config::{Diagnostic, Source};
+use crate::topo::Cluster;
+use layout::Layout;
+use model::Model;
+
+/// Builds a validated layout from a parallelism section, sequence length, batch and key path.
+type LayoutFn<'a> = dyn Fn(&ParallelismSpec, u64, u64, &str) -> Result<Layout, Diagnostic> + 'a;
+
+/// A validated workload on a given cluster.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub model: Model,
+    pub precision: PrecisionSpec,
+    pub recompute: Recompute,
+    /// The default layout (the training section and `parallelism` as written).
+    pub layout: Layout,
+    pub phases: Vec<Phase>,
+    pub pricing: PricingSpec,
+}
+
+/// A stretch of training at one layout and batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub layout: Layout,
+    pub steps: f64,
+    pub tokens: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PhaseKind {
+    /// Simulated: one or more segments (a batch ramp adds one at the ramp's mean batch).
+    Simulated(Vec<Segment>),
+    /// Reported GPU-hours, taken as given.
+    Reported { gpu_hours: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub kind: PhaseKind,
+    pub note: Option<String>,
+}
+
+/// Reads a Hugging Face `config.json` and overlays the YAML's own keys on it.
+pub fn resolve_model(spec: &ModelSpec, src: &Source) -> Result<ModelSpec, Diagnostic> {
+    let Some(rel) = &spec.hf_config else {
+        return Ok(spec.clone());
+    };
+    let path = match &src.dir {
+        Some(d) => d.join(rel),
+        None => std::path::PathBuf::from(rel),
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Diagnostic::new(
+            &src.name,
+            format!("\"{rel}\", which cannot be read ({e})"),
+            "a path to a Hugging Face config.json, relative to the workload file",
+        )
+        .at("model.hf_config")
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Diagnostic::new(
+            &shown,
+            format!("invalid JSON ({e})"),
+            "a Hugging Face config.json",
+        )
+        .line(e.line(), e.column())
+    })?;
+    let serde_json::Value::Object(map) = json else {
+        return Err(Diagnostic::new(
+            &shown,
+            "a JSON value that is not an object",
+            "a Hugging Face config.json object",
+        ));
+    };
+    let kept: serde_json::Map<String, serde_json::Value> = map
+        .into_iter()
+        .filter(|(k, _)| {
+            ModelSpec::HF_FIELDS.contains(&k.as_str()) || HF_ALIASES.contains(&k.as_str())
+        })
+        .collect();
+    let base: ModelSpec = serde_path_to_error::deserialize(serde_json::Value::Object(kept))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let (found, expected) =
+                crate::config::diag::split_message(&e.inner().to_string(), &path);
+            Diagnostic::new(&shown, found, expected).at(path)
+        })?;
+    Ok(spec.clone().overlay(base))
+}
+
+impl Workload {
+    pub fn new(
+        spec: &WorkloadSpec,
+        src: &Source,
+        cluster: &Cluster,
+    ) -> Result<Workload, Diagnostic> {
+        let file = src.name.as_str();
+        let model = Model::from_spec(&resolve_model(&spec.model, src)?, file)?;
+        let t = &spec.training;
+        for (key, d) in [
+            ("gemm", t.precision.gemm),
+            ("attention", t.precision.attention),
+        ] {
+            if cluster.gpu.peak(d).is_none() {
+                return Err(Diagnostic::new(
+                    file,
+                    format!(
+                        "{} on {}, which has no {} tensor cores",
+                        d.name(),
+                        cluster.gpu_name,
+                        d.name()
+                    ),
+                    "a data type the chip supports (e.g. bf16)",
+                )
+                .at(format!("training.precision.{key}")));
+            }
+        }
+        if t.precision.attention == Dtype::Fp8 {
+            return Err(Diagnostic::new(
+                file,
+                "fp8",
+                "bf16 or fp16 (the attention model is calibrated on BF16 flash attention)",
+            )
+            .at("training.precision.attention"));
+        }
+        let gpus = cluster.gpus() as u64;
+        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
+            Layout::new(p, seq, batch, gpus, &model, &cluster.gpu, file, at)
+        };
+        let layout = mk(&spec.parallelism, t.seq_len, t.global_batch, "parallelism")?;
+        if t.phases.is_empty() {
+            return Err(Diagnostic::new(
+                file,
+                "no phases",
+                "at least one phase with tokens or steps",
+            )
+            .at("training.phases"));
+        }
+        let phases = t
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(i, ph)| Self::phase(ph, i, spec, &mk, file))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Workload {
+            name: spec.name.clone(),
+            model,
+            precision: t.precision.clone(),
+            recompute: t.recompute,
+            layout,
+            phases,
+            pricing: spec.pricing.clone(),
+        })
+    }
+
+    fn phase(
+        ph: &PhaseSpec,
+        i: usize,
+        spec: &WorkloadSpec,
+        mk: &LayoutFn,
+        file: &str,
+    ) -> Result<Phase, Diagnostic> {
+        let at = format!("training.phases.{i}");
+        let err = |key: &str, found: String, expected: &str| {
+            Diagnostic::new(file, found, expected).at(format!("{at}{key}"))
+        };
+        if let Some(h) = ph.reported_gpu_hours {
+            if ph.tokens.is_some() || ph.steps.is_some() {
+                return Err(err(
+                    "",
+                    "reported_gpu_hours with tokens or steps".into(),
+                    "either reported_gpu_hours, or tokens/steps to simulate",
+                ));
+            }
+            if !(h.is_finite() && h >= 0.0) {
+                return Err(err(
+                    ".reported_gpu_hours",
+                    h.to_string(),
+                    "a non-negative number of GPU-hours",
+                ));
+            }
+            return Ok(Phase {
+                name: ph.name.clone(),
+                kind: PhaseKind::Reported { gpu_hours: h },
+                note: ph.note.clone(),
+            });
+        }
+        let par = match &ph.parallelism {
+            Some(o) => spec.parallelism.with(o),
+            None => spec.parallelism.clone(),
+        };
+        let seq = ph.seq_len.unwrap_or(spec.training.seq_len);
+        let batch = ph.global_batch.unwrap_or(spec.training.global_batch);
+        let layout = mk(&par, seq, batch, &format!("{at}.parallelism"))?;
+        let per_step = layout.tokens_per_step() as f64;
+        let total = match (ph.tokens, ph.steps) {
+            (Some(t), None) => t.value,
+            (None, Some(s)) => s.value * per_step,
+            _ => {
+                return Err(err(
+                    "",
+                    "neither or both of tokens and steps".into(),
+                    "exactly one of `tokens` or `steps`",
+                ))
+            }
+        };
+        let mut segments = Vec::new();
+        let mut rest = total;
+        if let Some(r) = &ph.batch_ramp {
+            if r.tokens.value > total {
+                return Err(err(
+                    ".batch_ramp.tokens",
+                    format!("{} tokens", r.tokens.value),
+                    "no more tokens than the phase has",
+                ));
+            }
+            // A linear ramp in batch size: its mean batch, rounded to a layout-valid multiple.
+            let unit = layout.dp * layout.micro_batch * 2;
+            let mean = (((r.from + batch) as f64 / 2.0 / unit as f64).round() as u64).max(1) * unit;
+            let ramp = mk(&par, seq, mean, &format!("{at}.batch_ramp"))?;
+            segments.push(Segment {
+                steps: r.tokens.value / ramp.tokens_per_step() as f64,
+                tokens: r.tokens.value,
+                layout: ramp,
+            });
+            rest -= r.tokens.value;
+        }
+        segments.push(Segment {
+            steps: (rest / per_step).ceil(),
+            tokens: rest,
+            layout,
+        });
+        Ok(Phase {
+            name: ph.name.clone(),
+            kind: PhaseKind::Simulated(segments),
+            note: ph.note.clone(),
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! `trainsim run` end to end: the contract fields, the published figures it must reproduce,
+//! every shipped YAML, overrides, and atomic output.
+
+use crate::{fresh_dir, trainsim};
+use serde_json::Value;
+
+fn run_json(args: &[&str], name: &str) -> Value {
+    let out = fresh_dir(name);
+    let mut all = vec!["run", "--json", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = trainsim(&all);
+    assert_eq!(o.code, 0, "stderr:\n{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).expect("stdout is the summary JSON alone");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        strip_wall(v.clone()),
+        strip_wall(file),
+        "stdout and summary.json differ"
+    );
+    v
+}
+
+fn strip_wall(mut v: Value) -> Value {
+    v["sim"]["wall_s"] = Value::Null;
+    v
+}
+
+fn f(v: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| {
+            v.get(k).unwrap_or_else(|| panic!("missing field {path}"))
+        })
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number"))
+}
+
+#[test]
+fn default_run_has_every_contract_field_and_the_published_model() {
+    let v = run_json(&[], "default");
+    for key in [
+        "gpus",
+        "gpu",
+        "step_time_s",
+        "tokens_per_step",
+        "tokens_per_s",
+        "tokens_per_gpu_s",
+        "model",
+        "tflops_per_gpu",
+        "mfu",
+        "memory_gib_per_gpu",
+        "breakdown_s",
+        "phases",
+        "gpu_hours",
+        "cost_usd",
+        "days",
+        "sim",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    for key in ["params_total", "params_active", "flops_per_token"] {
+        assert!(v["model"].get(key).is_some(), "missing model.{key}");
+    }
+    for key in ["compute", "exposed_comm", "bubble", "optimizer"] {
+        assert!(
+            v["breakdown_s"].get(key).is_some(),
+            "missing breakdown_s.{key}"
+        );
+    }
+    for key in ["engine", "events", "wall_s"] {
+        assert!(v["sim"].get(key).is_some(), "missing sim.{key}");
+    }
+    for p in v["phases"].as_array().unwrap() {
+        for key in ["name", "tokens", "step_time_s", "gpu_hours", "cost_usd"] {
+            assert!(p.get(key).is_some(), "missing phases[].{key}");
+        }
+    }
+    assert_eq!(v["gpus"], 2048);
+    assert_eq!(v["gpu"], "H800-SXM");
+    assert_eq!(v["tokens_per_step"], 15360 * 4096);
+    // DeepSeek-V3 TR: 671B total, 37B active (36.6–37.6B); ISCA Table 2: 250 GFLOPs/token at 4K.
+    let total = f(&v, "model.params_total");
+    assert!((total / 671e9 - 1.0).abs() < 0.005, "{total}");
+    let active = f(&v, "model.params_active");
+    assert!((36.6e9..=37.6e9).contains(&active), "{active}");
+    let fpt = f(&v, "model.flops_per_token");
+    assert!((fpt / 250e9 - 1.0).abs() < 0.02, "{fpt}");
+    // Internal consistency: throughput, MFU and cost follow from the step time.
+    let step = f(&v, "step_time_s");
+    assert!((f(&v, "tokens_per_s") * step / (15360.0 * 4096.0) - 1.0).abs() < 1e-9);
+    let mfu = f(&v, "tflops_per_gpu") * 1e12 / 989e12;
+    assert!((f(&v, "mfu") / mfu - 1.0).abs() < 1e-9);
+    let hours: f64 = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["gpu_hours"].as_f64().unwrap())
+        .sum();
+    assert!((f(&v, "gpu_hours") / hours - 1.0).abs() < 1e-9);
+    assert!((f(&v, "cost_usd") - 2.0 * hours).abs() < 1e-3 * hours);
+    // The breakdown adds up to the step.
+    let b = &v["breakdown_s"];
+    let sum = f(b, "compute") + f(b, "exposed_comm") + f(b, "bubble") + f(b, "optimizer");
+    assert!((sum / step - 1.0).abs() < 1e-9, "{sum} vs {step}");
+    assert_eq!(v["sim"]["engine"], "analytic");
+}
+
+#[test]
+fn human_summary_names_the_scenario() {
+    let out = fresh_dir("human");
+    let o = trainsim(&["run", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("DeepSeek-V3 pre-training on h800-2048"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("GPU-hours"));
+    assert!(out.join("summary.json").exists());
+}
+
+#[test]
+fn llama_405b_from_its_hf_config() {
+    let v = run_json(
+        &[
+            "--topology",
+            "topologies/h100-16384.yaml",
+            "--workload",
+            "workloads/llama3.1-405b.yaml",
+        ],
+        "llama",
+    );
+    let total = f(&v, "model.params_total");
+    assert!((total / 405e9 - 1.0).abs() < 0.01, "{total}");
+    assert_eq!(v["gpus"], 16384);
+    // Dense model: every parameter is active.
+    assert_eq!(v["model"]["params_total"], v["model"]["params_active"]);
+}
+
+#[test]
+fn every_shipped_workload_runs_on_its_cluster() {
+    for (t, w) in [
+        ("topologies/h800-2048.yaml", "workloads/deepseek-v3.yaml"),
+        ("topologies/h100-16384.yaml", "workloads/llama3.1-405b.yaml"),
+    ] {
+        let o = trainsim(&[
+            "run",
+            "--json",
+            "--topology",
+            t,
+            "--workload",
+            w,
+            "--out",
+            fresh_dir("shipped").to_str().unwrap(),
+        ]);
+        assert_eq!(o.code, 0, "{w} on {t}: {}", o.stderr);
+    }
+    // The small test cluster loads with a layout that fits it.
+    let o = trainsim(&[
+        "run",
+        "--json",
+        "--topology",
+        "topologies/h800-16.yaml",
+        "--set",
+        "workload.parallelism.pp=2",
+        "--set",
+        "workload.parallelism.ep=8",
+        "--out",
+        fresh_dir("small").to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
+#[test]
+fn overrides_change_the_scenario() {
+    let base = run_json(&[], "set-base");
+    let ep32 = run_json(&["--set", "workload.parallelism.ep=32"], "set-ep");
+    assert_eq!(ep32["layout"]["ep"], 32);
+    // Halving EP doubles the routed experts each GPU holds: more weight memory.
+    assert!(f(&ep32, "memory_gib.weights") > f(&base, "memory_gib.weights"));
+    let price = run_json(&["--set", "workload.pricing.gpu_hour=$3"], "set-price");
+    assert!((f(&price, "cost_usd") / f(&base, "cost_usd") - 1.5).abs() < 1e-9);
+    // No NVLink fabric to speak of: the all-to-all no longer hides under compute.
+    let slow = run_json(
+        &[
+            "--set",
+            "topology.scale_out.nic_bandwidth=50 Gb/s per direction",
+        ],
+        "set-nic",
+    );
+    assert!(f(&slow, "step_time_s") > f(&base, "step_time_s"));
+    assert!(f(&slow, "breakdown_s.exposed_comm_by_kind.ep") > 0.0);
+}
+
+#[test]
+fn same_inputs_same_bytes() {
+    let a = run_json(&[], "det-a");
+    let b = run_json(&[], "det-b");
+    assert_eq!(
+        serde_json::to_string(&strip_wall(a)).unwrap(),
+        serde_json::to_string(&strip_wall(b)).unwrap()
+    );
+}
