@@ -176,10 +176,10 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         recompute: w.recompute,
         gpus_per_node: gpn,
     };
-    let dense = cost(&ex.block(LayerKind::Dense), &km, sms, &ab);
+    let dense = cost(&ex.block(LayerKind::Dense).flatten(), &km, sms, &ab);
     let moe = model
         .moe
-        .map(|_| cost(&ex.block(LayerKind::Moe), &km, sms, &ab));
+        .map(|_| cost(&ex.block(LayerKind::Moe).flatten(), &km, sms, &ab));
     let block_cost = |k: LayerKind| match k {
         LayerKind::Moe => moe.clone().expect("MoE block in a model with experts"),
         LayerKind::Dense => dense.clone(),
@@ -188,7 +188,8 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         &ex.extras(Extras {
             embedding: true,
             ..Default::default()
-        }),
+        })
+        .flatten(),
         &km,
         sms,
         &ab,
@@ -198,7 +199,8 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
             head: true,
             mtp_depth: model.mtp_depth,
             ..Default::default()
-        }),
+        })
+        .flatten(),
         &km,
         sms,
         &ab,
@@ -527,7 +529,7 @@ mod trace_tests {
             recompute: wl.recompute,
             gpus_per_node: 8,
         };
-        let work = ex.block(LayerKind::Moe);
+        let work = ex.block(LayerKind::Moe).flatten();
         let c = cost(&work, &km, 112, &ab);
         for (pass, ks) in [
             ("fwd", &work.fwd),

@@ -7,6 +7,7 @@ pub mod analytic;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod engine;
 pub mod hw;
 pub mod net;
 pub mod pipeline;

@@ -54,12 +54,85 @@ impl ChunkWork {
     }
 }
 
+/// One step of a pass through a block: a run of kernels, or a communication.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seg {
+    Compute(Vec<Kernel>),
+    /// `parallel`: runs alongside the preceding compute segment (context-parallel ring) rather
+    /// than after it; the next segment waits for both.
+    Comm { comm: Comm, parallel: bool },
+}
+
+/// The passes of one block (or of the embedding / head), each an ordered list of segments.
+/// MoE blocks split as DeepSeek-V3 does: attention, dispatch, experts, combine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockWork {
+    pub fwd: Vec<Seg>,
+    pub bwd: Vec<Seg>,
+    pub wgrad: Vec<Seg>,
+}
+
+impl BlockWork {
+    /// All kernels and communications, pass by pass, for closed-form pricing.
+    pub fn flatten(&self) -> ChunkWork {
+        let mut w = ChunkWork::default();
+        let split = |segs: &[Seg], ks: &mut Vec<Kernel>, cs: &mut Vec<Comm>| {
+            for s in segs {
+                match s {
+                    Seg::Compute(k) => ks.extend(k.iter().cloned()),
+                    Seg::Comm { comm, .. } => cs.push(comm.clone()),
+                }
+            }
+        };
+        split(&self.fwd, &mut w.fwd, &mut w.comm_fwd);
+        split(&self.bwd, &mut w.bwd, &mut w.comm_bwd);
+        let mut none = Vec::new();
+        split(&self.wgrad, &mut w.wgrad, &mut none);
+        w.comm_bwd.extend(none);
+        w
+    }
+}
+
 /// What a chunk holds besides its blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Extras {
     pub embedding: bool,
     pub head: bool,
     pub mtp_depth: u64,
+}
+
+/// Orders a block's attention and feed-forward work into segments. Communication issued while
+/// building (`comm_fwd`/`comm_bwd`) attaches by kind: expert dispatch before the experts and
+/// combine after them, tensor-parallel all-reduces after each part, the context-parallel ring
+/// beside the attention.
+fn assemble(attn: ChunkWork, ffn: ChunkWork) -> BlockWork {
+    let pick = |cs: &[Comm], name: &str| cs.iter().filter(|c| c.name == name).cloned().collect::<Vec<_>>();
+    let comm = |c: Comm, parallel| Seg::Comm { comm: c, parallel };
+    let mut b = BlockWork::default();
+    let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
+    let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
+    // Forward: [cp ring ∥] attention, tp, dispatch, experts/mlp, combine, tp.
+    b.fwd.push(Seg::Compute(attn.fwd));
+    b.fwd.extend(pick(&all_f, "cp.kv_ring").into_iter().map(|c| comm(c, true)));
+    b.fwd.extend(pick(&all_f, "tp.attn_allreduce").into_iter().map(|c| comm(c, false)));
+    b.fwd.extend(pick(&all_f, "moe.dispatch").into_iter().map(|c| comm(c, false)));
+    b.fwd.push(Seg::Compute(ffn.fwd));
+    b.fwd.extend(pick(&all_f, "moe.combine").into_iter().map(|c| comm(c, false)));
+    b.fwd.extend(pick(&all_f, "tp.mlp_allreduce").into_iter().map(|c| comm(c, false)));
+    // Backward: combine⁻¹, experts/mlp, tp, dispatch⁻¹, attention [∥ cp ring], tp.
+    b.bwd.extend(pick(&all_b, "moe.combine.bwd").into_iter().map(|c| comm(c, false)));
+    b.bwd.push(Seg::Compute(ffn.bwd));
+    b.bwd.extend(pick(&all_b, "tp.mlp_allreduce").into_iter().map(|c| comm(c, false)));
+    b.bwd.extend(pick(&all_b, "moe.dispatch.bwd").into_iter().map(|c| comm(c, false)));
+    b.bwd.push(Seg::Compute(attn.bwd));
+    b.bwd.extend(pick(&all_b, "cp.kv_dkv_ring").into_iter().map(|c| comm(c, true)));
+    b.bwd.extend(pick(&all_b, "tp.attn_allreduce").into_iter().map(|c| comm(c, false)));
+    b.wgrad.push(Seg::Compute(ffn.wgrad));
+    b.wgrad.push(Seg::Compute(attn.wgrad));
+    b.fwd.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b.bwd.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b.wgrad.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b
 }
 
 /// Expands micro-batches into kernels for one model, layout and precision.
@@ -175,7 +248,7 @@ impl<'a> Expander<'a> {
     }
 
     /// One transformer block.
-    pub fn block(&self, kind: LayerKind) -> ChunkWork {
+    pub fn block(&self, kind: LayerKind) -> BlockWork {
         let mut w = ChunkWork::default();
         let m = self.model;
         let lay = self.layout;
@@ -275,6 +348,7 @@ impl<'a> Expander<'a> {
         self.elementwise("ffn_norm", 4.0 * h * t, &mut w, sel);
         self.elementwise("ffn_cast", self.cast_bytes(h * t), &mut w, full);
 
+        let attn = std::mem::take(&mut w);
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
         match (kind, m.moe) {
             (LayerKind::Moe, Some(moe)) => {
@@ -402,11 +476,21 @@ impl<'a> Expander<'a> {
                 op: ring(2.0),
             });
         }
-        w
+        let ffn = w;
+        assemble(attn, ffn)
     }
 
-    /// Embedding, output head and MTP modules.
-    pub fn extras(&self, e: Extras) -> ChunkWork {
+    /// Embedding, output head and MTP modules, as one block-like unit of compute.
+    pub fn extras(&self, e: Extras) -> BlockWork {
+        let w = self.extras_work(e);
+        let mut b = assemble(ChunkWork::default(), ChunkWork { comm_fwd: vec![], comm_bwd: vec![], ..w.clone() });
+        // MTP blocks carry their own expert traffic: keep it, after the compute.
+        b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm { comm: c, parallel: false }));
+        b.bwd.extend(w.comm_bwd.into_iter().map(|c| Seg::Comm { comm: c, parallel: false }));
+        b
+    }
+
+    fn extras_work(&self, e: Extras) -> ChunkWork {
         let mut w = ChunkWork::default();
         let m = self.model;
         let t = self.tokens() as f64;
@@ -431,7 +515,7 @@ impl<'a> Expander<'a> {
         for _ in 0..e.mtp_depth {
             self.elementwise("mtp.norms_concat", 12.0 * h * t, &mut w, false);
             self.gemms(&m.mtp_projection(), &mut w, false);
-            w.extend(self.block(m.mtp_layer_kind()));
+            w.extend(self.block(m.mtp_layer_kind()).flatten());
             head(&mut w, "mtp.head");
         }
         w
