@@ -8,11 +8,11 @@
 
 use crate::config::workload::Schedule;
 use crate::hw::{Calibration, KernelModel, KernelShape};
-use crate::net::AlphaBeta;
+use crate::net::{AlphaBeta, CommOp};
 use crate::topo::Cluster;
 use crate::workload::layout::{span, Layout, Span};
 use crate::workload::model::{LayerKind, Model, Part};
-use crate::workload::ops::{ChunkWork, CommKind, Expander, Extras};
+use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras};
 use crate::workload::schedule;
 use crate::workload::Workload;
 use serde::Serialize;
@@ -86,6 +86,8 @@ pub struct Estimate {
     pub chunks: Vec<ChunkCost>,
     pub bottleneck_rank: u64,
     pub kernels_per_step: u64,
+    /// Events the discrete-event engine processed (0 for the analytic engine).
+    pub events: u64,
 }
 
 fn kind_name(k: CommKind) -> &'static str {
@@ -162,81 +164,244 @@ pub fn partition(costs: &[f64], k: usize) -> Vec<(usize, usize)> {
     runs
 }
 
-/// Estimates one step of `w` at `layout` on `cluster`.
-pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Estimate {
-    let model: &Model = &w.model;
-    let km = KernelModel::new(&cluster.gpu, cal);
-    let ab = AlphaBeta::new(cluster, cal);
-    let sms = cluster.gpu.sms.value - layout.comm_sms;
-    let gpn = cluster.gpus_per_node as u64;
-    let ex = Expander {
-        model,
-        layout,
-        precision: &w.precision,
-        recompute: w.recompute,
-        gpus_per_node: gpn,
-    };
-    let dense = cost(&ex.block(LayerKind::Dense).flatten(), &km, sms, &ab);
-    let moe = model
-        .moe
-        .map(|_| cost(&ex.block(LayerKind::Moe).flatten(), &km, sms, &ab));
-    let block_cost = |k: LayerKind| match k {
-        LayerKind::Moe => moe.clone().expect("MoE block in a model with experts"),
-        LayerKind::Dense => dense.clone(),
-    };
-    let first = cost(
-        &ex.extras(Extras {
+/// The step cut into pipeline chunks, with each block's work and the models that price it.
+/// Shared by the analytic and the discrete-event engines.
+pub struct Staging<'a> {
+    pub w: &'a Workload,
+    pub layout: &'a Layout,
+    pub km: KernelModel<'a>,
+    pub ab: AlphaBeta<'a>,
+    /// SMs left to compute kernels.
+    pub sms: u32,
+    pub gpus_per_node: u64,
+    pub ex: Expander<'a>,
+    pub kinds: Vec<LayerKind>,
+    dense: BlockWork,
+    moe: Option<BlockWork>,
+    /// Embedding (first chunk) and output head + MTP (last chunk).
+    pub first: BlockWork,
+    pub last: BlockWork,
+    /// Blocks `[a, b)` of each chunk.
+    pub runs: Vec<(usize, usize)>,
+    /// Per-micro-batch cost of each chunk.
+    pub chunks: Vec<ChunkCost>,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(w: &'a Workload, layout: &'a Layout, cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+        let model: &Model = &w.model;
+        let km = KernelModel::new(&cluster.gpu, cal);
+        let ab = AlphaBeta::new(cluster, cal);
+        let sms = cluster.gpu.sms.value - layout.comm_sms;
+        let gpn = cluster.gpus_per_node as u64;
+        let ex = Expander {
+            model,
+            layout,
+            precision: &w.precision,
+            recompute: w.recompute,
+            gpus_per_node: gpn,
+        };
+        let dense = ex.block(LayerKind::Dense);
+        let moe = model.moe.map(|_| ex.block(LayerKind::Moe));
+        let first = ex.extras(Extras {
             embedding: true,
             ..Default::default()
-        })
-        .flatten(),
-        &km,
-        sms,
-        &ab,
-    );
-    let last = cost(
-        &ex.extras(Extras {
+        });
+        let last = ex.extras(Extras {
             head: true,
             mtp_depth: model.mtp_depth,
             ..Default::default()
-        })
-        .flatten(),
-        &km,
-        sms,
-        &ab,
-    );
-    let kinds = model.layer_kinds();
-    let n = kinds.len();
-    let mut item_costs: Vec<f64> = kinds.iter().map(|&k| block_cost(k).compute()).collect();
-    item_costs[0] += first.compute();
-    item_costs[n - 1] += last.compute();
-    let runs = partition(&item_costs, layout.chunks() as usize);
-    let chunks: Vec<ChunkCost> = runs
-        .iter()
-        .enumerate()
-        .map(|(ci, &(a, b))| {
-            let mut c = ChunkCost::default();
-            for &k in &kinds[a..b] {
-                c.add(&block_cost(k));
-            }
-            let mut extras = Vec::new();
-            if ci == 0 {
-                c.add(&first);
-                extras.push("embedding");
-            }
-            if ci == runs.len() - 1 {
-                c.add(&last);
-                extras.push("head");
-                if model.mtp_depth > 0 {
-                    extras.push("mtp");
+        });
+        let price = |b: &BlockWork| cost(&b.flatten(), &km, sms, &ab);
+        let dense_c = price(&dense);
+        let moe_c = moe.as_ref().map(price);
+        let block_cost = |k: LayerKind| match k {
+            LayerKind::Moe => moe_c.clone().expect("MoE block in a model with experts"),
+            LayerKind::Dense => dense_c.clone(),
+        };
+        let first_c = price(&first);
+        let last_c = price(&last);
+        let kinds = model.layer_kinds();
+        let n = kinds.len();
+        let mut item_costs: Vec<f64> = kinds.iter().map(|&k| block_cost(k).compute()).collect();
+        item_costs[0] += first_c.compute();
+        item_costs[n - 1] += last_c.compute();
+        let runs = partition(&item_costs, layout.chunks() as usize);
+        let chunks = runs
+            .iter()
+            .enumerate()
+            .map(|(ci, &(a, b))| {
+                let mut c = ChunkCost::default();
+                for &k in &kinds[a..b] {
+                    c.add(&block_cost(k));
+                }
+                let mut extras = Vec::new();
+                if ci == 0 {
+                    c.add(&first_c);
+                    extras.push("embedding");
+                }
+                if ci == runs.len() - 1 {
+                    c.add(&last_c);
+                    extras.push("head");
+                    if model.mtp_depth > 0 {
+                        extras.push("mtp");
+                    }
+                }
+                c.blocks = (a as u64, b as u64);
+                c.extras = extras.join("+");
+                c
+            })
+            .collect();
+        Staging {
+            w,
+            layout,
+            km,
+            ab,
+            sms,
+            gpus_per_node: gpn,
+            ex,
+            kinds,
+            dense,
+            moe,
+            first,
+            last,
+            runs,
+            chunks,
+        }
+    }
+
+    pub fn block_work(&self, k: LayerKind) -> &BlockWork {
+        match k {
+            LayerKind::Moe => self.moe.as_ref().expect("MoE block in a model with experts"),
+            LayerKind::Dense => &self.dense,
+        }
+    }
+
+    /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
+    pub fn chunk_params(&self, c: usize) -> (f64, f64) {
+        let model = &self.w.model;
+        let l = self.layout;
+        let (mut dense_p, mut expert_p) = (0.0, 0.0);
+        let mut add_block = |kind: LayerKind, times: f64| {
+            for lin in model.block_linears(kind) {
+                let p = lin.params() as f64 * times;
+                match lin.part {
+                    Part::RoutedExperts => expert_p += p / l.ep as f64,
+                    _ if lin.tp_split.is_some() => dense_p += p / l.tp as f64,
+                    _ => dense_p += p,
                 }
             }
-            c.blocks = (a as u64, b as u64);
-            c.extras = extras.join("+");
-            c
-        })
-        .collect();
+            dense_p += model.block_vector_params(kind) as f64 * times;
+        };
+        let (a, b) = self.runs[c];
+        for &k in &self.kinds[a..b] {
+            add_block(k, 1.0);
+        }
+        if c == self.runs.len() - 1 && model.mtp_depth > 0 {
+            add_block(model.mtp_layer_kind(), model.mtp_depth as f64);
+            dense_p += model.mtp_projection().params() as f64 * model.mtp_depth as f64;
+        }
+        if c == 0 {
+            dense_p += (model.vocab * model.hidden / l.tp) as f64;
+        }
+        if c == self.runs.len() - 1 {
+            dense_p += model.head_linear().params() as f64 / l.tp as f64;
+        }
+        (dense_p, expert_p)
+    }
 
+    /// Parameters on pipeline rank `d` (DualPipe holds two stages' worth).
+    pub fn rank_params(&self, d: u64) -> (f64, f64) {
+        self.layout
+            .device_chunks(d)
+            .iter()
+            .map(|&(c, _)| self.chunk_params(c as usize))
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Data-parallel groups of replicated and of expert weights.
+    pub fn dp_groups(&self) -> (Span, Span) {
+        let l = self.layout;
+        let g = self.gpus_per_node;
+        (span(l.dp * l.cp, l.tp, g), span(l.expert_dp(), l.ep, g))
+    }
+
+    /// Gradient sync of `params` (dense, expert): (reduce-scatter or all-reduce, all-gather) seconds.
+    pub fn grad_sync(&self, params: (f64, f64)) -> (f64, f64) {
+        let pr = &self.w.precision;
+        let (dg, eg) = self.dp_groups();
+        let one = |p: f64, g: Span| -> (f64, f64) {
+            if g.size <= 1 || p == 0.0 {
+                return (0.0, 0.0);
+            }
+            let grads = p * pr.grad_comm.bytes();
+            let weights = p * pr.params.bytes();
+            match self.layout.zero {
+                0 => (self.ab.time(&CommOp::AllReduce { bytes: grads, span: g }), 0.0),
+                _ => (
+                    self.ab.time(&CommOp::ReduceScatter { bytes: grads, span: g }),
+                    self.ab.time(&CommOp::AllGather { bytes: weights, span: g }),
+                ),
+            }
+        };
+        let (a, b) = one(params.0, dg);
+        let (c, d) = one(params.1, eg);
+        (a + c, b + d)
+    }
+
+    /// AdamW over this rank's shard: streams grads, master weights, both moments and weights.
+    pub fn optimizer_time(&self, params: (f64, f64), all_sms: u32) -> f64 {
+        let pr = &self.w.precision;
+        let (dg, eg) = self.dp_groups();
+        let shard = |p: f64, g: u64| if self.layout.zero >= 1 { p / g.max(1) as f64 } else { p };
+        let n = shard(params.0, dg.size) + shard(params.1, eg.size);
+        let per_param = pr.grads.bytes() + 2.0 * pr.master.bytes() + 4.0 * pr.optimizer_states.bytes() + pr.params.bytes();
+        self.km.time(&KernelShape::Memory { bytes: n * per_param }, all_sms).as_secs_f64()
+    }
+
+    /// Weights, gradients and optimizer state per GPU, bytes, by ZeRO stage.
+    pub fn static_memory(&self, params: (f64, f64)) -> (f64, f64, f64) {
+        let pr = &self.w.precision;
+        let (dg, eg) = self.dp_groups();
+        let by = |stage: u8, bytes: f64| {
+            let f = |p: f64, g: u64| if self.layout.zero >= stage { p / g.max(1) as f64 } else { p };
+            (f(params.0, dg.size) + f(params.1, eg.size)) * bytes
+        };
+        (
+            by(3, pr.params.bytes()),
+            by(2, pr.grads.bytes()),
+            by(1, pr.master.bytes() + 2.0 * pr.optimizer_states.bytes()),
+        )
+    }
+
+    /// Activations one micro-batch leaves in chunk `c`, bytes.
+    pub fn chunk_activations(&self, c: usize) -> f64 {
+        let m = &self.w.model;
+        let t = self.layout.tokens_per_microbatch() as f64;
+        let (a, b) = self.runs[c];
+        self.kinds[a..b]
+            .iter()
+            .map(|&k| m.activation_bytes_per_token(k, self.w.recompute, self.w.precision.activations, self.layout.tp) * t)
+            .sum()
+    }
+
+    /// Kernels launched per step over the whole cluster.
+    pub fn kernels_per_step(&self) -> u64 {
+        let l = self.layout;
+        (0..l.pp)
+            .flat_map(|d| l.device_chunks(d))
+            .map(|(c, m)| m * self.chunks[c as usize].kernels as u64)
+            .sum::<u64>()
+            * l.tp
+            * l.cp
+            * l.dp
+    }
+}
+
+/// Estimates one step of `w` at `layout` on `cluster`.
+pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Estimate {
+    let st = Staging::new(w, layout, cluster, cal);
+    let chunks = &st.chunks;
     let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
     // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
     let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
@@ -251,11 +416,7 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         } else {
             let mut t = c.compute();
             for (k, v) in &c.comm {
-                let e = if k == "cp" {
-                    (v - c.attention).max(0.0)
-                } else {
-                    *v
-                };
+                let e = if k == "cp" { (v - c.attention).max(0.0) } else { *v };
                 exposed.insert(k.clone(), e);
                 t += e;
             }
@@ -266,11 +427,7 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     // The slowest pipeline rank sets the pace.
     let mut bottleneck = (0u64, f64::NEG_INFINITY);
     for d in 0..layout.pp {
-        let t: f64 = layout
-            .device_chunks(d)
-            .iter()
-            .map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0)
-            .sum();
+        let t: f64 = layout.device_chunks(d).iter().map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0).sum();
         if t > bottleneck.1 {
             bottleneck = (d, t);
         }
@@ -297,196 +454,46 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         avg_pair += m * p / mbs;
     }
     bd.compute = bd.forward + bd.backward + bd.weight_grad;
-    bd.bubble = schedule::bubble(
-        layout.schedule,
-        layout.pp,
-        layout.vpp,
-        avg.fwd,
-        avg.bwd,
-        avg.wgrad,
-        avg_pair,
-    );
+    bd.bubble = schedule::bubble(layout.schedule, layout.pp, layout.vpp, avg.fwd, avg.bwd, avg.wgrad, avg_pair);
 
     // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
-    let (pf, pb) = ex.p2p();
+    let (pf, pb) = st.ex.p2p();
     let pp_exposed = if layout.pp > 1 {
-        (layout.pp - 1) as f64 * (ab.time(&pf.op) + ab.time(&pb.op))
+        (layout.pp - 1) as f64 * (st.ab.time(&pf.op) + st.ab.time(&pb.op))
     } else {
         0.0
     };
     *bd.exposed_comm_by_kind.entry("pp".into()).or_default() += pp_exposed;
 
-    // Parameters on the bottleneck rank, split into replicated (dense) and expert weights.
-    let chunk_params = |c: &ChunkCost| -> (f64, f64) {
-        let (mut dense_p, mut expert_p) = (0.0, 0.0);
-        for i in c.blocks.0..c.blocks.1 {
-            for l in model.block_linears(model.layer_kind(i)) {
-                let p = l.params() as f64;
-                match l.part {
-                    Part::RoutedExperts => expert_p += p / layout.ep as f64,
-                    _ if l.tp_split.is_some() => dense_p += p / layout.tp as f64,
-                    _ => dense_p += p,
-                }
-            }
-            dense_p += model.block_vector_params(model.layer_kind(i)) as f64;
-        }
-        if c.extras.contains("embedding") {
-            dense_p += (model.vocab * model.hidden / layout.tp) as f64;
-        }
-        if c.extras.contains("head") {
-            dense_p += model.head_linear().params() as f64 / layout.tp as f64;
-        }
-        if c.extras.contains("mtp") {
-            let k = model.mtp_layer_kind();
-            for l in model.block_linears(k) {
-                let p = l.params() as f64;
-                match l.part {
-                    Part::RoutedExperts => {
-                        expert_p += p / layout.ep as f64 * model.mtp_depth as f64
-                    }
-                    _ => {
-                        dense_p += p * model.mtp_depth as f64
-                            / if l.tp_split.is_some() {
-                                layout.tp as f64
-                            } else {
-                                1.0
-                            }
-                    }
-                }
-            }
-            dense_p += model.mtp_projection().params() as f64 * model.mtp_depth as f64;
-        }
-        (dense_p, expert_p)
-    };
-    let (mut dense_p, mut expert_p) = (0.0, 0.0);
-    for &(c, _) in &mine {
-        let (d, e) = chunk_params(&chunks[c as usize]);
-        dense_p += d;
-        expert_p += e;
-    }
-
-    // Data-parallel gradient sync: all-reduce (ZeRO-0) or reduce-scatter + all-gather.
-    let pr = &w.precision;
-    let dense_group = span(layout.dp * layout.cp, layout.tp, gpn);
-    let expert_group = span(layout.expert_dp(), layout.ep, gpn);
-    let sync = |params: f64, g: Span| -> f64 {
-        if g.size <= 1 || params == 0.0 {
-            return 0.0;
-        }
-        let grads = params * pr.grad_comm.bytes();
-        let weights = params * pr.params.bytes();
-        match layout.zero {
-            0 => ab.time(&crate::net::CommOp::AllReduce {
-                bytes: grads,
-                span: g,
-            }),
-            _ => {
-                ab.time(&crate::net::CommOp::ReduceScatter {
-                    bytes: grads,
-                    span: g,
-                }) + ab.time(&crate::net::CommOp::AllGather {
-                    bytes: weights,
-                    span: g,
-                })
-            }
-        }
-    };
-    let dp_time = sync(dense_p, dense_group) + sync(expert_p, expert_group);
-    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += dp_time;
+    // Data-parallel gradient sync after the last backward, then the optimizer.
+    let params = st.rank_params(rank);
+    let (rs, ag) = st.grad_sync(params);
+    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag;
     bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
-
-    // Optimizer: AdamW streams grads, master weights, two moments and the working weights.
-    let shard = |p: f64, g: u64| {
-        if layout.zero >= 1 {
-            p / g.max(1) as f64
-        } else {
-            p
-        }
-    };
-    let opt_params = shard(dense_p, dense_group.size) + shard(expert_p, expert_group.size);
-    let per_param = pr.grads.bytes()
-        + 2.0 * pr.master.bytes()
-        + 4.0 * pr.optimizer_states.bytes()
-        + pr.params.bytes();
-    bd.optimizer = km
-        .time(
-            &KernelShape::Memory {
-                bytes: opt_params * per_param,
-            },
-            cluster.gpu.sms.value,
-        )
-        .as_secs_f64();
+    bd.optimizer = st.optimizer_time(params, cluster.gpu.sms.value);
 
     // Memory on the bottleneck rank.
-    let params = dense_p + expert_p;
-    let by_zero = |p_dense: f64, p_exp: f64, stage: u8, bytes: f64| {
-        let f = |p: f64, g: u64| {
-            if layout.zero >= stage {
-                p / g.max(1) as f64
-            } else {
-                p
-            }
-        };
-        (f(p_dense, dense_group.size) + f(p_exp, expert_group.size)) * bytes
-    };
-    let t = layout.tokens_per_microbatch() as f64;
-    let act_per_mb: f64 = mine
-        .iter()
-        .map(|&(c, _)| {
-            let cc = &chunks[c as usize];
-            (cc.blocks.0..cc.blocks.1)
-                .map(|i| {
-                    model.activation_bytes_per_token(
-                        model.layer_kind(i),
-                        w.recompute,
-                        pr.activations,
-                        layout.tp,
-                    ) * t
-                })
-                .sum::<f64>()
-        })
-        .sum::<f64>()
-        / mine.len() as f64;
-    let inflight = schedule::activations_in_flight(
-        layout.schedule,
-        layout.pp,
-        layout.vpp,
-        layout.micro_batches,
-    );
+    let (weights, grads, optimizer) = st.static_memory(params);
+    let act_per_mb = mine.iter().map(|&(c, _)| st.chunk_activations(c as usize)).sum::<f64>() / mine.len() as f64;
+    let inflight = schedule::activations_in_flight(layout.schedule, layout.pp, layout.vpp, layout.micro_batches);
+    let activations = act_per_mb * inflight;
     let mem = Memory {
-        params,
-        weights: by_zero(dense_p, expert_p, 3, pr.params.bytes()),
-        grads: by_zero(dense_p, expert_p, 2, pr.grads.bytes()),
-        optimizer: by_zero(
-            dense_p,
-            expert_p,
-            1,
-            pr.master.bytes() + 2.0 * pr.optimizer_states.bytes(),
-        ),
-        activations: act_per_mb * inflight,
-        total: 0.0,
+        params: params.0 + params.1,
+        weights,
+        grads,
+        optimizer,
+        activations,
+        total: weights + grads + optimizer + activations,
         capacity: cluster.gpu.hbm_capacity.value.bytes,
     };
-    let mem = Memory {
-        total: mem.weights + mem.grads + mem.optimizer + mem.activations,
-        ..mem
-    };
-
-    let step = steady + bd.bubble + pp_exposed + dp_time + bd.optimizer;
-    let kernels_per_step = (0..layout.pp)
-        .flat_map(|d| layout.device_chunks(d))
-        .map(|(c, m)| m * chunks[c as usize].kernels as u64)
-        .sum::<u64>()
-        * layout.tp
-        * layout.cp
-        * layout.dp;
     Estimate {
-        step_time_s: step,
+        step_time_s: steady + bd.bubble + pp_exposed + rs + ag + bd.optimizer,
         breakdown: bd,
         memory: mem,
-        chunks,
+        chunks: chunks.clone(),
         bottleneck_rank: rank,
-        kernels_per_step,
+        kernels_per_step: st.kernels_per_step(),
+        events: 0,
     }
 }
 

@@ -158,7 +158,7 @@ impl Summary {
             energy_cost_usd: cost.energy_cost_usd,
             sim: SimInfo {
                 engine,
-                events: 0,
+                events: e.events,
                 kernels_per_step: e.kernels_per_step,
                 wall_s,
             },

@@ -4,6 +4,7 @@ pub mod layout;
 pub mod model;
 pub mod ops;
 pub mod schedule;
+pub mod taskgraph;
 
 use crate::config::model::{ModelSpec, HF_ALIASES};
 use crate::config::workload::{

@@ -67,3 +67,242 @@ mod tests {
         assert_eq!(activations_in_flight(Schedule::Gpipe, 16, 1, 120), 120.0);
     }
 }
+
+/// One step of a pipeline rank's program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Forward of `chunk` for micro-batch `mb`.
+    F { chunk: u32, mb: u32 },
+    /// Backward of `chunk` for `mb`; with `defer_w` its weight gradients wait for a later [`Op::W`].
+    B { chunk: u32, mb: u32, defer_w: bool },
+    /// Weight gradients of the oldest deferred backward.
+    W,
+    /// A forward and a backward of different micro-batches, overlapped (DualPipe's F&B).
+    FB { f: (u32, u32), b: (u32, u32) },
+}
+
+/// The rank that runs `chunk` for micro-batch `mb`.
+pub fn rank_of(s: Schedule, pp: u64, micro_batches: u64, chunk: u32, mb: u32) -> u32 {
+    let p = pp as u32;
+    match s {
+        Schedule::Interleaved => chunk % p,
+        Schedule::Dualpipev => {
+            if chunk < p {
+                chunk
+            } else {
+                2 * p - 1 - chunk
+            }
+        }
+        Schedule::Dualpipe => {
+            if (mb as u64) < micro_batches / 2 {
+                chunk
+            } else {
+                p - 1 - chunk
+            }
+        }
+        _ => chunk,
+    }
+}
+
+/// The program of pipeline rank `rank`: the order in which it runs its chunks.
+pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
+    let (p, m, r) = (pp as u32, micro_batches as u32, rank as u32);
+    let f = |mb| Op::F { chunk: r, mb };
+    let b = |mb, defer_w| Op::B { chunk: r, mb, defer_w };
+    let mut ops = Vec::new();
+    match s {
+        Schedule::Gpipe => {
+            ops.extend((0..m).map(f));
+            ops.extend((0..m).map(|i| b(i, false)));
+        }
+        Schedule::OneFOneB | Schedule::Zb1p => {
+            let zb = s == Schedule::Zb1p;
+            let warm = (p - r - 1).min(m);
+            ops.extend((0..warm).map(f));
+            let mut pending = 0u32;
+            for i in 0..m - warm {
+                ops.push(f(warm + i));
+                ops.push(b(i, zb));
+                if zb {
+                    pending += 1;
+                    // ZB-H1: weight gradients trail their backward by the warm-up depth, so the
+                    // deferred ones fill the drain bubble without holding more activations.
+                    if pending > warm {
+                        ops.push(Op::W);
+                        pending -= 1;
+                    }
+                }
+            }
+            for i in m - warm..m {
+                ops.push(b(i, zb));
+                if zb {
+                    ops.push(Op::W);
+                }
+            }
+            if zb {
+                ops.extend((0..pending).map(|_| Op::W));
+            }
+        }
+        Schedule::Interleaved => {
+            let v = vpp as u32;
+            let total = m * v;
+            let warm = ((p - r - 1) * 2 + (v - 1) * p).min(total);
+            let fwd = |k: u32| Op::F {
+                chunk: ((k / p) % v) * p + r,
+                mb: (k / (p * v)) * p + k % p,
+            };
+            let bwd = |k: u32| Op::B {
+                chunk: (v - 1 - (k / p) % v) * p + r,
+                mb: (k / (p * v)) * p + k % p,
+                defer_w: false,
+            };
+            ops.extend((0..warm).map(fwd));
+            for k in 0..total - warm {
+                ops.push(fwd(warm + k));
+                ops.push(bwd(k));
+            }
+            ops.extend((total - warm..total).map(bwd));
+        }
+        Schedule::Dualpipe | Schedule::Dualpipev => return dual_program(s, p, m, r),
+    }
+    ops
+}
+
+/// DualPipe and DualPipeV (deepseek-ai/DualPipe): two "phases" per rank fed from both ends,
+/// eight steps from warm-up through overlapped F&B pairs to the zero-bubble drain.
+fn dual_program(s: Schedule, p: u32, m: u32, r: u32) -> Vec<Op> {
+    let v = s == Schedule::Dualpipev;
+    // (ranks per half, position in the half, micro-batches per phase, middle rank)
+    let (half, hr, h, middle) = if v {
+        (p, r, m, r == p - 1)
+    } else {
+        (p / 2, r.min(p - 1 - r), m / 2, r == p / 2 - 1 || r == p / 2)
+    };
+    let second_half = !v && r >= p / 2;
+    let mut fc = [0u32; 2];
+    let mut bc = [0u32; 2];
+    // Phase → (chunk, micro-batch) for the next forward / backward of that phase.
+    let mut next = |phase: u32, fwd: bool| -> (u32, u32) {
+        let d = (phase ^ second_half as u32) as usize;
+        let counter = if fwd { &mut fc[d] } else { &mut bc[d] };
+        let k = *counter;
+        *counter += 1;
+        if v {
+            (if d == 0 { r } else { 2 * p - 1 - r }, k)
+        } else {
+            (if d == 0 { r } else { p - 1 - r }, d as u32 * h + k)
+        }
+    };
+    let mut ops = Vec::new();
+    let f = |ops: &mut Vec<Op>, next: &mut dyn FnMut(u32, bool) -> (u32, u32), ph| {
+        let (chunk, mb) = next(ph, true);
+        ops.push(Op::F { chunk, mb });
+    };
+    let b = |ops: &mut Vec<Op>, next: &mut dyn FnMut(u32, bool) -> (u32, u32), ph, defer_w| {
+        let (chunk, mb) = next(ph, false);
+        ops.push(Op::B { chunk, mb, defer_w });
+    };
+    let fb = |ops: &mut Vec<Op>, next: &mut dyn FnMut(u32, bool) -> (u32, u32), p0, p1| {
+        let fw = next(p0, true);
+        let bw = next(p1, false);
+        ops.push(Op::FB { f: fw, b: bw });
+    };
+    let rest = half - hr - 1;
+    for _ in 0..rest * 2 {
+        f(&mut ops, &mut next, 0);
+    }
+    for _ in 0..hr + 1 {
+        f(&mut ops, &mut next, 0);
+        f(&mut ops, &mut next, 1);
+    }
+    for _ in 0..rest {
+        b(&mut ops, &mut next, 1, true);
+        ops.push(Op::W);
+        f(&mut ops, &mut next, 1);
+    }
+    let main = h + hr + 1 - 2 * half;
+    for i in 0..main {
+        if i == 0 && middle {
+            // The middle ranks do not overlap their first pair (DualPipe: smaller bubble).
+            f(&mut ops, &mut next, 0);
+            b(&mut ops, &mut next, 1, false);
+        } else {
+            fb(&mut ops, &mut next, 0, 1);
+        }
+        fb(&mut ops, &mut next, 1, 0);
+    }
+    for _ in 0..rest {
+        b(&mut ops, &mut next, 1, false);
+        fb(&mut ops, &mut next, 1, 0);
+    }
+    // Drain: of the 2(hr+1) backward chunks, the second half defer their weight gradients.
+    let n6 = 2 * (hr + 1);
+    for i in 0..n6 {
+        b(&mut ops, &mut next, if i % 2 == 0 { 1 } else { 0 }, i >= n6 / 2);
+    }
+    for _ in 0..rest {
+        ops.push(Op::W);
+        b(&mut ops, &mut next, 0, true);
+    }
+    for _ in 0..hr + 1 {
+        ops.push(Op::W);
+    }
+    ops
+}
+
+#[cfg(test)]
+mod program_tests {
+    use super::*;
+
+    /// Every rank runs each of its (chunk, micro-batch) forwards and backwards exactly once,
+    /// and every deferred weight gradient is eventually run.
+    #[test]
+    fn programs_are_complete() {
+        for (s, pp, vpp, m) in [
+            (Schedule::Gpipe, 4, 1, 8),
+            (Schedule::OneFOneB, 4, 1, 8),
+            (Schedule::OneFOneB, 4, 1, 2),
+            (Schedule::Zb1p, 4, 1, 8),
+            (Schedule::Interleaved, 4, 2, 8),
+            (Schedule::Dualpipe, 4, 1, 8),
+            (Schedule::Dualpipe, 8, 1, 20),
+            (Schedule::Dualpipev, 4, 1, 10),
+        ] {
+            let chunks = match s {
+                Schedule::Interleaved => pp * vpp,
+                Schedule::Dualpipev => 2 * pp,
+                _ => pp,
+            } as u32;
+            let mut f_seen = vec![0u32; (chunks * m as u32) as usize];
+            let mut b_seen = f_seen.clone();
+            for r in 0..pp {
+                let mut deferred = 0i32;
+                for op in program(s, pp, vpp, m, r) {
+                    let mut see = |c: u32, mb: u32, fwd: bool| {
+                        assert_eq!(rank_of(s, pp, m, c, mb) as u64, r, "{s:?} rank {r} runs chunk {c} mb {mb}");
+                        let v = if fwd { &mut f_seen } else { &mut b_seen };
+                        v[(c * m as u32 + mb) as usize] += 1;
+                    };
+                    match op {
+                        Op::F { chunk, mb } => see(chunk, mb, true),
+                        Op::B { chunk, mb, defer_w } => {
+                            see(chunk, mb, false);
+                            deferred += defer_w as i32;
+                        }
+                        Op::W => {
+                            deferred -= 1;
+                            assert!(deferred >= 0, "{s:?}: W with nothing deferred");
+                        }
+                        Op::FB { f, b } => {
+                            see(f.0, f.1, true);
+                            see(b.0, b.1, false);
+                        }
+                    }
+                }
+                assert_eq!(deferred, 0, "{s:?} rank {r}: deferred weight gradients left");
+            }
+            assert!(f_seen.iter().all(|&n| n == 1), "{s:?}: forwards {f_seen:?}");
+            assert!(b_seen.iter().all(|&n| n == 1), "{s:?}: backwards {b_seen:?}");
+        }
+    }
+}
