@@ -188,7 +188,12 @@ pub struct Staging<'a> {
 }
 
 impl<'a> Staging<'a> {
-    pub fn new(w: &'a Workload, layout: &'a Layout, cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+    pub fn new(
+        w: &'a Workload,
+        layout: &'a Layout,
+        cluster: &'a Cluster,
+        cal: &'a Calibration,
+    ) -> Self {
         let model: &Model = &w.model;
         let km = KernelModel::new(&cluster.gpu, cal);
         let ab = AlphaBeta::new(cluster, cal);
@@ -272,7 +277,10 @@ impl<'a> Staging<'a> {
 
     pub fn block_work(&self, k: LayerKind) -> &BlockWork {
         match k {
-            LayerKind::Moe => self.moe.as_ref().expect("MoE block in a model with experts"),
+            LayerKind::Moe => self
+                .moe
+                .as_ref()
+                .expect("MoE block in a model with experts"),
             LayerKind::Dense => &self.dense,
         }
     }
@@ -337,10 +345,22 @@ impl<'a> Staging<'a> {
             let grads = p * pr.grad_comm.bytes();
             let weights = p * pr.params.bytes();
             match self.layout.zero {
-                0 => (self.ab.time(&CommOp::AllReduce { bytes: grads, span: g }), 0.0),
+                0 => (
+                    self.ab.time(&CommOp::AllReduce {
+                        bytes: grads,
+                        span: g,
+                    }),
+                    0.0,
+                ),
                 _ => (
-                    self.ab.time(&CommOp::ReduceScatter { bytes: grads, span: g }),
-                    self.ab.time(&CommOp::AllGather { bytes: weights, span: g }),
+                    self.ab.time(&CommOp::ReduceScatter {
+                        bytes: grads,
+                        span: g,
+                    }),
+                    self.ab.time(&CommOp::AllGather {
+                        bytes: weights,
+                        span: g,
+                    }),
                 ),
             }
         };
@@ -353,10 +373,26 @@ impl<'a> Staging<'a> {
     pub fn optimizer_time(&self, params: (f64, f64), all_sms: u32) -> f64 {
         let pr = &self.w.precision;
         let (dg, eg) = self.dp_groups();
-        let shard = |p: f64, g: u64| if self.layout.zero >= 1 { p / g.max(1) as f64 } else { p };
+        let shard = |p: f64, g: u64| {
+            if self.layout.zero >= 1 {
+                p / g.max(1) as f64
+            } else {
+                p
+            }
+        };
         let n = shard(params.0, dg.size) + shard(params.1, eg.size);
-        let per_param = pr.grads.bytes() + 2.0 * pr.master.bytes() + 4.0 * pr.optimizer_states.bytes() + pr.params.bytes();
-        self.km.time(&KernelShape::Memory { bytes: n * per_param }, all_sms).as_secs_f64()
+        let per_param = pr.grads.bytes()
+            + 2.0 * pr.master.bytes()
+            + 4.0 * pr.optimizer_states.bytes()
+            + pr.params.bytes();
+        self.km
+            .time(
+                &KernelShape::Memory {
+                    bytes: n * per_param,
+                },
+                all_sms,
+            )
+            .as_secs_f64()
     }
 
     /// Weights, gradients and optimizer state per GPU, bytes, by ZeRO stage.
@@ -364,7 +400,13 @@ impl<'a> Staging<'a> {
         let pr = &self.w.precision;
         let (dg, eg) = self.dp_groups();
         let by = |stage: u8, bytes: f64| {
-            let f = |p: f64, g: u64| if self.layout.zero >= stage { p / g.max(1) as f64 } else { p };
+            let f = |p: f64, g: u64| {
+                if self.layout.zero >= stage {
+                    p / g.max(1) as f64
+                } else {
+                    p
+                }
+            };
             (f(params.0, dg.size) + f(params.1, eg.size)) * bytes
         };
         (
@@ -381,7 +423,14 @@ impl<'a> Staging<'a> {
         let (a, b) = self.runs[c];
         self.kinds[a..b]
             .iter()
-            .map(|&k| m.activation_bytes_per_token(k, self.w.recompute, self.w.precision.activations, self.layout.tp) * t)
+            .map(|&k| {
+                m.activation_bytes_per_token(
+                    k,
+                    self.w.recompute,
+                    self.w.precision.activations,
+                    self.layout.tp,
+                ) * t
+            })
             .sum()
     }
 
@@ -416,7 +465,11 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         } else {
             let mut t = c.compute();
             for (k, v) in &c.comm {
-                let e = if k == "cp" { (v - c.attention).max(0.0) } else { *v };
+                let e = if k == "cp" {
+                    (v - c.attention).max(0.0)
+                } else {
+                    *v
+                };
                 exposed.insert(k.clone(), e);
                 t += e;
             }
@@ -427,7 +480,11 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     // The slowest pipeline rank sets the pace.
     let mut bottleneck = (0u64, f64::NEG_INFINITY);
     for d in 0..layout.pp {
-        let t: f64 = layout.device_chunks(d).iter().map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0).sum();
+        let t: f64 = layout
+            .device_chunks(d)
+            .iter()
+            .map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0)
+            .sum();
         if t > bottleneck.1 {
             bottleneck = (d, t);
         }
@@ -454,7 +511,14 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         avg_pair += m * p / mbs;
     }
     bd.compute = bd.forward + bd.backward + bd.weight_grad;
-    bd.bubble = schedule::bubble(layout.schedule, layout.pp, layout.vpp, avg.fwd, avg.bwd, avg.wgrad, avg_pair);
+    bd.bubble = schedule::bubble(
+        layout.schedule,
+        layout.pp,
+        avg.fwd,
+        avg.bwd,
+        avg.wgrad,
+        avg_pair,
+    );
 
     // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
     let (pf, pb) = st.ex.p2p();
@@ -472,20 +536,37 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
     bd.optimizer = st.optimizer_time(params, cluster.gpu.sms.value);
 
-    // Memory on the bottleneck rank.
-    let (weights, grads, optimizer) = st.static_memory(params);
-    let act_per_mb = mine.iter().map(|&(c, _)| st.chunk_activations(c as usize)).sum::<f64>() / mine.len() as f64;
-    let inflight = schedule::activations_in_flight(layout.schedule, layout.pp, layout.vpp, layout.micro_batches);
-    let activations = act_per_mb * inflight;
-    let mem = Memory {
-        params: params.0 + params.1,
-        weights,
-        grads,
-        optimizer,
-        activations,
-        total: weights + grads + optimizer + activations,
-        capacity: cluster.gpu.hbm_capacity.value.bytes,
-    };
+    // Memory: the fullest rank (the ends of a pipeline hold fewer layers).
+    let inflight = schedule::activations_in_flight(
+        layout.schedule,
+        layout.pp,
+        layout.vpp,
+        layout.micro_batches,
+    );
+    let mut mem = Memory::default();
+    for d in 0..layout.pp {
+        let p = st.rank_params(d);
+        let (weights, grads, optimizer) = st.static_memory(p);
+        let ch = layout.device_chunks(d);
+        let act_per_mb = ch
+            .iter()
+            .map(|&(c, _)| st.chunk_activations(c as usize))
+            .sum::<f64>()
+            / ch.len() as f64;
+        let activations = act_per_mb * inflight;
+        let total = weights + grads + optimizer + activations;
+        if total > mem.total {
+            mem = Memory {
+                params: p.0 + p.1,
+                weights,
+                grads,
+                optimizer,
+                activations,
+                total,
+                capacity: cluster.gpu.hbm_capacity.value.bytes,
+            };
+        }
+    }
     Estimate {
         step_time_s: steady + bd.bubble + pp_exposed + rs + ag + bd.optimizer,
         breakdown: bd,

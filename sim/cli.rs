@@ -26,7 +26,9 @@ pub enum Command {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineArg {
-    /// Closed-form estimate (kernel roofline, bandwidth model, schedule formulas).
+    /// Discrete-event simulation of every task of the step.
+    Des,
+    /// Closed-form estimate (kernel model, bandwidth model, schedule formulas): fast, for sweeps.
     Analytic,
 }
 
@@ -49,8 +51,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Engine that computes the step.
-    #[arg(long, value_enum, default_value_t = EngineArg::Analytic)]
+    #[arg(long, value_enum, default_value_t = EngineArg::Des)]
     pub engine: EngineArg,
+    /// With the discrete-event engine, simulate every GPU rather than one replica per stage.
+    #[arg(long)]
+    pub full: bool,
 }
 
 fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagnostic> {
@@ -70,6 +75,7 @@ fn run(a: &RunArgs) -> Result<(), Diagnostic> {
     let work = source(&a.workload, pipeline::DEFAULT_WORKLOAD)?;
     let engine = match a.engine {
         EngineArg::Analytic => Engine::Analytic,
+        EngineArg::Des => Engine::Des { full: a.full },
     };
     eprintln!(
         "trainsim: {} on {} ({} engine)",
@@ -78,12 +84,6 @@ fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         engine.name()
     );
     let summary = pipeline::run(&topo, &work, &sets, engine)?;
-    if summary.memory_gib_per_gpu > summary.memory_gib.capacity {
-        eprintln!(
-            "warning: estimated peak memory {:.1} GiB exceeds the {:.1} GiB of HBM",
-            summary.memory_gib_per_gpu, summary.memory_gib.capacity
-        );
-    }
     let json = summary.to_json();
     report::write_atomic(&a.out, "summary.json", &json).map_err(|e| {
         Diagnostic::new(

@@ -1,11 +1,12 @@
 //! The whole run, in the order data flows: documents → specs → cluster and workload →
 //! estimate → cost → summary. No printing here; the CLI decides what to show.
 
-use crate::analytic;
+use crate::analytic::{self, Estimate};
 use crate::config::topology::TopologySpec;
 use crate::config::workload::WorkloadSpec;
 use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::cost;
+use crate::des;
 use crate::hw::{Calibration, Catalog};
 use crate::report::Summary;
 use crate::topo::{self, Cluster};
@@ -26,14 +27,51 @@ pub const DEFAULT_WORKLOAD: (&str, &str) = (
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Analytic,
+    /// Discrete-event simulation; `full` simulates every GPU instead of one replica per stage.
+    Des {
+        full: bool,
+    },
 }
 
 impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::Analytic => "analytic",
+            Engine::Des { .. } => "des",
         }
     }
+
+    fn estimate(self, w: &Workload, l: &Layout, c: &Cluster, cal: &Calibration) -> Estimate {
+        match self {
+            Engine::Analytic => analytic::estimate(w, l, c, cal),
+            Engine::Des { full } => des::estimate(w, l, c, cal, full),
+        }
+    }
+}
+
+/// Peak memory above HBM is an error that shows where the bytes go.
+fn check_memory(e: &Estimate, phase: &str, file: &str) -> Result<(), Diagnostic> {
+    let m = &e.memory;
+    if m.total <= m.capacity {
+        return Ok(());
+    }
+    let gib = |b: f64| b / 1073741824.0;
+    Err(Diagnostic::new(
+        file,
+        format!(
+            "a peak of {:.1} GiB per GPU in {phase}: weights {:.1} + gradients {:.1} + optimizer {:.1} + activations {:.1} GiB",
+            gib(m.total),
+            gib(m.weights),
+            gib(m.grads),
+            gib(m.optimizer),
+            gib(m.activations)
+        ),
+        format!(
+            "at most the {:.1} GiB of HBM: more pipeline or expert parallelism, a higher ZeRO stage, or more recomputation",
+            gib(m.capacity)
+        ),
+    )
+    .at("parallelism"))
 }
 
 /// Loads and validates both documents.
@@ -68,16 +106,26 @@ pub fn run(
     let started = std::time::Instant::now();
     let (cluster, w) = load(topology, workload, sets)?;
     let cal = Calibration::embedded();
-    let main = analytic::estimate(&w, &w.layout, &cluster, &cal);
+    let main = engine.estimate(&w, &w.layout, &cluster, &cal);
+    check_memory(&main, "training", &workload.name)?;
     // Each distinct layout of the run's phases is estimated once.
     let mut seen: Vec<(Layout, f64)> = vec![(w.layout.clone(), main.step_time_s)];
-    let mut step_time = |l: &Layout| {
-        if let Some((_, t)) = seen.iter().find(|(k, _)| k == l) {
-            return *t;
+    for ph in &w.phases {
+        if let crate::workload::PhaseKind::Simulated(segs) = &ph.kind {
+            for s in segs {
+                if !seen.iter().any(|(k, _)| k == &s.layout) {
+                    let e = engine.estimate(&w, &s.layout, &cluster, &cal);
+                    check_memory(&e, &format!("phase {}", ph.name), &workload.name)?;
+                    seen.push((s.layout.clone(), e.step_time_s));
+                }
+            }
         }
-        let t = analytic::estimate(&w, l, &cluster, &cal).step_time_s;
-        seen.push((l.clone(), t));
-        t
+    }
+    let mut step_time = |l: &Layout| {
+        seen.iter()
+            .find(|(k, _)| k == l)
+            .map(|(_, t)| *t)
+            .expect("every phase layout was estimated")
     };
     let rc = cost::run_cost(
         &w,

@@ -85,8 +85,16 @@ impl<P> Sim<P> {
 
     /// Schedules `payload` at absolute time `at` (not before now) under `key` (or [`NO_KEY`]).
     pub fn schedule(&mut self, at: u64, key: u32, payload: P) {
-        assert!(at >= self.now, "event scheduled in the past: {at} < {}", self.now);
-        let gen = if key == NO_KEY { 0 } else { self.gens[key as usize] };
+        assert!(
+            at >= self.now,
+            "event scheduled in the past: {at} < {}",
+            self.now
+        );
+        let gen = if key == NO_KEY {
+            0
+        } else {
+            self.gens[key as usize]
+        };
         self.heap.push(Entry {
             time: at,
             seq: self.seq,

@@ -166,16 +166,16 @@ impl Layout {
             ));
         }
         match p.schedule {
-            Schedule::Dualpipe | Schedule::Dualpipev if p.pp % 2 != 0 || m % 2 != 0 => {
+            Schedule::Dualpipe | Schedule::Dualpipev
+                if p.pp % 2 != 0 || m % 2 != 0 || m < 2 * p.pp =>
+            {
                 return Err(e(
                     "schedule",
+                    format!("{} with pp {} and {m} micro-batches", p.schedule.name(), p.pp),
                     format!(
-                        "{} with pp {} and {m} micro-batches",
-                        p.schedule.name(),
-                        p.pp
+                        "an even pp and an even number of at least 2·pp = {} micro-batches (DualPipe feeds both ends)",
+                        2 * p.pp
                     ),
-                    "an even pp and an even number of micro-batches (DualPipe feeds both ends)"
-                        .into(),
                 ));
             }
             Schedule::Interleaved if p.vpp < 2 || m % p.pp != 0 => {

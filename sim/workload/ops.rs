@@ -60,7 +60,10 @@ pub enum Seg {
     Compute(Vec<Kernel>),
     /// `parallel`: runs alongside the preceding compute segment (context-parallel ring) rather
     /// than after it; the next segment waits for both.
-    Comm { comm: Comm, parallel: bool },
+    Comm {
+        comm: Comm,
+        parallel: bool,
+    },
 }
 
 /// The passes of one block (or of the embedding / head), each an ordered list of segments.
@@ -106,32 +109,80 @@ pub struct Extras {
 /// combine after them, tensor-parallel all-reduces after each part, the context-parallel ring
 /// beside the attention.
 fn assemble(attn: ChunkWork, ffn: ChunkWork) -> BlockWork {
-    let pick = |cs: &[Comm], name: &str| cs.iter().filter(|c| c.name == name).cloned().collect::<Vec<_>>();
+    let pick = |cs: &[Comm], name: &str| {
+        cs.iter()
+            .filter(|c| c.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let comm = |c: Comm, parallel| Seg::Comm { comm: c, parallel };
     let mut b = BlockWork::default();
     let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
     let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
     // Forward: [cp ring ∥] attention, tp, dispatch, experts/mlp, combine, tp.
     b.fwd.push(Seg::Compute(attn.fwd));
-    b.fwd.extend(pick(&all_f, "cp.kv_ring").into_iter().map(|c| comm(c, true)));
-    b.fwd.extend(pick(&all_f, "tp.attn_allreduce").into_iter().map(|c| comm(c, false)));
-    b.fwd.extend(pick(&all_f, "moe.dispatch").into_iter().map(|c| comm(c, false)));
+    b.fwd.extend(
+        pick(&all_f, "cp.kv_ring")
+            .into_iter()
+            .map(|c| comm(c, true)),
+    );
+    b.fwd.extend(
+        pick(&all_f, "tp.attn_allreduce")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
+    b.fwd.extend(
+        pick(&all_f, "moe.dispatch")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
     b.fwd.push(Seg::Compute(ffn.fwd));
-    b.fwd.extend(pick(&all_f, "moe.combine").into_iter().map(|c| comm(c, false)));
-    b.fwd.extend(pick(&all_f, "tp.mlp_allreduce").into_iter().map(|c| comm(c, false)));
+    b.fwd.extend(
+        pick(&all_f, "moe.combine")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
+    b.fwd.extend(
+        pick(&all_f, "tp.mlp_allreduce")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
     // Backward: combine⁻¹, experts/mlp, tp, dispatch⁻¹, attention [∥ cp ring], tp.
-    b.bwd.extend(pick(&all_b, "moe.combine.bwd").into_iter().map(|c| comm(c, false)));
+    b.bwd.extend(
+        pick(&all_b, "moe.combine.bwd")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
     b.bwd.push(Seg::Compute(ffn.bwd));
-    b.bwd.extend(pick(&all_b, "tp.mlp_allreduce").into_iter().map(|c| comm(c, false)));
-    b.bwd.extend(pick(&all_b, "moe.dispatch.bwd").into_iter().map(|c| comm(c, false)));
+    b.bwd.extend(
+        pick(&all_b, "tp.mlp_allreduce")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
+    b.bwd.extend(
+        pick(&all_b, "moe.dispatch.bwd")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
     b.bwd.push(Seg::Compute(attn.bwd));
-    b.bwd.extend(pick(&all_b, "cp.kv_dkv_ring").into_iter().map(|c| comm(c, true)));
-    b.bwd.extend(pick(&all_b, "tp.attn_allreduce").into_iter().map(|c| comm(c, false)));
+    b.bwd.extend(
+        pick(&all_b, "cp.kv_dkv_ring")
+            .into_iter()
+            .map(|c| comm(c, true)),
+    );
+    b.bwd.extend(
+        pick(&all_b, "tp.attn_allreduce")
+            .into_iter()
+            .map(|c| comm(c, false)),
+    );
     b.wgrad.push(Seg::Compute(ffn.wgrad));
     b.wgrad.push(Seg::Compute(attn.wgrad));
-    b.fwd.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.bwd.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.wgrad.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b.fwd
+        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b.bwd
+        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+    b.wgrad
+        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
     b
 }
 
@@ -483,10 +534,23 @@ impl<'a> Expander<'a> {
     /// Embedding, output head and MTP modules, as one block-like unit of compute.
     pub fn extras(&self, e: Extras) -> BlockWork {
         let w = self.extras_work(e);
-        let mut b = assemble(ChunkWork::default(), ChunkWork { comm_fwd: vec![], comm_bwd: vec![], ..w.clone() });
+        let mut b = assemble(
+            ChunkWork::default(),
+            ChunkWork {
+                comm_fwd: vec![],
+                comm_bwd: vec![],
+                ..w.clone()
+            },
+        );
         // MTP blocks carry their own expert traffic: keep it, after the compute.
-        b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm { comm: c, parallel: false }));
-        b.bwd.extend(w.comm_bwd.into_iter().map(|c| Seg::Comm { comm: c, parallel: false }));
+        b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm {
+            comm: c,
+            parallel: false,
+        }));
+        b.bwd.extend(w.comm_bwd.into_iter().map(|c| Seg::Comm {
+            comm: c,
+            parallel: false,
+        }));
         b
     }
 

@@ -1,20 +1,22 @@
 //! Pipeline schedules: bubble formulas and activations in flight.
 //!
 //! Used in closed form by the analytic engine and as test oracles for the discrete-event engine.
-//! `f`, `b` and `w` are one chunk's forward, backward-for-input and backward-for-weights times
-//! on the pipeline's slowest rank; `fb` is the time of one forward chunk overlapped with one
-//! backward chunk (DualPipe's "F&B"). Sources: Narayanan et al. SC21 (1F1B, interleaved),
+//! `f`, `b` and `w` are one *chunk's* forward, backward-for-input and backward-for-weights times
+//! on the pipeline's slowest rank (a chunk is a stage, a 1/vpp virtual stage for the interleaved
+//! schedule, or half a stage for DualPipeV); `fb` is the time of one forward chunk overlapped with
+//! one backward chunk (DualPipe's "F&B"). Sources: Narayanan et al. SC21 (1F1B, interleaved),
 //! Qi et al. 2023 (ZB1P), DeepSeek DualPipe README table.
 
 use crate::config::workload::Schedule;
 
 /// Pipeline bubble per step, in seconds.
-pub fn bubble(s: Schedule, pp: u64, vpp: u64, f: f64, b: f64, w: f64, fb: f64) -> f64 {
+pub fn bubble(s: Schedule, pp: u64, f: f64, b: f64, w: f64, fb: f64) -> f64 {
     let p = pp as f64;
     let full_b = b + w;
     match s {
         Schedule::Gpipe | Schedule::OneFOneB => (p - 1.0) * (f + full_b),
-        Schedule::Interleaved => (p - 1.0) * (f + full_b) / vpp.max(1) as f64,
+        // (p−1)(F+B)/v in stage times is (p−1)(f+b) in chunk times.
+        Schedule::Interleaved => (p - 1.0) * (f + full_b),
         // (PP−1)(F+B−2W) with B the full backward.
         Schedule::Zb1p => ((p - 1.0) * (f + full_b - 2.0 * w)).max(0.0),
         // (PP/2−1)(F&B+B−3W) with PP the stage count: pp for DualPipe, 2·pp chunks for DualPipeV.
@@ -44,24 +46,25 @@ mod tests {
     fn one_f_one_b_bubble_fraction() {
         // With m micro-batches of F + B each, 1F1B idles (p−1)/(m+p−1) of the step.
         let (p, m, f, b) = (8u64, 32u64, 1.0, 2.0);
-        let bub = bubble(Schedule::OneFOneB, p, 1, f, b, 0.0, 0.0);
+        let bub = bubble(Schedule::OneFOneB, p, f, b, 0.0, 0.0);
         let frac = bub / (bub + m as f64 * (f + b));
         assert!((frac - (p - 1) as f64 / (m + p - 1) as f64).abs() < 1e-12);
     }
 
     #[test]
     fn interleaving_divides_the_bubble() {
-        let a = bubble(Schedule::OneFOneB, 8, 1, 1.0, 1.0, 1.0, 0.0);
-        let b = bubble(Schedule::Interleaved, 8, 4, 1.0, 1.0, 1.0, 0.0);
+        // Same stages; with vpp 4 each chunk is a quarter of a stage.
+        let a = bubble(Schedule::OneFOneB, 8, 1.0, 1.0, 1.0, 0.0);
+        let b = bubble(Schedule::Interleaved, 8, 0.25, 0.25, 0.25, 0.0);
         assert!((a / b - 4.0).abs() < 1e-12);
     }
 
     #[test]
     fn zero_bubble_and_dualpipe_tables() {
         // ZB1P: (p−1)(F+B−2W) with B = 2 (input 1 + weights 1): (8−1)(1+2−2) = 7.
-        assert_eq!(bubble(Schedule::Zb1p, 8, 1, 1.0, 1.0, 1.0, 0.0), 7.0);
+        assert_eq!(bubble(Schedule::Zb1p, 8, 1.0, 1.0, 1.0, 0.0), 7.0);
         // DualPipe: (PP/2−1)(F&B+B−3W) = 3·(2.5+2−3) = 4.5.
-        assert_eq!(bubble(Schedule::Dualpipe, 8, 1, 1.0, 1.0, 1.0, 2.5), 4.5);
+        assert_eq!(bubble(Schedule::Dualpipe, 8, 1.0, 1.0, 1.0, 2.5), 4.5);
         assert_eq!(activations_in_flight(Schedule::Dualpipe, 16, 1, 120), 17.0);
         assert_eq!(activations_in_flight(Schedule::OneFOneB, 16, 1, 120), 16.0);
         assert_eq!(activations_in_flight(Schedule::Gpipe, 16, 1, 120), 120.0);
@@ -108,7 +111,11 @@ pub fn rank_of(s: Schedule, pp: u64, micro_batches: u64, chunk: u32, mb: u32) ->
 pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
     let (p, m, r) = (pp as u32, micro_batches as u32, rank as u32);
     let f = |mb| Op::F { chunk: r, mb };
-    let b = |mb, defer_w| Op::B { chunk: r, mb, defer_w };
+    let b = |mb, defer_w| Op::B {
+        chunk: r,
+        mb,
+        defer_w,
+    };
     let mut ops = Vec::new();
     match s {
         Schedule::Gpipe => {
@@ -125,9 +132,9 @@ pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) ->
                 ops.push(b(i, zb));
                 if zb {
                     pending += 1;
-                    // ZB-H1: weight gradients trail their backward by the warm-up depth, so the
-                    // deferred ones fill the drain bubble without holding more activations.
-                    if pending > warm {
+                    // ZB-H1: the input gradient leaves as soon as B is done; W follows while
+                    // the next dependency is in flight.
+                    if pending > 0 {
                         ops.push(Op::W);
                         pending -= 1;
                     }
@@ -238,7 +245,12 @@ fn dual_program(s: Schedule, p: u32, m: u32, r: u32) -> Vec<Op> {
     // Drain: of the 2(hr+1) backward chunks, the second half defer their weight gradients.
     let n6 = 2 * (hr + 1);
     for i in 0..n6 {
-        b(&mut ops, &mut next, if i % 2 == 0 { 1 } else { 0 }, i >= n6 / 2);
+        b(
+            &mut ops,
+            &mut next,
+            if i % 2 == 0 { 1 } else { 0 },
+            i >= n6 / 2,
+        );
     }
     for _ in 0..rest {
         ops.push(Op::W);
@@ -279,7 +291,11 @@ mod program_tests {
                 let mut deferred = 0i32;
                 for op in program(s, pp, vpp, m, r) {
                     let mut see = |c: u32, mb: u32, fwd: bool| {
-                        assert_eq!(rank_of(s, pp, m, c, mb) as u64, r, "{s:?} rank {r} runs chunk {c} mb {mb}");
+                        assert_eq!(
+                            rank_of(s, pp, m, c, mb) as u64,
+                            r,
+                            "{s:?} rank {r} runs chunk {c} mb {mb}"
+                        );
                         let v = if fwd { &mut f_seen } else { &mut b_seen };
                         v[(c * m as u32 + mb) as usize] += 1;
                     };
@@ -299,10 +315,16 @@ mod program_tests {
                         }
                     }
                 }
-                assert_eq!(deferred, 0, "{s:?} rank {r}: deferred weight gradients left");
+                assert_eq!(
+                    deferred, 0,
+                    "{s:?} rank {r}: deferred weight gradients left"
+                );
             }
             assert!(f_seen.iter().all(|&n| n == 1), "{s:?}: forwards {f_seen:?}");
-            assert!(b_seen.iter().all(|&n| n == 1), "{s:?}: backwards {b_seen:?}");
+            assert!(
+                b_seen.iter().all(|&n| n == 1),
+                "{s:?}: backwards {b_seen:?}"
+            );
         }
     }
 }

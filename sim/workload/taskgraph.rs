@@ -59,7 +59,11 @@ pub struct Group {
 pub enum SegKind {
     Compute,
     /// `parallel`: runs beside the preceding compute segment.
-    Comm { kind: CommKind, parallel: bool, group: Group },
+    Comm {
+        kind: CommKind,
+        parallel: bool,
+        group: Group,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,10 +168,16 @@ impl Builder {
         if size <= 1 {
             return SOLO;
         }
-        let seen = self.group_seen.entry((class, rank, group, gpu)).or_insert(0);
+        let seen = self
+            .group_seen
+            .entry((class, rank, group, gpu))
+            .or_insert(0);
         let k = *seen as usize;
         *seen += 1;
-        let list = self.group_instances.entry((class, rank, group)).or_default();
+        let list = self
+            .group_instances
+            .entry((class, rank, group))
+            .or_default();
         if k == list.len() {
             list.push(self.coll_members.len() as u32);
             self.coll_members.push(size);
@@ -202,25 +212,48 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
     for rep in 0..reps {
         for rank in 0..pp {
             let gpu = rank * reps + rep;
-            let program = schedule::program(plan.schedule, plan.pp, plan.vpp, plan.micro_batches, rank as u64);
+            let program = schedule::program(
+                plan.schedule,
+                plan.pp,
+                plan.vpp,
+                plan.micro_batches,
+                rank as u64,
+            );
             let mut last_compute: Option<u32> = None;
             let mut deferred: std::collections::VecDeque<(u32, u32, u32)> = Default::default(); // (chunk, mb, last B task)
-            let mut last_w_of_block: Vec<Vec<Option<u32>>> =
-                plan.chunks.iter().map(|c| vec![None; c.blocks.len()]).collect();
+            let mut last_w_of_block: Vec<Vec<Option<u32>>> = plan
+                .chunks
+                .iter()
+                .map(|c| vec![None; c.blocks.len()])
+                .collect();
             let mut b_done = vec![0u32; chunks as usize];
 
             // Emits one pass of one block; returns its last task. `after` are the data deps.
-            let mut emit_segs = |b: &mut Builder, segs: &[SegPlan], pass: Pass, after: Vec<u32>, last_compute: &mut Option<u32>| -> u32 {
+            let mut emit_segs = |b: &mut Builder,
+                                 segs: &[SegPlan],
+                                 pass: Pass,
+                                 after: Vec<u32>,
+                                 last_compute: &mut Option<u32>|
+             -> u32 {
                 let mut prev = after;
                 let mut before_prev: Vec<u32> = Vec::new();
                 let mut last = u32::MAX;
                 for s in segs {
                     let (stream, p, coll, deps) = match s.kind {
                         SegKind::Compute => (COMPUTE, pass, SOLO, prev.clone()),
-                        SegKind::Comm { kind, parallel, group } => {
-                            let gid = (rep / (group.size * group.stride)) * group.stride + rep % group.stride;
+                        SegKind::Comm {
+                            kind,
+                            parallel,
+                            group,
+                        } => {
+                            let gid = (rep / (group.size * group.stride)) * group.stride
+                                + rep % group.stride;
                             let coll = b.instance(kind as u8, rank, gid, gpu, group.size.min(reps));
-                            let deps = if parallel { before_prev.clone() } else { prev.clone() };
+                            let deps = if parallel {
+                                before_prev.clone()
+                            } else {
+                                prev.clone()
+                            };
                             (COMM, Pass::Comm(kind), coll, deps)
                         }
                     };
@@ -258,27 +291,118 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
             for op in program {
                 match op {
                     Op::F { chunk, mb } => {
-                        let t = forward(&mut b, plan, &mut emit_segs, &mut last_compute, gpu, rep, chunk, mb, &mut pending, &send_f, slot);
-                        finish_forward(&mut b, plan, gpu, rep, chunk, mb, t, &mut send_f, &mut last_f, slot);
+                        let t = forward(
+                            &mut b,
+                            plan,
+                            &mut emit_segs,
+                            &mut last_compute,
+                            gpu,
+                            rep,
+                            chunk,
+                            mb,
+                            &mut pending,
+                            &send_f,
+                            slot,
+                        );
+                        finish_forward(
+                            &mut b,
+                            plan,
+                            gpu,
+                            rep,
+                            chunk,
+                            mb,
+                            &[t],
+                            &mut send_f,
+                            &mut last_f,
+                            slot,
+                        );
                     }
                     Op::B { chunk, mb, defer_w } => {
-                        let last = backward(&mut b, plan, &mut emit_segs, &mut last_compute, gpu, rep, chunk, mb, &mut pending, &send_b, &last_f, slot, None);
-                        finish_backward(&mut b, plan, gpu, rep, chunk, mb, last, &mut send_b, slot);
+                        let last = backward(
+                            &mut b,
+                            plan,
+                            &mut emit_segs,
+                            &mut last_compute,
+                            gpu,
+                            rep,
+                            chunk,
+                            mb,
+                            &mut pending,
+                            &send_b,
+                            &last_f,
+                            slot,
+                            None,
+                        );
                         if defer_w {
+                            finish_backward(
+                                &mut b,
+                                plan,
+                                gpu,
+                                rep,
+                                chunk,
+                                mb,
+                                &[last],
+                                &mut send_b,
+                                slot,
+                            );
                             deferred.push_back((chunk, mb, last));
                         } else {
-                            weights(&mut b, plan, &mut emit_segs, &mut last_compute, gpu, chunk, last, &mut last_w_of_block);
+                            // Weight gradients computed with the backward: the gradient leaves after both.
+                            let lw = weights(
+                                &mut b,
+                                plan,
+                                &mut emit_segs,
+                                &mut last_compute,
+                                gpu,
+                                chunk,
+                                last,
+                                &mut last_w_of_block,
+                            );
+                            finish_backward(
+                                &mut b,
+                                plan,
+                                gpu,
+                                rep,
+                                chunk,
+                                mb,
+                                &[last, lw],
+                                &mut send_b,
+                                slot,
+                            );
                         }
                         b_done[chunk as usize] += 1;
                     }
                     Op::W => {
-                        let (chunk, _mb, last) = deferred.pop_front().expect("W with a deferred backward (checked by tests)");
-                        weights(&mut b, plan, &mut emit_segs, &mut last_compute, gpu, chunk, last, &mut last_w_of_block);
+                        let (chunk, _mb, last) = deferred
+                            .pop_front()
+                            .expect("W with a deferred backward (checked by tests)");
+                        weights(
+                            &mut b,
+                            plan,
+                            &mut emit_segs,
+                            &mut last_compute,
+                            gpu,
+                            chunk,
+                            last,
+                            &mut last_w_of_block,
+                        );
                     }
                     Op::FB { f, b: bk } => {
                         overlapped(
-                            &mut b, plan, &mut emit_segs, &mut last_compute, gpu, rep, f, bk, &mut pending, &mut send_f, &mut send_b, &mut last_f,
-                            slot, &mut last_w_of_block,
+                            &mut b,
+                            plan,
+                            &mut emit_segs,
+                            &mut last_compute,
+                            gpu,
+                            rep,
+                            f,
+                            bk,
+                            &mut pending,
+                            &mut send_f,
+                            &mut send_b,
+                            &mut last_f,
+                            slot,
+                            &mut last_w_of_block,
                         );
                         b_done[bk.0 as usize] += 1;
                     }
@@ -347,7 +471,10 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
             Pending::Fwd { chunk, mb } => send_f[slot(rep, chunk, mb)],
             Pending::Bwd { chunk, mb } => send_b[slot(rep, chunk, mb)],
         };
-        assert!(from != u32::MAX, "a receive without its send (schedule bug)");
+        assert!(
+            from != u32::MAX,
+            "a receive without its send (schedule bug)"
+        );
         b.edges.push((from, task));
     }
     finish(b, gpus)
@@ -377,7 +504,14 @@ fn forward(
         if s != u32::MAX {
             after.push(s);
         } else {
-            pending.push((first_task, rep, Pending::Fwd { chunk: chunk - 1, mb }));
+            pending.push((
+                first_task,
+                rep,
+                Pending::Fwd {
+                    chunk: chunk - 1,
+                    mb,
+                },
+            ));
         }
     }
     let mut last = u32::MAX;
@@ -402,11 +536,12 @@ fn finish_forward(
     rep: u32,
     chunk: u32,
     mb: u32,
-    last: u32,
+    after: &[u32],
     send_f: &mut [u32],
     last_f: &mut [u32],
     slot: impl Fn(u32, u32, u32) -> usize,
 ) {
+    let last = *after.iter().max().expect("a forward has tasks");
     last_f[slot(rep, chunk, mb)] = last;
     let next_same_rank = chunk + 1 < plan.chunks.len() as u32
         && schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk + 1, mb)
@@ -422,7 +557,7 @@ fn finish_forward(
                 mem: 0.0,
                 inflight: 0,
             },
-            &[last],
+            after,
         )
     } else {
         last
@@ -455,7 +590,14 @@ fn backward(
         if s != u32::MAX {
             after.push(s);
         } else {
-            pending.push((first_task, rep, Pending::Bwd { chunk: chunk + 1, mb }));
+            pending.push((
+                first_task,
+                rep,
+                Pending::Bwd {
+                    chunk: chunk + 1,
+                    mb,
+                },
+            ));
         }
     }
     let mut last = u32::MAX;
@@ -477,10 +619,11 @@ fn finish_backward(
     rep: u32,
     chunk: u32,
     mb: u32,
-    last: u32,
+    after: &[u32],
     send_b: &mut [u32],
     slot: impl Fn(u32, u32, u32) -> usize,
 ) {
+    let last = *after.iter().max().expect("a backward has tasks");
     let prev_same_rank = chunk > 0
         && schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk - 1, mb)
             == schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk, mb);
@@ -495,7 +638,7 @@ fn finish_backward(
                 mem: 0.0,
                 inflight: 0,
             },
-            &[last],
+            after,
         )
     } else {
         last
@@ -503,8 +646,18 @@ fn finish_backward(
     send_b[slot(rep, chunk, mb)] = id;
 }
 
-/// Weight gradients of one chunk's backward, on the weight-gradient stream, no earlier than
-/// the schedule puts them (after the compute task emitted before them).
+/// The stream weight gradients run on: DualPipe's go to a second compute stream that shares
+/// the SMs with the first (DeepSeek's trace, streams 7 and 23); everywhere else they run on the
+/// compute stream where the schedule places them (ZB1P's deferred W fill bubbles in order).
+fn wgrad_stream(s: Schedule) -> u8 {
+    match s {
+        Schedule::Dualpipe | Schedule::Dualpipev => WGRAD,
+        _ => COMPUTE,
+    }
+}
+
+/// Weight gradients of one chunk's backward, no earlier than the schedule puts them (after the
+/// compute task emitted before them).
 #[allow(clippy::too_many_arguments)]
 fn weights(
     b: &mut Builder,
@@ -515,7 +668,7 @@ fn weights(
     chunk: u32,
     after_b: u32,
     last_w: &mut [Vec<Option<u32>>],
-) {
+) -> u32 {
     let mut prev = after_b;
     for (i, blk) in plan.chunks[chunk as usize].blocks.iter().enumerate().rev() {
         for s in &blk.wgrad {
@@ -524,7 +677,7 @@ fn weights(
             prev = b.add(
                 Task {
                     gpu,
-                    stream: WGRAD,
+                    stream: wgrad_stream(plan.schedule),
                     pass: Pass::Wgrad,
                     work: s.ps,
                     coll: SOLO,
@@ -536,6 +689,7 @@ fn weights(
         }
         last_w[chunk as usize][i] = Some(prev);
     }
+    prev
 }
 
 /// DualPipe's F&B: the forward of one micro-batch and the backward of another, block by block,
@@ -560,7 +714,12 @@ fn overlapped(
     let (fc, fmb) = f;
     let (bc, bmb) = bk;
     let fblocks = &plan.chunks[fc as usize].blocks;
-    let bblocks: Vec<(usize, &BlockPlan)> = plan.chunks[bc as usize].blocks.iter().enumerate().rev().collect();
+    let bblocks: Vec<(usize, &BlockPlan)> = plan.chunks[bc as usize]
+        .blocks
+        .iter()
+        .enumerate()
+        .rev()
+        .collect();
     // Data deps of the first forward and first backward segments.
     let f_first = b.tasks.len() as u32; // placeholder index check below
     let _ = f_first;
@@ -571,7 +730,10 @@ fn overlapped(
         if s != u32::MAX {
             f_after.push(s);
         } else {
-            f_pending = Some(Pending::Fwd { chunk: fc - 1, mb: fmb });
+            f_pending = Some(Pending::Fwd {
+                chunk: fc - 1,
+                mb: fmb,
+            });
         }
     }
     let mut b_after = vec![last_f[slot(rep, bc, bmb)]];
@@ -581,11 +743,15 @@ fn overlapped(
         if s != u32::MAX {
             b_after.push(s);
         } else {
-            b_pending = Some(Pending::Bwd { chunk: bc + 1, mb: bmb });
+            b_pending = Some(Pending::Bwd {
+                chunk: bc + 1,
+                mb: bmb,
+            });
         }
     }
     let n = fblocks.len().max(bblocks.len());
     let mut f_first_task = None;
+    let mut w_last: Option<u32> = None;
     let mut b_last = u32::MAX;
     let mut f_last = u32::MAX;
     for i in 0..n {
@@ -618,7 +784,7 @@ fn overlapped(
                     let w = b.add(
                         Task {
                             gpu,
-                            stream: WGRAD,
+                            stream: wgrad_stream(plan.schedule),
                             pass: Pass::Wgrad,
                             work: wseg[wk].ps,
                             coll: SOLO,
@@ -628,6 +794,7 @@ fn overlapped(
                         &deps,
                     );
                     wk += 1;
+                    w_last = Some(w);
                     if let Some(bi) = bi {
                         last_w[bc as usize][bi] = Some(w);
                     }
@@ -657,7 +824,7 @@ fn overlapped(
             let w = b.add(
                 Task {
                     gpu,
-                    stream: WGRAD,
+                    stream: wgrad_stream(plan.schedule),
                     pass: Pass::Wgrad,
                     work: wseg[wk].ps,
                     coll: SOLO,
@@ -667,6 +834,7 @@ fn overlapped(
                 &deps,
             );
             wk += 1;
+            w_last = Some(w);
             if let Some(bi) = bi {
                 last_w[bc as usize][bi] = Some(w);
             }
@@ -677,8 +845,12 @@ fn overlapped(
     let t = &mut b.tasks[b_last as usize];
     t.mem = -plan.chunks[bc as usize].act_bytes;
     t.inflight = -1;
-    finish_forward(b, plan, gpu, rep, fc, fmb, f_last, send_f, last_f, slot);
-    finish_backward(b, plan, gpu, rep, bc, bmb, b_last, send_b, slot);
+    // DualPipe sends both results once the pair is done.
+    let mut all = vec![f_last, b_last];
+    all.extend(w_last);
+    finish_forward(b, plan, gpu, rep, fc, fmb, &all, send_f, last_f, slot);
+    last_f[slot(rep, fc, fmb)] = f_last;
+    finish_backward(b, plan, gpu, rep, bc, bmb, &all, send_b, slot);
 }
 
 fn finish(b: Builder, gpus: u32) -> TaskGraph {
