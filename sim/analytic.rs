@@ -633,17 +633,35 @@ mod trace_tests {
             }
         }
         let us = |s: f64| s * 1e6;
+        // The trace's compute kernels of one layer pair (forward + backward + weights).
+        let trace = crate::hw::kernel::tests::trace();
+        let csv = include_str!("../tests/reference/deepseek-v3-h800-kernels.csv");
+        let compute_phases: Vec<&str> = [
+            "attn(F)", "mlp(F)", "mlp(B)", "mlp(W)", "attn(B)", "attn(W)",
+        ]
+        .to_vec();
+        let measured: f64 = trace
+            .iter()
+            .filter(|r| compute_phases.contains(&r.0.as_str()))
+            .map(|r| r.2)
+            .sum();
+        assert!(csv.contains("attn(W)") && measured > 30000.0, "{measured}");
+        // mlp(W) ran on two streams: count its 5.07 ms phase wall, not the sum of its kernels.
+        let mlp_w: f64 = trace.iter().filter(|r| r.0 == "mlp(W)").map(|r| r.2).sum();
+        let measured = measured - mlp_w + 5070.0 + (mlp_w - 5800.6).max(0.0);
         println!(
-            "F {:.0} (trace 8974)  B {:.0} (trace 14647)  W {:.0} (trace 8766)  comm {:?}",
+            "F {:.0}  B {:.0}  W {:.0}  comm {:?}",
             us(c.fwd),
             us(c.bwd),
             us(c.wgrad),
             c.comm
         );
         let total = us(c.compute());
+        let err = total / measured - 1.0;
         println!(
-            "F+B+W {total:.0} us against 32,387 us in the trace: {:+.1}%",
-            (total / 32387.0 - 1.0) * 100.0
+            "F+B+W {total:.0} us against {measured:.0} us in the trace: {:+.1}%",
+            err * 100.0
         );
+        assert!(err.abs() < 0.10, "layer pair off by {:+.1}%", err * 100.0);
     }
 }

@@ -84,6 +84,10 @@ fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         engine.name()
     );
     let summary = pipeline::run(&topo, &work, &sets, engine)?;
+    eprintln!(
+        "trainsim: routing {} (alpha {}), seed {}",
+        summary.routing.distribution, summary.routing.alpha, summary.routing.seed
+    );
     let json = summary.to_json();
     report::write_atomic(&a.out, "summary.json", &json).map_err(|e| {
         Diagnostic::new(

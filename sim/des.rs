@@ -10,11 +10,13 @@
 //! simulation). `full` simulates every GPU with collective membership.
 
 use crate::analytic::{Breakdown, ChunkCost, Estimate, Memory, Staging};
+use crate::config::workload::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
 use crate::topo::Cluster;
 use crate::units::Time;
 use crate::workload::layout::Layout;
+use crate::workload::model::LayerKind;
 use crate::workload::ops::{BlockWork, CommKind, Seg};
 use crate::workload::taskgraph::{
     self, BlockPlan, ChunkPlan, Group, Pass, SegKind, SegPlan, StepPlan, TaskGraph,
@@ -42,10 +44,18 @@ fn group(kind: CommKind, l: &Layout) -> Group {
 fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
     segs.iter()
         .map(|s| match s {
-            Seg::Compute(ks) => SegPlan {
-                kind: SegKind::Compute,
-                ps: ks.iter().map(|k| st.km.time(&k.shape, st.sms).ps).sum(),
-            },
+            Seg::Compute(ks) => {
+                let t = |k: &&crate::workload::ops::Kernel| st.km.time(&k.shape, st.sms).ps;
+                SegPlan {
+                    kind: SegKind::Compute,
+                    ps: ks.iter().map(|k| t(&k)).sum(),
+                    load_ps: ks
+                        .iter()
+                        .filter(|k| scales_with_load(&k.name))
+                        .map(|k| t(&k))
+                        .sum(),
+                }
+            }
             Seg::Comm { comm, parallel } => SegPlan {
                 kind: SegKind::Comm {
                     kind: comm.kind,
@@ -53,7 +63,56 @@ fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
                     group: group(comm.kind, st.layout),
                 },
                 ps: ps(st.ab.time(&comm.op)),
+                load_ps: if comm.kind == CommKind::Ep {
+                    ps(st.ab.time(&comm.op))
+                } else {
+                    0
+                },
             },
+        })
+        .collect()
+}
+
+/// Kernels whose work follows the routed tokens a GPU receives.
+fn scales_with_load(kernel: &str) -> bool {
+    kernel.starts_with("experts.")
+        || kernel.starts_with("experts_swiglu")
+        || kernel.starts_with("moe_permute")
+        || kernel.starts_with("moe_unpermute")
+}
+
+/// Routed-expert load per GPU of an EP group, relative to balanced, for each block of the model:
+/// expert popularity ~ Dirichlet(alpha) per MoE layer, drawn from the workload's seed.
+pub fn expert_load(w: &Workload, ep: u64) -> Vec<Option<Vec<f32>>> {
+    use rand::SeedableRng;
+    use statrs::distribution::Gamma;
+    let r = &w.routing;
+    let Some(moe) = w.model.moe else {
+        return vec![None; w.model.layers as usize];
+    };
+    if r.distribution == RoutingDistribution::Balanced {
+        return vec![None; w.model.layers as usize];
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
+    let gamma = Gamma::new(r.alpha, 1.0).expect("alpha validated positive");
+    let per_gpu = (moe.routed / ep) as usize;
+    w.model
+        .layer_kinds()
+        .into_iter()
+        .map(|k| {
+            if k != LayerKind::Moe {
+                return None;
+            }
+            let weights: Vec<f64> = (0..moe.routed)
+                .map(|_| rand::distr::Distribution::sample(&gamma, &mut rng))
+                .collect();
+            let total: f64 = weights.iter().sum();
+            Some(
+                weights
+                    .chunks(per_gpu)
+                    .map(|c| (c.iter().sum::<f64>() / total * ep as f64) as f32)
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -100,6 +159,32 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     }
     let all_sms = st.km.gpu.sms.value;
     let ranks = 0..l.pp;
+    // Expert load per block; a single replica stands for its EP group's busiest GPU, which the
+    // all-to-all makes everyone wait for.
+    let per_block = expert_load(st.w, l.ep);
+    let skewed = per_block.iter().any(Option::is_some);
+    let load = if !skewed {
+        Vec::new()
+    } else {
+        st.runs
+            .iter()
+            .enumerate()
+            .map(|(c, &(a, b))| {
+                let mut v: Vec<Vec<f32>> = Vec::new();
+                if c == 0 {
+                    v.push(Vec::new());
+                }
+                for l in &per_block[a..b] {
+                    v.push(match l {
+                        None => Vec::new(),
+                        Some(g) if replicas == 1 => vec![g.iter().copied().fold(0.0, f32::max)],
+                        Some(g) => g.clone(),
+                    });
+                }
+                v
+            })
+            .collect()
+    };
     StepPlan {
         schedule: l.schedule,
         pp: l.pp,
@@ -118,6 +203,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             stride: l.tp as u32,
         },
         replicas,
+        load,
     }
 }
 
@@ -268,6 +354,7 @@ mod tests {
         let seg = |ps| SegPlan {
             kind: SegKind::Compute,
             ps,
+            load_ps: 0,
         };
         let chunk = ChunkPlan {
             blocks: vec![BlockPlan {
@@ -290,6 +377,7 @@ mod tests {
             param_gather_ps: vec![0; pp as usize],
             dp_group: Group { size: 1, stride: 1 },
             replicas: 1,
+            load: Vec::new(),
         };
         let per_rank = chunks / pp * m * (f + b + w);
         (plan, per_rank)
@@ -337,5 +425,89 @@ mod tests {
             let peak = *o.peak_inflight.iter().max().unwrap();
             assert_eq!(peak, expect, "{s:?}: peak in flight {:?}", o.peak_inflight);
         }
+    }
+}
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::*;
+    use crate::config::{Override, Source};
+    use crate::pipeline::{load, DEFAULT_WORKLOAD};
+
+    const SMALL: &str = include_str!("../topologies/h800-16.yaml");
+
+    /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes: PP2 × EP8, DualPipe.
+    fn small(extra: &[&str]) -> (Cluster, Workload) {
+        let t = Source::embedded("topologies/h800-16.yaml", SMALL);
+        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+        let mut sets: Vec<Override> = [
+            "workload.model.num_hidden_layers=4",
+            "workload.model.first_k_dense_replace=1",
+            "workload.training.global_batch=64",
+            "workload.parallelism.pp=2",
+            "workload.parallelism.ep=8",
+            "workload.training.phases=[{name: p, tokens: 1B}]",
+        ]
+        .iter()
+        .map(|s| Override::parse(s).unwrap())
+        .collect();
+        sets.extend(extra.iter().map(|s| Override::parse(s).unwrap()));
+        load(&t, &w, &sets).unwrap()
+    }
+
+    /// One replica per stage stands for all 16 GPUs: the full simulation agrees within 1%.
+    #[test]
+    fn representative_matches_full_simulation() {
+        let (c, w) = small(&[]);
+        let cal = Calibration::embedded();
+        let rep = estimate(&w, &w.layout, &c, &cal, false);
+        let full = estimate(&w, &w.layout, &c, &cal, true);
+        let err = rep.step_time_s / full.step_time_s - 1.0;
+        println!(
+            "representative {:.6} s ({} events), full {:.6} s ({} events): {:+.4}%",
+            rep.step_time_s,
+            rep.events,
+            full.step_time_s,
+            full.events,
+            err * 100.0
+        );
+        assert!(
+            full.events >= rep.events * 8,
+            "the full run simulates every GPU"
+        );
+        assert!(err.abs() < 0.01);
+    }
+
+    /// Hot experts slow the step: the all-to-all waits for the busiest GPU.
+    #[test]
+    fn skewed_routing_is_seeded_and_slower() {
+        let cal = Calibration::embedded();
+        let (c, w) = small(&[]);
+        let balanced = estimate(&w, &w.layout, &c, &cal, false).step_time_s;
+        let run = |seed: &str, alpha: &str| {
+            let (c, w) = small(&[
+                "workload.routing.distribution=dirichlet",
+                &format!("workload.routing.alpha={alpha}"),
+                &format!("workload.routing.seed={seed}"),
+            ]);
+            estimate(&w, &w.layout, &c, &cal, false).step_time_s
+        };
+        let a = run("7", "2.0");
+        assert_eq!(a, run("7", "2.0"), "same seed, same result");
+        assert!(a > balanced, "skewed {a} vs balanced {balanced}");
+        let hotter = run("7", "0.5");
+        assert!(
+            hotter > a,
+            "alpha 0.5 ({hotter}) should be slower than alpha 2 ({a})"
+        );
+        // The full simulation sees the same imbalance through the all-to-all's slowest member.
+        let (c, w) = small(&[
+            "workload.routing.distribution=dirichlet",
+            "workload.routing.alpha=2.0",
+            "workload.routing.seed=7",
+        ]);
+        let full = estimate(&w, &w.layout, &c, &cal, true).step_time_s;
+        println!("balanced {balanced:.6}, skewed representative {a:.6}, skewed full {full:.6}");
+        assert!(full > balanced);
     }
 }

@@ -83,7 +83,16 @@ pub struct Summary {
     pub energy_mwh: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy_cost_usd: Option<f64>,
+    pub routing: RoutingSummary,
     pub sim: SimInfo,
+}
+
+/// How expert load was drawn, with the seed that reproduces it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingSummary {
+    pub distribution: &'static str,
+    pub alpha: f64,
+    pub seed: u64,
 }
 
 const GIB: f64 = 1073741824.0;
@@ -156,6 +165,14 @@ impl Summary {
             days: cost.days,
             energy_mwh: cost.energy_mwh,
             energy_cost_usd: cost.energy_cost_usd,
+            routing: RoutingSummary {
+                distribution: match w.routing.distribution {
+                    crate::config::workload::RoutingDistribution::Balanced => "balanced",
+                    crate::config::workload::RoutingDistribution::Dirichlet => "dirichlet",
+                },
+                alpha: w.routing.alpha,
+                seed: w.routing.seed,
+            },
             sim: SimInfo {
                 engine,
                 events: e.events,

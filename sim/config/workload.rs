@@ -14,6 +14,47 @@ pub struct WorkloadSpec {
     pub training: TrainingSpec,
     pub parallelism: ParallelismSpec,
     pub pricing: PricingSpec,
+    /// How routed-expert load spreads over the experts (default: perfectly balanced).
+    #[serde(default)]
+    pub routing: RoutingSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingDistribution {
+    /// Every expert receives the same number of tokens (DeepSeek's profile trace assumes this).
+    #[default]
+    Balanced,
+    /// Expert popularity drawn from a symmetric Dirichlet(alpha) per MoE layer: hot experts.
+    Dirichlet,
+}
+
+/// Routed-expert load.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSpec {
+    #[serde(default)]
+    pub distribution: RoutingDistribution,
+    /// Dirichlet concentration: smaller is more skewed (1.0: popularity ~ uniform on the simplex).
+    #[serde(default = "alpha")]
+    pub alpha: f64,
+    /// Seed of the random draws (printed with every run).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn alpha() -> f64 {
+    8.0
+}
+
+impl Default for RoutingSpec {
+    fn default() -> Self {
+        RoutingSpec {
+            distribution: RoutingDistribution::Balanced,
+            alpha: alpha(),
+            seed: 0,
+        }
+    }
 }
 
 /// Number formats, as DeepSeek-V3 §3.3 describes them.

@@ -8,7 +8,8 @@ pub mod taskgraph;
 
 use crate::config::model::{ModelSpec, HF_ALIASES};
 use crate::config::workload::{
-    Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute, WorkloadSpec,
+    Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute, RoutingSpec,
+    WorkloadSpec,
 };
 use crate::config::{Diagnostic, Source};
 use crate::topo::Cluster;
@@ -29,6 +30,7 @@ pub struct Workload {
     pub layout: Layout,
     pub phases: Vec<Phase>,
     pub pricing: PricingSpec,
+    pub routing: RoutingSpec,
 }
 
 /// A stretch of training at one layout and batch.
@@ -143,6 +145,15 @@ impl Workload {
             Layout::new(p, seq, batch, gpus, &model, &cluster.gpu, file, at)
         };
         let layout = mk(&spec.parallelism, t.seq_len, t.global_batch, "parallelism")?;
+        let r = &spec.routing;
+        if !(r.alpha.is_finite() && r.alpha > 0.0) {
+            return Err(Diagnostic::new(
+                file,
+                r.alpha.to_string(),
+                "a positive Dirichlet concentration",
+            )
+            .at("routing.alpha"));
+        }
         if t.phases.is_empty() {
             return Err(Diagnostic::new(
                 file,
@@ -165,6 +176,7 @@ impl Workload {
             layout,
             phases,
             pricing: spec.pricing.clone(),
+            routing: spec.routing.clone(),
         })
     }
 

@@ -70,6 +70,9 @@ pub enum SegKind {
 pub struct SegPlan {
     pub kind: SegKind,
     pub ps: u64,
+    /// The part of `ps` that grows with this GPU's routed-expert load (expert GEMMs, token
+    /// permutes, all-to-all traffic).
+    pub load_ps: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,6 +109,41 @@ pub struct StepPlan {
     pub dp_group: Group,
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
     pub replicas: u32,
+    /// Routed-expert load relative to balanced, by `[chunk][block][position in the EP group]`
+    /// (a replica uses position `replica % len`); empty where balanced.
+    pub load: Vec<Vec<Vec<f32>>>,
+}
+
+impl StepPlan {
+    /// The plan as replica `rep` sees it: expert-load-dependent time scaled by its load.
+    pub fn for_replica(&self, rep: u32) -> StepPlan {
+        let mut p = self.clone();
+        if self.load.is_empty() {
+            return p;
+        }
+        for (c, chunk) in p.chunks.iter_mut().enumerate() {
+            for (i, blk) in chunk.blocks.iter_mut().enumerate() {
+                let Some(l) = self
+                    .load
+                    .get(c)
+                    .and_then(|b| b.get(i))
+                    .filter(|l| !l.is_empty())
+                else {
+                    continue;
+                };
+                let f = l[rep as usize % l.len()] as f64;
+                for s in blk
+                    .fwd
+                    .iter_mut()
+                    .chain(blk.bwd.iter_mut())
+                    .chain(blk.wgrad.iter_mut())
+                {
+                    s.ps = s.ps - s.load_ps + (s.load_ps as f64 * f).round() as u64;
+                }
+            }
+        }
+        p
+    }
 }
 
 /// The graph.
@@ -209,7 +247,10 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
     let mut last_f = send_f.clone();
     let mut pending: Vec<(u32, u32, Pending)> = Vec::new(); // (task, replica, what)
 
+    let original = plan;
     for rep in 0..reps {
+        let scaled = original.for_replica(rep);
+        let plan = &scaled;
         for rank in 0..pp {
             let gpu = rank * reps + rep;
             let program = schedule::program(
@@ -226,7 +267,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                 .iter()
                 .map(|c| vec![None; c.blocks.len()])
                 .collect();
-            let mut b_done = vec![0u32; chunks as usize];
 
             // Emits one pass of one block; returns its last task. `after` are the data deps.
             let mut emit_segs = |b: &mut Builder,
@@ -237,7 +277,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
              -> u32 {
                 let mut prev = after;
                 let mut before_prev: Vec<u32> = Vec::new();
-                let mut last = u32::MAX;
                 for s in segs {
                     let (stream, p, coll, deps) = match s.kind {
                         SegKind::Compute => (COMPUTE, pass, SOLO, prev.clone()),
@@ -281,12 +320,9 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             before_prev = std::mem::replace(&mut prev, vec![id]);
                         }
                     }
-                    last = id;
                 }
-                let _ = last;
                 *prev.iter().max().expect("a pass has at least one segment")
             };
-            let _ = &mut emit_segs;
 
             for op in program {
                 match op {
@@ -296,7 +332,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             plan,
                             &mut emit_segs,
                             &mut last_compute,
-                            gpu,
                             rep,
                             chunk,
                             mb,
@@ -323,7 +358,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             plan,
                             &mut emit_segs,
                             &mut last_compute,
-                            gpu,
                             rep,
                             chunk,
                             mb,
@@ -331,7 +365,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             &send_b,
                             &last_f,
                             slot,
-                            None,
                         );
                         if defer_w {
                             finish_backward(
@@ -351,7 +384,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             let lw = weights(
                                 &mut b,
                                 plan,
-                                &mut emit_segs,
                                 &mut last_compute,
                                 gpu,
                                 chunk,
@@ -370,7 +402,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                                 slot,
                             );
                         }
-                        b_done[chunk as usize] += 1;
                     }
                     Op::W => {
                         let (chunk, _mb, last) = deferred
@@ -379,7 +410,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                         weights(
                             &mut b,
                             plan,
-                            &mut emit_segs,
                             &mut last_compute,
                             gpu,
                             chunk,
@@ -404,11 +434,9 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                             slot,
                             &mut last_w_of_block,
                         );
-                        b_done[bk.0 as usize] += 1;
                     }
                 }
             }
-            let _ = b_done;
             // Gradient sync per block after its last weight gradients, then optimizer, then gather.
             let mut syncs = Vec::new();
             for (c, blocks) in last_w_of_block.iter().enumerate() {
@@ -489,7 +517,6 @@ fn forward(
     plan: &StepPlan,
     emit: &mut EmitFn,
     last_compute: &mut Option<u32>,
-    gpu: u32,
     rep: u32,
     chunk: u32,
     mb: u32,
@@ -524,7 +551,6 @@ fn forward(
         }
         after = vec![last];
     }
-    let _ = gpu;
     last
 }
 
@@ -566,14 +592,13 @@ fn finish_forward(
 }
 
 /// Backward (input gradients) of one chunk: blocks in reverse, after the gradient from the next
-/// chunk (or the loss). Returns the last task. `interleave` is used by overlapped pairs.
+/// chunk (or the loss). Returns the last task.
 #[allow(clippy::too_many_arguments)]
 fn backward(
     b: &mut Builder,
     plan: &StepPlan,
     emit: &mut EmitFn,
     last_compute: &mut Option<u32>,
-    _gpu: u32,
     rep: u32,
     chunk: u32,
     mb: u32,
@@ -581,7 +606,6 @@ fn backward(
     send_b: &[u32],
     last_f: &[u32],
     slot: impl Fn(u32, u32, u32) -> usize + Copy,
-    _interleave: Option<()>,
 ) -> u32 {
     let first_task = b.tasks.len() as u32;
     let mut after = vec![last_f[slot(rep, chunk, mb)]];
@@ -662,7 +686,6 @@ fn wgrad_stream(s: Schedule) -> u8 {
 fn weights(
     b: &mut Builder,
     plan: &StepPlan,
-    _emit: &mut EmitFn,
     last_compute: &mut Option<u32>,
     gpu: u32,
     chunk: u32,
@@ -721,8 +744,6 @@ fn overlapped(
         .rev()
         .collect();
     // Data deps of the first forward and first backward segments.
-    let f_first = b.tasks.len() as u32; // placeholder index check below
-    let _ = f_first;
     let mut f_after: Vec<u32> = Vec::new();
     let mut f_pending = None;
     if fc > 0 {
@@ -771,10 +792,9 @@ fn overlapped(
             if bj < bseg.len() {
                 let s = bseg[bj];
                 let id = emit(b, &[s], Pass::Bwd, b_prev.clone(), last_compute);
-                if b_pending.take().is_some_and(|p| {
+                if let Some(p) = b_pending.take() {
                     pending.push((id, rep, p));
-                    true
-                }) {}
+                }
                 b_prev = vec![id];
                 b_last = id;
                 bj += 1;

@@ -104,3 +104,13 @@ case!(
     radix_too_small_for_the_cluster,
     ["--set", "topology.scale_out.fabric.switch_radix=16"]
 );
+case!(memory_exceeds_hbm, ["--set", "workload.parallelism.ep=8"]);
+case!(
+    routing_alpha_must_be_positive,
+    [
+        "--set",
+        "workload.routing.distribution=dirichlet",
+        "--set",
+        "workload.routing.alpha=0"
+    ]
+);

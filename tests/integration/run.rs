@@ -102,7 +102,27 @@ fn default_run_has_every_contract_field_and_the_published_model() {
     let b = &v["breakdown_s"];
     let sum = f(b, "compute") + f(b, "exposed_comm") + f(b, "bubble") + f(b, "optimizer");
     assert!((sum / step - 1.0).abs() < 1e-9, "{sum} vs {step}");
-    assert_eq!(v["sim"]["engine"], "analytic");
+    assert_eq!(v["sim"]["engine"], "des");
+    assert!(
+        v["sim"]["events"].as_u64().unwrap() > 10_000,
+        "the DES processed events"
+    );
+}
+
+#[test]
+fn analytic_engine_agrees_with_the_des_within_ten_percent() {
+    let des = run_json(&[], "engine-des");
+    let ana = run_json(&["--engine", "analytic"], "engine-analytic");
+    assert_eq!(ana["sim"]["engine"], "analytic");
+    let (a, d) = (f(&ana, "step_time_s"), f(&des, "step_time_s"));
+    // Same kernels and traffic; the DES adds what closed forms miss (warm-up, drain, stalls).
+    assert!(d >= a * 0.99 && d < a * 1.10, "analytic {a} vs des {d}");
+    let b = &ana["breakdown_s"];
+    let sum = f(b, "compute") + f(b, "exposed_comm") + f(b, "bubble") + f(b, "optimizer");
+    assert!(
+        (sum / a - 1.0).abs() < 1e-9,
+        "analytic breakdown {sum} vs step {a}"
+    );
 }
 
 #[test]
@@ -155,7 +175,7 @@ fn every_shipped_workload_runs_on_its_cluster() {
         ]);
         assert_eq!(o.code, 0, "{w} on {t}: {}", o.stderr);
     }
-    // The small test cluster loads with a layout that fits it.
+    // The small test cluster runs DeepSeek-V3's design cut down to fit it.
     let o = trainsim(&[
         "run",
         "--json",
@@ -165,6 +185,14 @@ fn every_shipped_workload_runs_on_its_cluster() {
         "workload.parallelism.pp=2",
         "--set",
         "workload.parallelism.ep=8",
+        "--set",
+        "workload.model.num_hidden_layers=8",
+        "--set",
+        "workload.model.n_routed_experts=64",
+        "--set",
+        "workload.training.global_batch=256",
+        "--set",
+        "workload.training.phases=[{name: pre-training, tokens: 1B}]",
         "--out",
         fresh_dir("small").to_str().unwrap(),
     ]);

@@ -1,0 +1,42 @@
+//! Speed of the discrete-event engine: one DeepSeek-V3 step on 2,048 H800 (one replica per
+//! pipeline stage stands for the symmetric EP/DP groups; `des::scenario_tests` checks it against
+//! the full simulation). Prints events, events/s and peak resident memory once.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use trainsim::config::Source;
+use trainsim::hw::Calibration;
+use trainsim::pipeline::{self, DEFAULT_TOPOLOGY, DEFAULT_WORKLOAD};
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn bench(c: &mut Criterion) {
+    let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
+    let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+    let (cluster, wl) = pipeline::load(&t, &w, &[]).unwrap();
+    let cal = Calibration::embedded();
+    let started = std::time::Instant::now();
+    let e = trainsim::des::estimate(&wl, &wl.layout, &cluster, &cal, false);
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "des step: {:.3} s simulated, {} events in {:.3} s wall = {:.2} M events/s, peak RSS {:.0} MiB",
+        e.step_time_s,
+        e.events,
+        wall,
+        e.events as f64 / wall / 1e6,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    let mut g = c.benchmark_group("des");
+    g.sample_size(20);
+    g.bench_function("deepseek_v3_step_2048_gpus", |b| {
+        b.iter(|| trainsim::des::estimate(&wl, &wl.layout, &cluster, &cal, false).step_time_s)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
