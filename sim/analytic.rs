@@ -416,6 +416,21 @@ impl<'a> Staging<'a> {
         )
     }
 
+    /// Memory of pipeline rank `d` holding `activations` bytes of activations at its peak.
+    pub fn rank_memory(&self, d: u64, activations: f64) -> Memory {
+        let p = self.rank_params(d);
+        let (weights, grads, optimizer) = self.static_memory(p);
+        Memory {
+            params: p.0 + p.1,
+            weights,
+            grads,
+            optimizer,
+            activations,
+            total: weights + grads + optimizer + activations,
+            capacity: self.km.gpu.hbm_capacity.value.bytes,
+        }
+    }
+
     /// Activations one micro-batch leaves in chunk `c`, bytes.
     pub fn chunk_activations(&self, c: usize) -> f64 {
         let m = &self.w.model;
@@ -545,26 +560,15 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     );
     let mut mem = Memory::default();
     for d in 0..layout.pp {
-        let p = st.rank_params(d);
-        let (weights, grads, optimizer) = st.static_memory(p);
         let ch = layout.device_chunks(d);
         let act_per_mb = ch
             .iter()
             .map(|&(c, _)| st.chunk_activations(c as usize))
             .sum::<f64>()
             / ch.len() as f64;
-        let activations = act_per_mb * inflight;
-        let total = weights + grads + optimizer + activations;
-        if total > mem.total {
-            mem = Memory {
-                params: p.0 + p.1,
-                weights,
-                grads,
-                optimizer,
-                activations,
-                total,
-                capacity: cluster.gpu.hbm_capacity.value.bytes,
-            };
+        let m = st.rank_memory(d, act_per_mb * inflight);
+        if m.total > mem.total {
+            mem = m;
         }
     }
     Estimate {

@@ -309,21 +309,9 @@ pub fn estimate(
     // Memory: static state plus the simulated activation peak, worst rank.
     let mut mem = Memory::default();
     for g in 0..graph.gpus {
-        let r = (g / replicas) as u64;
-        let params = st.rank_params(r);
-        let (weights, grads, optimizer) = st.static_memory(params);
-        let activations = out.peak_mem[g as usize];
-        let total = weights + grads + optimizer + activations;
-        if total > mem.total {
-            mem = Memory {
-                params: params.0 + params.1,
-                weights,
-                grads,
-                optimizer,
-                activations,
-                total,
-                capacity: cluster.gpu.hbm_capacity.value.bytes,
-            };
+        let m = st.rank_memory((g / replicas) as u64, out.peak_mem[g as usize]);
+        if m.total > mem.total {
+            mem = m;
         }
     }
     let chunks: Vec<ChunkCost> = st.chunks.clone();

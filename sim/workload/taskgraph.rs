@@ -48,6 +48,21 @@ pub struct Task {
     pub inflight: i8,
 }
 
+impl Task {
+    /// A task with no collective and no memory effect.
+    pub fn new(gpu: u32, stream: u8, pass: Pass, work: u64) -> Task {
+        Task {
+            gpu,
+            stream,
+            pass,
+            work,
+            coll: SOLO,
+            mem: 0.0,
+            inflight: 0,
+        }
+    }
+}
+
 /// How a communication segment groups GPUs in a full (non-representative) graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group {
@@ -464,15 +479,12 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
             let mut opt_deps = syncs.clone();
             opt_deps.extend(last_compute);
             let opt = b.add(
-                Task {
+                Task::new(
                     gpu,
-                    stream: COMPUTE,
-                    pass: Pass::Optimizer,
-                    work: plan.optimizer_ps[rank as usize],
-                    coll: SOLO,
-                    mem: 0.0,
-                    inflight: 0,
-                },
+                    COMPUTE,
+                    Pass::Optimizer,
+                    plan.optimizer_ps[rank as usize],
+                ),
                 &opt_deps,
             );
             if plan.param_gather_ps[rank as usize] > 0 {
@@ -574,15 +586,12 @@ fn finish_forward(
             == schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk, mb);
     let id = if chunk + 1 < plan.chunks.len() as u32 && !next_same_rank {
         b.add(
-            Task {
+            Task::new(
                 gpu,
-                stream: P2P,
-                pass: Pass::Comm(CommKind::Pp),
-                work: plan.chunks[chunk as usize].p2p_fwd_ps,
-                coll: SOLO,
-                mem: 0.0,
-                inflight: 0,
-            },
+                P2P,
+                Pass::Comm(CommKind::Pp),
+                plan.chunks[chunk as usize].p2p_fwd_ps,
+            ),
             after,
         )
     } else {
@@ -653,15 +662,12 @@ fn finish_backward(
             == schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk, mb);
     let id = if chunk > 0 && !prev_same_rank {
         b.add(
-            Task {
+            Task::new(
                 gpu,
-                stream: P2P,
-                pass: Pass::Comm(CommKind::Pp),
-                work: plan.chunks[chunk as usize].p2p_bwd_ps,
-                coll: SOLO,
-                mem: 0.0,
-                inflight: 0,
-            },
+                P2P,
+                Pass::Comm(CommKind::Pp),
+                plan.chunks[chunk as usize].p2p_bwd_ps,
+            ),
             after,
         )
     } else {
@@ -680,6 +686,23 @@ fn wgrad_stream(s: Schedule) -> u8 {
     }
 }
 
+/// One weight-gradient task: after `after` and no earlier than the compute task emitted before it.
+fn add_wgrad(
+    b: &mut Builder,
+    plan: &StepPlan,
+    gpu: u32,
+    work: u64,
+    after: u32,
+    last_compute: Option<u32>,
+) -> u32 {
+    let mut deps = vec![after];
+    deps.extend(last_compute);
+    b.add(
+        Task::new(gpu, wgrad_stream(plan.schedule), Pass::Wgrad, work),
+        &deps,
+    )
+}
+
 /// Weight gradients of one chunk's backward, no earlier than the schedule puts them (after the
 /// compute task emitted before them).
 #[allow(clippy::too_many_arguments)]
@@ -695,20 +718,7 @@ fn weights(
     let mut prev = after_b;
     for (i, blk) in plan.chunks[chunk as usize].blocks.iter().enumerate().rev() {
         for s in &blk.wgrad {
-            let mut deps = vec![prev];
-            deps.extend(*last_compute);
-            prev = b.add(
-                Task {
-                    gpu,
-                    stream: wgrad_stream(plan.schedule),
-                    pass: Pass::Wgrad,
-                    work: s.ps,
-                    coll: SOLO,
-                    mem: 0.0,
-                    inflight: 0,
-                },
-                &deps,
-            );
+            prev = add_wgrad(b, plan, gpu, s.ps, prev, *last_compute);
         }
         last_w[chunk as usize][i] = Some(prev);
     }
@@ -799,20 +809,7 @@ fn overlapped(
                 b_last = id;
                 bj += 1;
                 if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
-                    let mut deps = vec![id];
-                    deps.extend(*last_compute);
-                    let w = b.add(
-                        Task {
-                            gpu,
-                            stream: wgrad_stream(plan.schedule),
-                            pass: Pass::Wgrad,
-                            work: wseg[wk].ps,
-                            coll: SOLO,
-                            mem: 0.0,
-                            inflight: 0,
-                        },
-                        &deps,
-                    );
+                    let w = add_wgrad(b, plan, gpu, wseg[wk].ps, id, *last_compute);
                     wk += 1;
                     w_last = Some(w);
                     if let Some(bi) = bi {
@@ -839,20 +836,7 @@ fn overlapped(
         }
         // Weight segments the backward had no compute for.
         while wk < wseg.len() {
-            let mut deps = vec![b_last];
-            deps.extend(*last_compute);
-            let w = b.add(
-                Task {
-                    gpu,
-                    stream: wgrad_stream(plan.schedule),
-                    pass: Pass::Wgrad,
-                    work: wseg[wk].ps,
-                    coll: SOLO,
-                    mem: 0.0,
-                    inflight: 0,
-                },
-                &deps,
-            );
+            let w = add_wgrad(b, plan, gpu, wseg[wk].ps, b_last, *last_compute);
             wk += 1;
             w_last = Some(w);
             if let Some(bi) = bi {
