@@ -5,6 +5,7 @@
 use crate::analytic::{Breakdown, ChunkCost, Estimate};
 use crate::cost::{PhaseCost, RunCost};
 use crate::topo::Cluster;
+use crate::workload::layout::Layout;
 use crate::workload::Workload;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,23 +20,6 @@ pub struct ModelSummary {
     pub flops_per_token: f64,
     pub params_mtp: u64,
     pub flops_per_token_mtp: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayoutSummary {
-    pub tp: u64,
-    pub pp: u64,
-    pub ep: u64,
-    pub cp: u64,
-    pub dp: u64,
-    pub vpp: u64,
-    pub zero: u8,
-    pub schedule: &'static str,
-    pub micro_batch: u64,
-    pub micro_batches: u64,
-    pub seq_len: u64,
-    pub global_batch: u64,
-    pub comm_sms: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,7 +57,7 @@ pub struct Summary {
     pub memory_gib_per_gpu: f64,
     pub memory_gib: MemorySummary,
     pub breakdown_s: Breakdown,
-    pub layout: LayoutSummary,
+    pub layout: Layout,
     pub stages: Vec<ChunkCost>,
     pub phases: Vec<PhaseCost>,
     pub gpu_hours: f64,
@@ -142,21 +126,7 @@ impl Summary {
                 capacity: m.capacity / GIB,
             },
             breakdown_s: e.breakdown.clone(),
-            layout: LayoutSummary {
-                tp: l.tp,
-                pp: l.pp,
-                ep: l.ep,
-                cp: l.cp,
-                dp: l.dp,
-                vpp: l.vpp,
-                zero: l.zero,
-                schedule: l.schedule.name(),
-                micro_batch: l.micro_batch,
-                micro_batches: l.micro_batches,
-                seq_len: l.seq_len,
-                global_batch: l.global_batch,
-                comm_sms: l.comm_sms,
-            },
+            layout: l.clone(),
             stages: e.chunks.clone(),
             phases: cost.phases.clone(),
             gpu_hours: cost.gpu_hours,
@@ -197,7 +167,16 @@ impl Summary {
         );
         s += &format!(
             "layout      TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens · ZeRO-{}\n",
-            l.tp, l.pp, l.ep, l.cp, l.dp, l.schedule, l.micro_batches, l.micro_batch, l.seq_len, l.zero
+            l.tp,
+            l.pp,
+            l.ep,
+            l.cp,
+            l.dp,
+            l.schedule.name(),
+            l.micro_batches,
+            l.micro_batch,
+            l.seq_len,
+            l.zero
         );
         s += &format!(
             "model       {:.1}B params, {:.2}B active, {:.1} GFLOPs/token (training, no MTP)\n",

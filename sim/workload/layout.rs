@@ -8,7 +8,7 @@ use crate::config::Diagnostic;
 use crate::hw::GpuSpec;
 use crate::workload::model::Model;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Layout {
     pub tp: u64,
     pub pp: u64,
@@ -28,7 +28,7 @@ pub struct Layout {
 }
 
 /// Where a process group sits: members per node and nodes spanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Span {
     pub size: u64,
     pub per_node: u64,

@@ -566,6 +566,29 @@ fn forward(
     last
 }
 
+/// Sends a chunk's output to the neighbouring chunk (`to`) unless both run on the same rank;
+/// returns the task a receiver waits for.
+#[allow(clippy::too_many_arguments)]
+fn send(
+    b: &mut Builder,
+    plan: &StepPlan,
+    gpu: u32,
+    chunk: u32,
+    to: Option<u32>,
+    mb: u32,
+    after: &[u32],
+    work: u64,
+) -> u32 {
+    let last = *after.iter().max().expect("a pass has tasks");
+    let rank = |c| schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, c, mb);
+    match to {
+        Some(to) if rank(to) != rank(chunk) => {
+            b.add(Task::new(gpu, P2P, Pass::Comm(CommKind::Pp), work), after)
+        }
+        _ => last,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish_forward(
     b: &mut Builder,
@@ -579,25 +602,18 @@ fn finish_forward(
     last_f: &mut [u32],
     slot: impl Fn(u32, u32, u32) -> usize,
 ) {
-    let last = *after.iter().max().expect("a forward has tasks");
-    last_f[slot(rep, chunk, mb)] = last;
-    let next_same_rank = chunk + 1 < plan.chunks.len() as u32
-        && schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk + 1, mb)
-            == schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk, mb);
-    let id = if chunk + 1 < plan.chunks.len() as u32 && !next_same_rank {
-        b.add(
-            Task::new(
-                gpu,
-                P2P,
-                Pass::Comm(CommKind::Pp),
-                plan.chunks[chunk as usize].p2p_fwd_ps,
-            ),
-            after,
-        )
-    } else {
-        last
-    };
-    send_f[slot(rep, chunk, mb)] = id;
+    last_f[slot(rep, chunk, mb)] = *after.iter().max().expect("a forward has tasks");
+    let next = (chunk + 1 < plan.chunks.len() as u32).then_some(chunk + 1);
+    send_f[slot(rep, chunk, mb)] = send(
+        b,
+        plan,
+        gpu,
+        chunk,
+        next,
+        mb,
+        after,
+        plan.chunks[chunk as usize].p2p_fwd_ps,
+    );
 }
 
 /// Backward (input gradients) of one chunk: blocks in reverse, after the gradient from the next
@@ -656,24 +672,17 @@ fn finish_backward(
     send_b: &mut [u32],
     slot: impl Fn(u32, u32, u32) -> usize,
 ) {
-    let last = *after.iter().max().expect("a backward has tasks");
-    let prev_same_rank = chunk > 0
-        && schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk - 1, mb)
-            == schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, chunk, mb);
-    let id = if chunk > 0 && !prev_same_rank {
-        b.add(
-            Task::new(
-                gpu,
-                P2P,
-                Pass::Comm(CommKind::Pp),
-                plan.chunks[chunk as usize].p2p_bwd_ps,
-            ),
-            after,
-        )
-    } else {
-        last
-    };
-    send_b[slot(rep, chunk, mb)] = id;
+    let prev = chunk.checked_sub(1);
+    send_b[slot(rep, chunk, mb)] = send(
+        b,
+        plan,
+        gpu,
+        chunk,
+        prev,
+        mb,
+        after,
+        plan.chunks[chunk as usize].p2p_bwd_ps,
+    );
 }
 
 /// The stream weight gradients run on: DualPipe's go to a second compute stream that shares
