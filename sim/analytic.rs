@@ -8,7 +8,7 @@
 
 use crate::config::workload::Schedule;
 use crate::hw::{Calibration, KernelModel, KernelShape};
-use crate::net::{AlphaBeta, CommOp};
+use crate::net::{AlphaBeta, CommCost, CommOp};
 use crate::topo::Cluster;
 use crate::workload::layout::{span, Layout, Span};
 use crate::workload::model::{LayerKind, Model, Part};
@@ -101,7 +101,7 @@ fn kind_name(k: CommKind) -> &'static str {
 }
 
 /// Prices a chunk's work.
-fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &AlphaBeta) -> ChunkCost {
+fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> ChunkCost {
     let t = |ks: &[crate::workload::ops::Kernel]| {
         ks.iter()
             .map(|k| km.time(&k.shape, sms).as_secs_f64())
@@ -170,7 +170,7 @@ pub struct Staging<'a> {
     pub w: &'a Workload,
     pub layout: &'a Layout,
     pub km: KernelModel<'a>,
-    pub ab: AlphaBeta<'a>,
+    pub ab: &'a dyn CommCost,
     /// SMs left to compute kernels.
     pub sms: u32,
     pub gpus_per_node: u64,
@@ -193,10 +193,11 @@ impl<'a> Staging<'a> {
         layout: &'a Layout,
         cluster: &'a Cluster,
         cal: &'a Calibration,
+        net: &'a dyn CommCost,
     ) -> Self {
         let model: &Model = &w.model;
         let km = KernelModel::new(&cluster.gpu, cal);
-        let ab = AlphaBeta::new(cluster, cal);
+        let ab = net;
         let sms = cluster.gpu.sms.value - layout.comm_sms;
         let gpn = cluster.gpus_per_node as u64;
         let ex = Expander {
@@ -217,7 +218,7 @@ impl<'a> Staging<'a> {
             mtp_depth: model.mtp_depth,
             ..Default::default()
         });
-        let price = |b: &BlockWork| cost(&b.flatten(), &km, sms, &ab);
+        let price = |b: &BlockWork| cost(&b.flatten(), &km, sms, ab);
         let dense_c = price(&dense);
         let moe_c = moe.as_ref().map(price);
         let block_cost = |k: LayerKind| match k {
@@ -464,7 +465,8 @@ impl<'a> Staging<'a> {
 
 /// Estimates one step of `w` at `layout` on `cluster`.
 pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Estimate {
-    let st = Staging::new(w, layout, cluster, cal);
+    let ab = AlphaBeta::new(cluster, cal);
+    let st = Staging::new(w, layout, cluster, cal, &ab);
     let chunks = &st.chunks;
     let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
     // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
@@ -622,7 +624,7 @@ mod trace_tests {
             gpus_per_node: 8,
         };
         let work = ex.block(LayerKind::Moe).flatten();
-        let c = cost(&work, &km, 112, &ab);
+        let c = cost(&work, &km, 112, &ab as &dyn CommCost);
         for (pass, ks) in [
             ("fwd", &work.fwd),
             ("bwd", &work.bwd),

@@ -13,6 +13,7 @@ use crate::analytic::{Breakdown, ChunkCost, Estimate, Memory, Staging};
 use crate::config::workload::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
+use crate::net::FlowModel;
 use crate::topo::Cluster;
 use crate::units::Time;
 use crate::workload::layout::Layout;
@@ -285,7 +286,8 @@ pub fn estimate(
     cal: &Calibration,
     full: bool,
 ) -> Estimate {
-    let st = Staging::new(w, layout, cluster, cal);
+    let net = FlowModel::new(cluster, cal);
+    let st = Staging::new(w, layout, cluster, cal, &net);
     let replicas = if full {
         (layout.tp * layout.cp * layout.dp) as u32
     } else {

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod exec;
 pub mod hw;
 pub mod net;
+pub mod netcli;
 pub mod pipeline;
 pub mod report;
 pub mod topo;

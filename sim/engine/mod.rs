@@ -63,6 +63,13 @@ impl<P> Sim<P> {
         }
     }
 
+    /// Makes keys `0..keys` cancellable (never shrinks).
+    pub fn grow(&mut self, keys: usize) {
+        if keys > self.gens.len() {
+            self.gens.resize(keys, 0);
+        }
+    }
+
     /// Current time, picoseconds.
     pub fn now(&self) -> u64 {
         self.now

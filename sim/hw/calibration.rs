@@ -61,6 +61,10 @@ pub struct NetworkCal {
     pub moe_combine_rdma_efficiency: Constant<f64>,
     pub moe_dispatch_nvlink_efficiency: Constant<f64>,
     pub moe_combine_nvlink_efficiency: Constant<f64>,
+    pub nccl_ring_efficiency_hopper: Constant<f64>,
+    pub nccl_ring_efficiency_ampere: Constant<f64>,
+    pub nvls_efficiency: Constant<f64>,
+    pub collective_latency: Constant<Time>,
 }
 
 impl Calibration {

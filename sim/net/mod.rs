@@ -5,6 +5,10 @@
 //! hierarchically: NVLink inside a node, the NIC between nodes. The flow-level network will
 //! implement the same operations over the topology graph. No I/O here.
 
+pub mod collective;
+pub mod flow;
+pub mod route;
+
 use crate::hw::Calibration;
 use crate::topo::Cluster;
 use crate::workload::layout::Span;
@@ -78,18 +82,43 @@ pub fn expected_bins_hit(n: u64, per: u64, k: u64) -> f64 {
 }
 
 impl MoeRoute {
-    /// Expected distinct nodes a token targets, when the EP group spans `nodes` nodes and
-    /// node-limited routing allows `topk_groups` of `groups` expert groups.
+    /// Expected distinct nodes a token targets when the EP group spans `nodes` nodes.
+    ///
+    /// Node-limited routing (DeepSeek-V3): a token first picks `topk_groups` of the `groups`
+    /// expert groups, then its `topk` experts among those groups' experts. With the groups spread
+    /// evenly over the nodes, a node holding `j` chosen groups is hit unless all `topk` experts
+    /// fall in the other chosen groups; `j` is hypergeometric.
     pub fn nodes_per_token(&self, nodes: u64) -> f64 {
-        let eligible = if self.topk_groups < self.groups {
-            (self.topk_groups * nodes)
-                .div_ceil(self.groups)
-                .min(nodes)
-                .max(1)
-        } else {
-            nodes
+        let (g, m, k) = (self.groups, self.topk_groups, self.topk);
+        if nodes <= 1 {
+            return 1.0;
+        }
+        if m >= g || g % nodes != 0 {
+            return expected_bins_hit(nodes, self.routed / nodes, k);
+        }
+        let per_group = self.routed / g;
+        let groups_per_node = g / nodes;
+        let choose = |n: u64, r: u64| -> f64 {
+            if r > n {
+                return 0.0;
+            }
+            (0..r).map(|i| (n - i) as f64 / (i + 1) as f64).product()
         };
-        expected_bins_hit(eligible, self.routed / nodes.max(1), self.topk)
+        // P(none of k draws (without replacement) from m·e eligible lands in the node's j·e).
+        let miss = |j: u64| -> f64 {
+            let (all, other) = ((m * per_group) as f64, ((m - j) * per_group) as f64);
+            (0..k)
+                .map(|i| ((other - i as f64) / (all - i as f64)).max(0.0))
+                .product()
+        };
+        let total = choose(g, m);
+        let p_hit: f64 = (1..=groups_per_node.min(m))
+            .map(|j| {
+                choose(groups_per_node, j) * choose(g - groups_per_node, m - j) / total
+                    * (1.0 - miss(j))
+            })
+            .sum();
+        nodes as f64 * p_hit
     }
     /// Expected distinct GPUs a token targets in an EP group of `ep` GPUs.
     pub fn gpus_per_token(&self, ep: u64, nodes: u64) -> f64 {
@@ -101,6 +130,124 @@ impl MoeRoute {
             self.routed / ep,
             (self.topk as f64 / n).round().max(1.0) as u64,
         )
+    }
+}
+
+/// Prices a communication operation, in seconds. Implemented in closed form ([`AlphaBeta`])
+/// and by flow-level simulation over the topology ([`FlowModel`]).
+pub trait CommCost {
+    fn time(&self, op: &CommOp) -> f64;
+}
+
+impl CommCost for AlphaBeta<'_> {
+    fn time(&self, op: &CommOp) -> f64 {
+        AlphaBeta::time(self, op)
+    }
+}
+
+/// Communication priced by simulating each operation's flows on the cluster's topology, once
+/// per distinct operation (the results are cached). Concurrent operations do not contend with
+/// each other here; inside one operation, every flow shares links max-min fairly.
+pub struct FlowModel<'a> {
+    pub co: collective::Collectives<'a>,
+    cache: std::cell::RefCell<std::collections::BTreeMap<String, f64>>,
+}
+
+impl<'a> FlowModel<'a> {
+    pub fn new(cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+        FlowModel {
+            co: collective::Collectives::new(cluster, cal),
+            cache: Default::default(),
+        }
+    }
+
+    /// GPUs of a group placed as `span` says: `per_node` on each of `nodes` nodes, spread over
+    /// the node's rails.
+    pub fn ranks(&self, span: Span) -> Vec<u32> {
+        let gpn = self.co.cluster.gpus_per_node as u64;
+        let spread = (gpn / span.per_node.max(1)).max(1);
+        (0..span.nodes)
+            .flat_map(|n| (0..span.per_node).map(move |j| (n * gpn + j * spread) as u32))
+            .take(span.size as usize)
+            .collect()
+    }
+
+    fn simulate(&self, op: &CommOp) -> f64 {
+        use collective::{Algorithm, Op};
+        let co = &self.co;
+        let ranks = |s: Span| self.ranks(s);
+        match *op {
+            CommOp::AllReduce { bytes, span } => {
+                co.collective(Op::AllReduce, &ranks(span), bytes, Algorithm::Auto)
+                    .time_s
+            }
+            CommOp::ReduceScatter { bytes, span } => {
+                co.collective(Op::ReduceScatter, &ranks(span), bytes, Algorithm::Auto)
+                    .time_s
+            }
+            CommOp::AllGather { bytes, span } => {
+                co.collective(Op::AllGather, &ranks(span), bytes, Algorithm::Auto)
+                    .time_s
+            }
+            CommOp::MoeDispatch {
+                tokens,
+                bytes_per_token,
+                span,
+                route,
+            } => {
+                co.moe(&ranks(span), tokens as f64, bytes_per_token, route, true)
+                    .time_s
+            }
+            CommOp::MoeCombine {
+                tokens,
+                bytes_per_token,
+                span,
+                route,
+            } => {
+                co.moe(&ranks(span), tokens as f64, bytes_per_token, route, false)
+                    .time_s
+            }
+            CommOp::Ring { bytes, steps, span } => {
+                let r = ranks(span);
+                if r.len() < 2 {
+                    return 0.0;
+                }
+                let eff = |_: &collective::Transfer| {
+                    self.co
+                        .cal
+                        .network
+                        .ib_efficiency
+                        .value
+                        .min(self.co.cal.network.nvlink_efficiency.value)
+                };
+                co.run(
+                    &collective::Collectives::ring(&r, steps as usize, bytes),
+                    &eff,
+                )
+                .time_s
+            }
+            CommOp::P2p { bytes, cross_node } => {
+                let other = if cross_node {
+                    co.cluster.gpus_per_node
+                } else {
+                    1
+                };
+                co.collective(Op::SendRecv, &[0, other], bytes, Algorithm::Auto)
+                    .time_s
+            }
+        }
+    }
+}
+
+impl CommCost for FlowModel<'_> {
+    fn time(&self, op: &CommOp) -> f64 {
+        let key = format!("{op:?}");
+        if let Some(&t) = self.cache.borrow().get(&key) {
+            return t;
+        }
+        let t = self.simulate(op);
+        self.cache.borrow_mut().insert(key, t);
+        t
     }
 }
 
@@ -247,5 +394,14 @@ mod tests {
         };
         let n = r.nodes_per_token(8);
         assert!((n - 3.63).abs() < 0.01, "{n}");
+        // Without a node limit the same experts spread over more nodes.
+        let free = MoeRoute {
+            topk_groups: 8,
+            ..r
+        };
+        assert!(free.nodes_per_token(8) > n + 1.0);
+        // Two nodes of four groups each: at most both are hit, and usually both are.
+        let two = r.nodes_per_token(2);
+        assert!(two > 1.5 && two <= 2.0, "{two}");
     }
 }

@@ -1,0 +1,453 @@
+//! Flow-level network: transfers share directed links max-min fairly.
+//!
+//! Rates come from progressive filling: repeatedly take the link whose remaining capacity per
+//! unfrozen flow is smallest, give its flows that share, freeze them, and charge their routes.
+//! A change (a flow starting or draining) re-solves only the flows connected to it through
+//! shared links, and all changes at one timestamp are settled together. Drain events are
+//! planned from the current rates and invalidated lazily (by generation) when a rate changes.
+//! A flow's bytes take `bytes / rate`; its data arrives one route latency after it drains.
+
+use crate::engine::Sim;
+
+/// Index of a directed link.
+pub type LinkId = u32;
+
+#[derive(Debug, Clone)]
+struct Flow {
+    route: Vec<LinkId>,
+    /// Position of this flow in `on_link[route[i]]`, for O(1) removal.
+    slot: Vec<u32>,
+    remaining: f64,
+    /// Bytes per picosecond.
+    rate: f64,
+    updated: u64,
+    latency: u64,
+    tag: u32,
+    live: bool,
+}
+
+/// A finished transfer: its tag and the time its last byte arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub tag: u32,
+    pub at: u64,
+}
+
+/// Links, active flows and their fair rates.
+pub struct FlowNet {
+    /// Capacity in bytes per picosecond.
+    cap: Vec<f64>,
+    latency: Vec<u64>,
+    /// Active flows on each link, with the hop at which the link is on the flow's route.
+    on_link: Vec<Vec<(u32, u32)>>,
+    flows: Vec<Flow>,
+    free: Vec<u32>,
+    /// Flows and links whose rates must be re-solved at the next settle.
+    dirty: Vec<u32>,
+    dirty_links: Vec<u32>,
+    sim: Sim<u32>,
+    /// Total bytes carried by each link so far.
+    pub carried: Vec<f64>,
+    pub solves: u64,
+}
+
+impl FlowNet {
+    /// `capacity` in bytes/s and `latency` in ps, per link.
+    pub fn new(capacity: &[f64], latency: &[u64]) -> Self {
+        assert_eq!(capacity.len(), latency.len());
+        assert!(
+            capacity.iter().all(|&c| c > 0.0),
+            "every link needs a positive capacity"
+        );
+        FlowNet {
+            cap: capacity.iter().map(|c| c / 1e12).collect(),
+            latency: latency.to_vec(),
+            on_link: vec![Vec::new(); capacity.len()],
+            flows: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            dirty_links: Vec::new(),
+            sim: Sim::new(0),
+            carried: vec![0.0; capacity.len()],
+            solves: 0,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.sim.now()
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.sim.processed()
+    }
+
+    /// Starts a transfer of `bytes` over `route` now. An empty route (a GPU to itself) is a
+    /// transfer of zero time.
+    pub fn start(&mut self, route: Vec<LinkId>, bytes: f64, tag: u32) {
+        let latency = route.iter().map(|&l| self.latency[l as usize]).sum();
+        let f = Flow {
+            slot: vec![0; route.len()],
+            route,
+            remaining: bytes.max(0.0),
+            rate: 0.0,
+            updated: self.sim.now(),
+            latency,
+            tag,
+            live: true,
+        };
+        let id = match self.free.pop() {
+            Some(i) => {
+                self.flows[i as usize] = f;
+                i
+            }
+            None => {
+                self.flows.push(f);
+                self.sim.grow(self.flows.len());
+                (self.flows.len() - 1) as u32
+            }
+        };
+        for hop in 0..self.flows[id as usize].route.len() {
+            let l = self.flows[id as usize].route[hop] as usize;
+            self.flows[id as usize].slot[hop] = self.on_link[l].len() as u32;
+            self.on_link[l].push((id, hop as u32));
+        }
+        self.dirty.push(id);
+    }
+
+    /// Progress every flow in `ids` to now at its current rate.
+    fn advance(&mut self, id: u32) {
+        let now = self.sim.now();
+        let f = &mut self.flows[id as usize];
+        let moved = (f.rate * (now - f.updated) as f64).min(f.remaining);
+        f.remaining -= moved;
+        f.updated = now;
+        for &l in &f.route {
+            self.carried[l as usize] += moved;
+        }
+    }
+
+    /// Re-solves the rates of every flow connected to a changed one, and re-plans their drains.
+    fn settle(&mut self) {
+        if self.dirty.is_empty() && self.dirty_links.is_empty() {
+            return;
+        }
+        self.solves += 1;
+        // The component: flows reachable from the changed ones through shared links.
+        let mut in_comp = vec![false; self.flows.len()];
+        let mut link_seen = vec![false; self.cap.len()];
+        let mut comp = Vec::new();
+        let mut stack: Vec<u32> = std::mem::take(&mut self.dirty);
+        for l in std::mem::take(&mut self.dirty_links) {
+            if !link_seen[l as usize] {
+                link_seen[l as usize] = true;
+                stack.extend(self.on_link[l as usize].iter().map(|&(f, _)| f));
+            }
+        }
+        while let Some(f) = stack.pop() {
+            if in_comp[f as usize] || !self.flows[f as usize].live {
+                continue;
+            }
+            in_comp[f as usize] = true;
+            comp.push(f);
+            for &l in &self.flows[f as usize].route {
+                if !link_seen[l as usize] {
+                    link_seen[l as usize] = true;
+                    stack.extend(self.on_link[l as usize].iter().map(|&(f, _)| f));
+                }
+            }
+        }
+        comp.sort_unstable();
+        for &f in &comp {
+            self.advance(f);
+        }
+        let rates = self.max_min(&comp);
+        let now = self.sim.now();
+        for (&f, rate) in comp.iter().zip(rates) {
+            let fl = &mut self.flows[f as usize];
+            fl.rate = rate;
+            self.sim.cancel(f);
+            let drain = if fl.remaining <= 0.0 {
+                now
+            } else if rate > 0.0 {
+                now + (fl.remaining / rate).ceil() as u64
+            } else {
+                u64::MAX
+            };
+            if drain != u64::MAX {
+                self.sim.schedule(drain, f, f);
+            }
+        }
+    }
+
+    /// Max-min fair rates for `comp` by progressive filling (ties broken by link index).
+    fn max_min(&self, comp: &[u32]) -> Vec<f64> {
+        let mut links: Vec<u32> = comp
+            .iter()
+            .flat_map(|&f| self.flows[f as usize].route.iter().copied())
+            .collect();
+        links.sort_unstable();
+        links.dedup();
+        let idx = |l: u32| links.binary_search(&l).expect("link of the component");
+        let mut residual: Vec<f64> = links.iter().map(|&l| self.cap[l as usize]).collect();
+        let mut count = vec![0u32; links.len()];
+        for &f in comp {
+            for &l in &self.flows[f as usize].route {
+                count[idx(l)] += 1;
+            }
+        }
+        let pos = |f: u32| comp.binary_search(&f).expect("flow of the component");
+        let mut rate = vec![f64::INFINITY; comp.len()];
+        let mut frozen = vec![false; comp.len()];
+        let mut left = comp.len();
+        // Flows with an empty route are not limited by any link.
+        for (i, &f) in comp.iter().enumerate() {
+            if self.flows[f as usize].route.is_empty() {
+                frozen[i] = true;
+                left -= 1;
+            }
+        }
+        while left > 0 {
+            let mut best = (f64::INFINITY, usize::MAX);
+            for (i, &c) in count.iter().enumerate() {
+                if c > 0 {
+                    let share = residual[i] / c as f64;
+                    if share < best.0 {
+                        best = (share, i);
+                    }
+                }
+            }
+            let (share, bottleneck) = best;
+            assert!(bottleneck != usize::MAX, "unfrozen flows without links");
+            let l = links[bottleneck];
+            for &(f, _) in &self.on_link[l as usize] {
+                if !self.flows[f as usize].live {
+                    continue;
+                }
+                let Ok(p) = comp.binary_search(&f) else {
+                    continue;
+                };
+                if frozen[p] {
+                    continue;
+                }
+                frozen[p] = true;
+                left -= 1;
+                rate[pos(f)] = share;
+                for &l2 in &self.flows[f as usize].route {
+                    let j = idx(l2);
+                    residual[j] = (residual[j] - share).max(0.0);
+                    count[j] -= 1;
+                }
+            }
+        }
+        rate
+    }
+
+    /// Runs until the next transfer drains; returns its arrival (drain time plus route latency).
+    /// `None` when no flow is active.
+    pub fn next_arrival(&mut self) -> Option<Arrival> {
+        // Rates are re-solved once per timestamp: drains due now are taken first.
+        loop {
+            let dirty = !self.dirty.is_empty() || !self.dirty_links.is_empty();
+            match self.sim.peek_time() {
+                Some(t) if t == self.sim.now() || !dirty => break,
+                _ if dirty => self.settle(),
+                _ => return None,
+            }
+        }
+        let (_, f) = self.sim.pop()?;
+        self.advance(f);
+        let fl = &mut self.flows[f as usize];
+        fl.live = false;
+        fl.remaining = 0.0;
+        let arrival = Arrival {
+            tag: fl.tag,
+            at: self.sim.now() + fl.latency,
+        };
+        let route = std::mem::take(&mut fl.route);
+        let slots = std::mem::take(&mut fl.slot);
+        for (&l, &p) in route.iter().zip(&slots) {
+            let v = &mut self.on_link[l as usize];
+            v.swap_remove(p as usize);
+            if let Some(&(moved, hop)) = v.get(p as usize) {
+                self.flows[moved as usize].slot[hop as usize] = p;
+            }
+            self.dirty_links.push(l);
+        }
+        self.free.push(f);
+        Some(arrival)
+    }
+
+    /// Moves the clock forward to `t` (no flow may drain before then).
+    pub fn advance_to(&mut self, t: u64) {
+        self.settle();
+        assert!(
+            self.sim.peek_time().is_none_or(|d| d >= t),
+            "a flow drains before {t}"
+        );
+        self.sim
+            .step_until(t, |_, _, _| unreachable!("checked above"));
+    }
+
+    /// Current rate of every active flow with `tag`, bytes/s (for tests).
+    pub fn rates(&mut self) -> Vec<(u32, f64)> {
+        self.settle();
+        self.flows
+            .iter()
+            .filter(|f| f.live)
+            .map(|f| (f.tag, f.rate * 1e12))
+            .collect()
+    }
+
+    /// Capacity of a link, bytes/s.
+    pub fn capacity(&self, l: LinkId) -> f64 {
+        self.cap[l as usize] * 1e12
+    }
+
+    /// Active flows crossing a link.
+    pub fn flows_on(&self, l: LinkId) -> usize {
+        self.on_link[l as usize].len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run_all(n: &mut FlowNet) -> Vec<Arrival> {
+        let mut v = Vec::new();
+        while let Some(a) = n.next_arrival() {
+            v.push(a);
+        }
+        v
+    }
+
+    #[test]
+    fn one_flow_takes_latency_plus_size_over_bandwidth() {
+        // Two links of 50 GB/s and 100 GB/s, 1 µs latency each: 1 GB takes 2 µs + 20 ms.
+        let mut n = FlowNet::new(&[50e9, 100e9], &[1_000_000, 1_000_000]);
+        n.start(vec![0, 1], 1e9, 7);
+        let a = run_all(&mut n);
+        assert_eq!(
+            a,
+            vec![Arrival {
+                tag: 7,
+                at: 20_000_000_000 + 2_000_000
+            }]
+        );
+    }
+
+    #[test]
+    fn n_flows_on_one_link_share_it() {
+        let mut n = FlowNet::new(&[40e9], &[0]);
+        for t in 0..4 {
+            n.start(vec![0], 1e9, t);
+        }
+        for (_, r) in n.rates() {
+            assert!((r - 10e9).abs() < 1.0);
+        }
+        let a = run_all(&mut n);
+        assert!(a.iter().all(|x| x.at == 100_000_000_000), "{a:?}");
+    }
+
+    #[test]
+    fn a_finished_flow_frees_bandwidth_for_the_rest() {
+        // 1 GB and 3 GB on a 10 GB/s link: both at 5 until t = 0.2 s, then the big one at 10.
+        let mut n = FlowNet::new(&[10e9], &[0]);
+        n.start(vec![0], 1e9, 1);
+        n.start(vec![0], 3e9, 2);
+        let a = run_all(&mut n);
+        assert_eq!(
+            a[0],
+            Arrival {
+                tag: 1,
+                at: 200_000_000_000
+            }
+        );
+        assert_eq!(
+            a[1],
+            Arrival {
+                tag: 2,
+                at: 400_000_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn max_min_gives_the_unconstrained_flow_the_leftover() {
+        // Link 0 (10) shared by A and B; B also crosses link 1 (2): B gets 2, A gets 8.
+        let mut n = FlowNet::new(&[10e9, 2e9], &[0, 0]);
+        n.start(vec![0], 1e9, 0);
+        n.start(vec![0, 1], 1e9, 1);
+        let r = n.rates();
+        assert!(
+            (r[0].1 - 8e9).abs() < 1.0 && (r[1].1 - 2e9).abs() < 1.0,
+            "{r:?}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// No link exceeds its capacity; every flow is bottlenecked on some saturated link where
+        /// it has the largest rate; the result does not depend on the order flows arrive in;
+        /// bytes are conserved.
+        #[test]
+        fn max_min_properties(
+            caps in prop::collection::vec(1u32..100, 2..8),
+            flows in prop::collection::vec((prop::collection::vec(0usize..8, 1..4), 1u32..1000), 1..12),
+        ) {
+            let caps: Vec<f64> = caps.iter().map(|&c| c as f64 * 1e9).collect();
+            let nl = caps.len();
+            let routes: Vec<Vec<u32>> = flows.iter().map(|(r, _)| {
+                let mut r: Vec<u32> = r.iter().map(|&l| (l % nl) as u32).collect();
+                r.sort_unstable();
+                r.dedup();
+                r
+            }).collect();
+            let solve = |order: &[usize]| {
+                let mut n = FlowNet::new(&caps, &vec![0; nl]);
+                for &i in order {
+                    n.start(routes[i].clone(), flows[i].1 as f64 * 1e6, i as u32);
+                }
+                let mut r = n.rates();
+                r.sort_by_key(|x| x.0);
+                r
+            };
+            let fwd: Vec<usize> = (0..flows.len()).collect();
+            let rev: Vec<usize> = fwd.iter().rev().copied().collect();
+            let a = solve(&fwd);
+            let b = solve(&rev);
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert!((x.1 - y.1).abs() <= 1e-6 * x.1.max(1.0), "order matters: {:?} vs {:?}", a, b);
+            }
+            let mut load = vec![0.0; nl];
+            for (i, (_, r)) in a.iter().enumerate() {
+                for &l in &routes[i] { load[l as usize] += r; }
+            }
+            for l in 0..nl {
+                prop_assert!(load[l] <= caps[l] * (1.0 + 1e-9), "link {} over capacity", l);
+            }
+            for (i, (_, r)) in a.iter().enumerate() {
+                let bottleneck = routes[i].iter().any(|&l| {
+                    let saturated = load[l as usize] >= caps[l as usize] * (1.0 - 1e-9);
+                    let largest = routes.iter().enumerate()
+                        .filter(|(_, rt)| rt.contains(&l))
+                        .all(|(j, _)| a[j].1 <= r * (1.0 + 1e-9));
+                    saturated && largest
+                });
+                prop_assert!(bottleneck, "flow {} has no bottleneck link", i);
+            }
+            // Bytes are conserved: every link carries exactly the bytes of the flows crossing it.
+            let mut n = FlowNet::new(&caps, &vec![0; nl]);
+            for i in 0..flows.len() {
+                n.start(routes[i].clone(), flows[i].1 as f64 * 1e6, i as u32);
+            }
+            while n.next_arrival().is_some() {}
+            for l in 0..nl {
+                let want: f64 = (0..flows.len()).filter(|&i| routes[i].contains(&(l as u32))).map(|i| flows[i].1 as f64 * 1e6).sum();
+                prop_assert!((n.carried[l] - want).abs() <= 1e-6 * want.max(1.0), "link {} carried {} of {}", l, n.carried[l], want);
+            }
+        }
+    }
+}
