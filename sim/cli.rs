@@ -43,6 +43,7 @@ pub enum AlgoArg {
     Ring,
     Nvls,
     Hierarchical,
+    Tree,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +194,7 @@ fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         AlgoArg::Ring => Algorithm::Ring,
         AlgoArg::Nvls => Algorithm::Nvls,
         AlgoArg::Hierarchical => Algorithm::Hierarchical,
+        AlgoArg::Tree => Algorithm::Tree,
     };
     let sizes = match &a.sizes {
         Some(r) => netcli::size_range(r)?,

@@ -55,6 +55,9 @@ pub enum Algorithm {
     Nvls,
     /// Ring inside each node, ring across nodes over the rails, ring inside again.
     Hierarchical,
+    /// Double binary tree (NCCL's inter-node all-reduce): two mirrored trees each reduce half
+    /// the buffer up to a root and broadcast it back down, pipelined.
+    Tree,
     Auto,
 }
 
@@ -229,9 +232,33 @@ impl<'a> Collectives<'a> {
                 vec![Phase { transfers: t }]
             }
             (Op::AllReduce, Algorithm::Ring) => Self::ring(ranks, 2 * (n - 1), bytes / nf),
-            (Op::AllGather | Op::ReduceScatter, Algorithm::Ring | Algorithm::Nvls) => {
-                Self::ring(ranks, n - 1, bytes / nf)
+            (Op::AllReduce, Algorithm::Tree) => {
+                // Heap-ordered binary trees over the ranks and over the ranks reversed; in a
+                // pipelined tree every edge carries its half of the buffer concurrently.
+                let mut up = Phase::default();
+                let mut down = Phase::default();
+                for order in [
+                    ranks.to_vec(),
+                    ranks.iter().rev().copied().collect::<Vec<u32>>(),
+                ] {
+                    for i in 1..n {
+                        let (child, parent) = (order[i], order[(i - 1) / 2]);
+                        up.transfers.push(Transfer {
+                            path: Path::Gpu(child, parent),
+                            bytes: bytes / 2.0,
+                        });
+                        down.transfers.push(Transfer {
+                            path: Path::Gpu(parent, child),
+                            bytes: bytes / 2.0,
+                        });
+                    }
+                }
+                vec![up, down]
             }
+            (
+                Op::AllGather | Op::ReduceScatter,
+                Algorithm::Ring | Algorithm::Nvls | Algorithm::Tree,
+            ) => Self::ring(ranks, n - 1, bytes / nf),
             (_, Algorithm::Hierarchical) => {
                 // Inside each node, then across nodes among same-position ranks, then inside again.
                 let a = nodes[0].len();
@@ -384,6 +411,30 @@ scale_out:
         );
         let spec = parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap();
         crate::topo::build(&spec, &Catalog::embedded(), "t.yaml").unwrap()
+    }
+
+    /// A tree all-reduce moves each half of the buffer up and down one tree: on a switch it takes
+    /// about 2·S/B (a ring takes 2(n−1)/n·S/B), and it needs only two phases instead of 2(n−1).
+    #[test]
+    fn tree_all_reduce_is_two_pipelined_passes() {
+        let cal = Calibration::embedded();
+        let c = cluster(1.0, 1);
+        let co = Collectives::new(&c, &cal);
+        let ranks: Vec<u32> = (0..8).collect();
+        assert_eq!(
+            co.phases(Op::AllReduce, &ranks, 1e9, Algorithm::Tree).len(),
+            2
+        );
+        let tree = co
+            .collective(Op::AllReduce, &ranks, 1e9, Algorithm::Tree)
+            .time_s;
+        let ring = co
+            .collective(Op::AllReduce, &ranks, 1e9, Algorithm::Ring)
+            .time_s;
+        assert!(
+            tree > ring && tree < ring * 1.5,
+            "tree {tree} vs ring {ring}"
+        );
     }
 
     /// Congestion appears where it physically would: an all-to-all across nodes slows down on
