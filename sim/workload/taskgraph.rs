@@ -11,6 +11,7 @@
 use crate::config::workload::Schedule;
 use crate::workload::ops::CommKind;
 use crate::workload::schedule::{self, Op};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Streams of a GPU.
 pub const COMPUTE: u8 = 0;
@@ -188,21 +189,53 @@ impl TaskGraph {
     }
 }
 
-/// Placeholder for a dependency on a send another rank has not emitted yet.
+/// A dependency on a send another rank has not emitted yet.
 #[derive(Clone, Copy)]
 enum Pending {
     Fwd { chunk: u32, mb: u32 },
     Bwd { chunk: u32, mb: u32 },
 }
 
+/// The graph under construction, and the sends every rank's receives refer to.
 struct Builder {
     tasks: Vec<Task>,
     edges: Vec<(u32, u32)>,
     streams: Vec<Vec<u32>>,
     coll_members: Vec<u32>,
     /// Per group key, the instances created so far (the k-th collective of every member matches).
-    group_instances: std::collections::BTreeMap<(u8, u32, u32), Vec<u32>>,
-    group_seen: std::collections::BTreeMap<(u8, u32, u32, u32), u32>,
+    group_instances: BTreeMap<(u8, u32, u32), Vec<u32>>,
+    group_seen: BTreeMap<(u8, u32, u32, u32), u32>,
+    chunks: u32,
+    micro_batches: u32,
+    /// Send task by (replica, chunk, micro-batch), forward and backward; `u32::MAX` until built.
+    send_f: Vec<u32>,
+    send_b: Vec<u32>,
+    /// Last forward task of (replica, chunk, micro-batch): the loss needs it before the backward.
+    last_f: Vec<u32>,
+    /// Receives whose send was not built yet: (task, replica, what).
+    pending: Vec<(u32, u32, Pending)>,
+}
+
+/// One GPU's view while its program is laid out.
+struct Rank<'p> {
+    plan: &'p StepPlan,
+    gpu: u32,
+    rank: u32,
+    rep: u32,
+    reps: u32,
+    /// The compute-stream task emitted last: weight gradients never start before it.
+    last_compute: Option<u32>,
+    /// Last weight-gradient task of each block, for its gradient bucket.
+    last_w: Vec<Vec<Option<u32>>>,
+}
+
+impl Rank<'_> {
+    fn group_id(&self, g: Group) -> u32 {
+        (self.rep / (g.size * g.stride)) * g.stride + self.rep % g.stride
+    }
+    fn chunk(&self, c: u32) -> &ChunkPlan {
+        &self.plan.chunks[c as usize]
+    }
 }
 
 impl Builder {
@@ -216,26 +249,362 @@ impl Builder {
         id
     }
 
-    /// The collective instance for `gpu`'s next collective of class `class` in `group`.
-    fn instance(&mut self, class: u8, rank: u32, group: u32, gpu: u32, size: u32) -> u32 {
+    fn slot(&self, rep: u32, chunk: u32, mb: u32) -> usize {
+        ((rep * self.chunks + chunk) * self.micro_batches + mb) as usize
+    }
+
+    /// The collective instance for this GPU's next collective of `class` in its group `g`.
+    fn instance(&mut self, r: &Rank, class: u8, g: Group) -> u32 {
+        let size = g.size.min(r.reps);
         if size <= 1 {
             return SOLO;
         }
+        let group = r.group_id(g);
         let seen = self
             .group_seen
-            .entry((class, rank, group, gpu))
+            .entry((class, r.rank, group, r.gpu))
             .or_insert(0);
         let k = *seen as usize;
         *seen += 1;
         let list = self
             .group_instances
-            .entry((class, rank, group))
+            .entry((class, r.rank, group))
             .or_default();
         if k == list.len() {
             list.push(self.coll_members.len() as u32);
             self.coll_members.push(size);
         }
         list[k]
+    }
+
+    /// Depend on a send, now or once it is built.
+    fn wait_for(&mut self, task: u32, rep: u32, what: Pending) {
+        let from = match what {
+            Pending::Fwd { chunk, mb } => self.send_f[self.slot(rep, chunk, mb)],
+            Pending::Bwd { chunk, mb } => self.send_b[self.slot(rep, chunk, mb)],
+        };
+        if from == u32::MAX {
+            self.pending.push((task, rep, what));
+        } else {
+            self.edges.push((from, task));
+        }
+    }
+
+    /// Emits segments of one pass in order; returns the last task. `after` are the data deps.
+    fn emit(&mut self, r: &mut Rank, segs: &[SegPlan], pass: Pass, after: Vec<u32>) -> u32 {
+        let mut prev = after;
+        let mut before_prev: Vec<u32> = Vec::new();
+        for s in segs {
+            let (stream, p, coll, deps) = match s.kind {
+                SegKind::Compute => (COMPUTE, pass, SOLO, prev.clone()),
+                SegKind::Comm {
+                    kind,
+                    parallel,
+                    group,
+                } => {
+                    let coll = self.instance(r, kind as u8, group);
+                    let deps = if parallel {
+                        before_prev.clone()
+                    } else {
+                        prev.clone()
+                    };
+                    (COMM, Pass::Comm(kind), coll, deps)
+                }
+            };
+            let id = self.add(
+                Task {
+                    coll,
+                    ..Task::new(r.gpu, stream, p, s.ps)
+                },
+                &deps,
+            );
+            if stream == COMPUTE {
+                r.last_compute = Some(id);
+            }
+            match s.kind {
+                // The next segment waits for both the compute beside it and this.
+                SegKind::Comm { parallel: true, .. } => prev.push(id),
+                _ => before_prev = std::mem::replace(&mut prev, vec![id]),
+            }
+        }
+        *prev.iter().max().expect("a pass has at least one segment")
+    }
+
+    /// Forward of one chunk: its blocks in order, after the activation from the previous chunk.
+    fn forward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
+        let first = self.tasks.len() as u32;
+        let mut after = Vec::new();
+        for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate() {
+            let last = self.emit(r, &blk.fwd, Pass::Fwd, after);
+            if i == 0 {
+                self.first_forward(r, first, chunk, mb);
+            }
+            after = vec![last];
+        }
+        after[0]
+    }
+
+    /// The first task of a chunk's forward holds its activations and waits for its input.
+    fn first_forward(&mut self, r: &Rank, task: u32, chunk: u32, mb: u32) {
+        let t = &mut self.tasks[task as usize];
+        t.mem = r.chunk(chunk).act_bytes;
+        t.inflight = 1;
+        if chunk > 0 {
+            self.wait_for(
+                task,
+                r.rep,
+                Pending::Fwd {
+                    chunk: chunk - 1,
+                    mb,
+                },
+            );
+        }
+    }
+
+    /// Sends a chunk's output to the neighbouring chunk `to` unless both run on the same rank;
+    /// returns the task a receiver waits for.
+    fn send(
+        &mut self,
+        r: &Rank,
+        chunk: u32,
+        to: Option<u32>,
+        mb: u32,
+        after: &[u32],
+        work: u64,
+    ) -> u32 {
+        let p = r.plan;
+        let rank = |c| schedule::rank_of(p.schedule, p.pp, p.micro_batches, c, mb);
+        match to {
+            Some(to) if rank(to) != rank(chunk) => {
+                self.add(Task::new(r.gpu, P2P, Pass::Comm(CommKind::Pp), work), after)
+            }
+            _ => *after.iter().max().expect("a pass has tasks"),
+        }
+    }
+
+    fn finish_forward(&mut self, r: &Rank, chunk: u32, mb: u32, after: &[u32]) {
+        let slot = self.slot(r.rep, chunk, mb);
+        self.last_f[slot] = *after.iter().max().expect("a forward has tasks");
+        let next = (chunk + 1 < self.chunks).then_some(chunk + 1);
+        self.send_f[slot] = self.send(r, chunk, next, mb, after, r.chunk(chunk).p2p_fwd_ps);
+    }
+
+    fn finish_backward(&mut self, r: &Rank, chunk: u32, mb: u32, after: &[u32]) {
+        let slot = self.slot(r.rep, chunk, mb);
+        self.send_b[slot] = self.send(
+            r,
+            chunk,
+            chunk.checked_sub(1),
+            mb,
+            after,
+            r.chunk(chunk).p2p_bwd_ps,
+        );
+    }
+
+    /// Data deps of a chunk's backward: its own forward (the loss, the saved activations) and
+    /// the gradient from the next chunk.
+    fn first_backward(&mut self, r: &Rank, task: u32, chunk: u32, mb: u32) {
+        let f = self.last_f[self.slot(r.rep, chunk, mb)];
+        self.edges.push((f, task));
+        if chunk + 1 < self.chunks {
+            self.wait_for(
+                task,
+                r.rep,
+                Pending::Bwd {
+                    chunk: chunk + 1,
+                    mb,
+                },
+            );
+        }
+    }
+
+    /// The last task of a chunk's backward frees its activations.
+    fn last_backward(&mut self, r: &Rank, task: u32, chunk: u32) {
+        let t = &mut self.tasks[task as usize];
+        t.mem = -r.chunk(chunk).act_bytes;
+        t.inflight = -1;
+    }
+
+    /// Backward (input gradients) of one chunk: blocks in reverse. Returns the last task.
+    fn backward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
+        let first = self.tasks.len() as u32;
+        let mut after = Vec::new();
+        for (i, blk) in r.chunk(chunk).blocks.clone().iter().rev().enumerate() {
+            let last = self.emit(r, &blk.bwd, Pass::Bwd, after);
+            if i == 0 {
+                self.first_backward(r, first, chunk, mb);
+            }
+            after = vec![last];
+        }
+        self.last_backward(r, after[0], chunk);
+        after[0]
+    }
+
+    /// One weight-gradient task: after `after`, and no earlier than the compute task emitted
+    /// before it.
+    fn wgrad(&mut self, r: &Rank, work: u64, after: u32) -> u32 {
+        let mut deps = vec![after];
+        deps.extend(r.last_compute);
+        self.add(
+            Task::new(r.gpu, wgrad_stream(r.plan.schedule), Pass::Wgrad, work),
+            &deps,
+        )
+    }
+
+    /// Weight gradients of one chunk's backward, where the schedule puts them.
+    fn weights(&mut self, r: &mut Rank, chunk: u32, after_b: u32) -> u32 {
+        let mut prev = after_b;
+        for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate().rev() {
+            for s in &blk.wgrad {
+                prev = self.wgrad(r, s.ps, prev);
+            }
+            r.last_w[chunk as usize][i] = Some(prev);
+        }
+        prev
+    }
+
+    /// DualPipe's F&B: the forward of one micro-batch and the backward of another, block by
+    /// block, segments alternating so one's communication hides under the other's compute; the
+    /// backward's weight gradients follow its compute segments.
+    fn overlapped(&mut self, r: &mut Rank, (fc, fmb): (u32, u32), (bc, bmb): (u32, u32)) {
+        let fblocks = r.chunk(fc).blocks.clone();
+        let bblocks: Vec<(usize, BlockPlan)> = r
+            .chunk(bc)
+            .blocks
+            .clone()
+            .into_iter()
+            .enumerate()
+            .rev()
+            .collect();
+        let (mut f_after, mut b_after) = (Vec::new(), Vec::new());
+        let (mut f_last, mut b_last, mut w_last) = (None, None, None);
+        for i in 0..fblocks.len().max(bblocks.len()) {
+            let fseg: &[SegPlan] = fblocks.get(i).map(|x| x.fwd.as_slice()).unwrap_or(&[]);
+            let (bi, bseg, wseg) = match bblocks.get(i) {
+                Some((bi, x)) => (Some(*bi), x.bwd.as_slice(), x.wgrad.as_slice()),
+                None => (None, &[][..], &[][..]),
+            };
+            let (mut fi, mut bj, mut wk) = (0, 0, 0);
+            while fi < fseg.len() || bj < bseg.len() {
+                if bj < bseg.len() {
+                    let s = bseg[bj];
+                    let id = self.emit(r, &[s], Pass::Bwd, std::mem::take(&mut b_after));
+                    if b_last.is_none() {
+                        self.first_backward(r, id, bc, bmb);
+                    }
+                    b_after = vec![id];
+                    b_last = Some(id);
+                    bj += 1;
+                    if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
+                        let w = self.wgrad(r, wseg[wk].ps, id);
+                        wk += 1;
+                        w_last = Some(w);
+                        if let Some(bi) = bi {
+                            r.last_w[bc as usize][bi] = Some(w);
+                        }
+                    }
+                }
+                if fi < fseg.len() {
+                    let id = self.emit(r, &[fseg[fi]], Pass::Fwd, std::mem::take(&mut f_after));
+                    if f_last.is_none() {
+                        self.first_forward(r, id, fc, fmb);
+                    }
+                    f_after = vec![id];
+                    f_last = Some(id);
+                    fi += 1;
+                }
+            }
+            // Weight segments the backward had no compute for.
+            while wk < wseg.len() {
+                let w = self.wgrad(r, wseg[wk].ps, b_last.expect("a backward segment ran"));
+                wk += 1;
+                w_last = Some(w);
+                if let Some(bi) = bi {
+                    r.last_w[bc as usize][bi] = Some(w);
+                }
+            }
+        }
+        let (f_last, b_last) = (f_last.expect("forward ran"), b_last.expect("backward ran"));
+        self.last_backward(r, b_last, bc);
+        // DualPipe sends both results once the pair is done.
+        let mut all = vec![f_last, b_last];
+        all.extend(w_last);
+        self.finish_forward(r, fc, fmb, &all);
+        let slot = self.slot(r.rep, fc, fmb);
+        self.last_f[slot] = f_last;
+        self.finish_backward(r, bc, bmb, &all);
+    }
+
+    /// A rank's whole program, then its gradient buckets, optimizer and parameter gather.
+    fn rank(&mut self, r: &mut Rank) {
+        let p = r.plan;
+        let mut deferred: VecDeque<(u32, u32)> = VecDeque::new(); // (chunk, last B task)
+        for op in schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64) {
+            match op {
+                Op::F { chunk, mb } => {
+                    let t = self.forward(r, chunk, mb);
+                    self.finish_forward(r, chunk, mb, &[t]);
+                }
+                Op::B {
+                    chunk,
+                    mb,
+                    defer_w: true,
+                } => {
+                    let last = self.backward(r, chunk, mb);
+                    self.finish_backward(r, chunk, mb, &[last]);
+                    deferred.push_back((chunk, last));
+                }
+                Op::B {
+                    chunk,
+                    mb,
+                    defer_w: false,
+                } => {
+                    // Weight gradients computed with the backward: the gradient leaves after both.
+                    let last = self.backward(r, chunk, mb);
+                    let lw = self.weights(r, chunk, last);
+                    self.finish_backward(r, chunk, mb, &[last, lw]);
+                }
+                Op::W => {
+                    let (chunk, last) = deferred
+                        .pop_front()
+                        .expect("W with a deferred backward (checked by tests)");
+                    self.weights(r, chunk, last);
+                }
+                Op::FB { f, b } => self.overlapped(r, f, b),
+            }
+        }
+        let dp = |b: &mut Builder, r: &Rank, work: u64, deps: &[u32]| {
+            let coll = b.instance(r, CommKind::Dp as u8, p.dp_group);
+            b.add(
+                Task {
+                    coll,
+                    ..Task::new(r.gpu, DP, Pass::Comm(CommKind::Dp), work)
+                },
+                deps,
+            )
+        };
+        let mut opt_deps = Vec::new();
+        for (c, blocks) in r.last_w.clone().iter().enumerate() {
+            for (i, w) in blocks.iter().enumerate() {
+                let work = p.chunks[c].blocks[i].grad_sync_ps;
+                if let (Some(w), true) = (w, work > 0) {
+                    opt_deps.push(dp(self, r, work, &[*w]));
+                }
+            }
+        }
+        opt_deps.extend(r.last_compute);
+        let opt = self.add(
+            Task::new(
+                r.gpu,
+                COMPUTE,
+                Pass::Optimizer,
+                p.optimizer_ps[r.rank as usize],
+            ),
+            &opt_deps,
+        );
+        if p.param_gather_ps[r.rank as usize] > 0 {
+            dp(self, r, p.param_gather_ps[r.rank as usize], &[opt]);
+        }
     }
 }
 
@@ -244,272 +613,46 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
     let pp = plan.pp as u32;
     let reps = plan.replicas.max(1);
     let gpus = pp * reps;
-    let m = plan.micro_batches as u32;
     let chunks = plan.chunks.len() as u32;
+    let m = plan.micro_batches as u32;
+    let slots = (reps * chunks * m) as usize;
     let mut b = Builder {
         tasks: Vec::new(),
         edges: Vec::new(),
         streams: vec![Vec::new(); gpus as usize * STREAMS],
         coll_members: Vec::new(),
-        group_instances: Default::default(),
-        group_seen: Default::default(),
+        group_instances: BTreeMap::new(),
+        group_seen: BTreeMap::new(),
+        chunks,
+        micro_batches: m,
+        send_f: vec![u32::MAX; slots],
+        send_b: vec![u32::MAX; slots],
+        last_f: vec![u32::MAX; slots],
+        pending: Vec::new(),
     };
-    // Sends, by (replica, chunk, micro-batch); deps on sends not yet built are resolved at the end.
-    let slot = |rep: u32, c: u32, mb: u32| ((rep * chunks + c) * m + mb) as usize;
-    let mut send_f = vec![u32::MAX; (reps * chunks * m) as usize];
-    let mut send_b = send_f.clone();
-    // Last forward task of (replica, chunk, mb): the loss needs it before the backward.
-    let mut last_f = send_f.clone();
-    let mut pending: Vec<(u32, u32, Pending)> = Vec::new(); // (task, replica, what)
-
-    let original = plan;
     for rep in 0..reps {
-        let scaled = original.for_replica(rep);
-        let plan = &scaled;
+        let scaled = plan.for_replica(rep);
         for rank in 0..pp {
-            let gpu = rank * reps + rep;
-            let program = schedule::program(
-                plan.schedule,
-                plan.pp,
-                plan.vpp,
-                plan.micro_batches,
-                rank as u64,
-            );
-            let mut last_compute: Option<u32> = None;
-            let mut deferred: std::collections::VecDeque<(u32, u32, u32)> = Default::default(); // (chunk, mb, last B task)
-            let mut last_w_of_block: Vec<Vec<Option<u32>>> = plan
-                .chunks
-                .iter()
-                .map(|c| vec![None; c.blocks.len()])
-                .collect();
-
-            // Emits one pass of one block; returns its last task. `after` are the data deps.
-            let mut emit_segs = |b: &mut Builder,
-                                 segs: &[SegPlan],
-                                 pass: Pass,
-                                 after: Vec<u32>,
-                                 last_compute: &mut Option<u32>|
-             -> u32 {
-                let mut prev = after;
-                let mut before_prev: Vec<u32> = Vec::new();
-                for s in segs {
-                    let (stream, p, coll, deps) = match s.kind {
-                        SegKind::Compute => (COMPUTE, pass, SOLO, prev.clone()),
-                        SegKind::Comm {
-                            kind,
-                            parallel,
-                            group,
-                        } => {
-                            let gid = (rep / (group.size * group.stride)) * group.stride
-                                + rep % group.stride;
-                            let coll = b.instance(kind as u8, rank, gid, gpu, group.size.min(reps));
-                            let deps = if parallel {
-                                before_prev.clone()
-                            } else {
-                                prev.clone()
-                            };
-                            (COMM, Pass::Comm(kind), coll, deps)
-                        }
-                    };
-                    let id = b.add(
-                        Task {
-                            gpu,
-                            stream,
-                            pass: p,
-                            work: s.ps,
-                            coll,
-                            mem: 0.0,
-                            inflight: 0,
-                        },
-                        &deps,
-                    );
-                    if stream == COMPUTE {
-                        *last_compute = Some(id);
-                    }
-                    match s.kind {
-                        SegKind::Comm { parallel: true, .. } => {
-                            // The next segment waits for both the compute beside it and this.
-                            prev.push(id);
-                        }
-                        _ => {
-                            before_prev = std::mem::replace(&mut prev, vec![id]);
-                        }
-                    }
-                }
-                *prev.iter().max().expect("a pass has at least one segment")
+            let mut r = Rank {
+                plan: &scaled,
+                gpu: rank * reps + rep,
+                rank,
+                rep,
+                reps,
+                last_compute: None,
+                last_w: scaled
+                    .chunks
+                    .iter()
+                    .map(|c| vec![None; c.blocks.len()])
+                    .collect(),
             };
-
-            for op in program {
-                match op {
-                    Op::F { chunk, mb } => {
-                        let t = forward(
-                            &mut b,
-                            plan,
-                            &mut emit_segs,
-                            &mut last_compute,
-                            rep,
-                            chunk,
-                            mb,
-                            &mut pending,
-                            &send_f,
-                            slot,
-                        );
-                        finish_forward(
-                            &mut b,
-                            plan,
-                            gpu,
-                            rep,
-                            chunk,
-                            mb,
-                            &[t],
-                            &mut send_f,
-                            &mut last_f,
-                            slot,
-                        );
-                    }
-                    Op::B { chunk, mb, defer_w } => {
-                        let last = backward(
-                            &mut b,
-                            plan,
-                            &mut emit_segs,
-                            &mut last_compute,
-                            rep,
-                            chunk,
-                            mb,
-                            &mut pending,
-                            &send_b,
-                            &last_f,
-                            slot,
-                        );
-                        if defer_w {
-                            finish_backward(
-                                &mut b,
-                                plan,
-                                gpu,
-                                rep,
-                                chunk,
-                                mb,
-                                &[last],
-                                &mut send_b,
-                                slot,
-                            );
-                            deferred.push_back((chunk, mb, last));
-                        } else {
-                            // Weight gradients computed with the backward: the gradient leaves after both.
-                            let lw = weights(
-                                &mut b,
-                                plan,
-                                &mut last_compute,
-                                gpu,
-                                chunk,
-                                last,
-                                &mut last_w_of_block,
-                            );
-                            finish_backward(
-                                &mut b,
-                                plan,
-                                gpu,
-                                rep,
-                                chunk,
-                                mb,
-                                &[last, lw],
-                                &mut send_b,
-                                slot,
-                            );
-                        }
-                    }
-                    Op::W => {
-                        let (chunk, _mb, last) = deferred
-                            .pop_front()
-                            .expect("W with a deferred backward (checked by tests)");
-                        weights(
-                            &mut b,
-                            plan,
-                            &mut last_compute,
-                            gpu,
-                            chunk,
-                            last,
-                            &mut last_w_of_block,
-                        );
-                    }
-                    Op::FB { f, b: bk } => {
-                        overlapped(
-                            &mut b,
-                            plan,
-                            &mut emit_segs,
-                            &mut last_compute,
-                            gpu,
-                            rep,
-                            f,
-                            bk,
-                            &mut pending,
-                            &mut send_f,
-                            &mut send_b,
-                            &mut last_f,
-                            slot,
-                            &mut last_w_of_block,
-                        );
-                    }
-                }
-            }
-            // Gradient sync per block after its last weight gradients, then optimizer, then gather.
-            let mut syncs = Vec::new();
-            for (c, blocks) in last_w_of_block.iter().enumerate() {
-                for (i, w) in blocks.iter().enumerate() {
-                    let bp = &plan.chunks[c].blocks[i];
-                    if let (Some(w), true) = (w, bp.grad_sync_ps > 0) {
-                        let g = plan.dp_group;
-                        let gid = (rep / (g.size * g.stride)) * g.stride + rep % g.stride;
-                        let coll = b.instance(CommKind::Dp as u8, rank, gid, gpu, g.size.min(reps));
-                        syncs.push(b.add(
-                            Task {
-                                gpu,
-                                stream: DP,
-                                pass: Pass::Comm(CommKind::Dp),
-                                work: bp.grad_sync_ps,
-                                coll,
-                                mem: 0.0,
-                                inflight: 0,
-                            },
-                            &[*w],
-                        ));
-                    }
-                }
-            }
-            let mut opt_deps = syncs.clone();
-            opt_deps.extend(last_compute);
-            let opt = b.add(
-                Task::new(
-                    gpu,
-                    COMPUTE,
-                    Pass::Optimizer,
-                    plan.optimizer_ps[rank as usize],
-                ),
-                &opt_deps,
-            );
-            if plan.param_gather_ps[rank as usize] > 0 {
-                let g = plan.dp_group;
-                let gid = (rep / (g.size * g.stride)) * g.stride + rep % g.stride;
-                let coll = b.instance(CommKind::Dp as u8, rank, gid, gpu, g.size.min(reps));
-                b.add(
-                    Task {
-                        gpu,
-                        stream: DP,
-                        pass: Pass::Comm(CommKind::Dp),
-                        work: plan.param_gather_ps[rank as usize],
-                        coll,
-                        mem: 0.0,
-                        inflight: 0,
-                    },
-                    &[opt],
-                );
-            }
+            b.rank(&mut r);
         }
     }
-    for (task, rep, what) in pending {
+    for (task, rep, what) in std::mem::take(&mut b.pending) {
         let from = match what {
-            Pending::Fwd { chunk, mb } => send_f[slot(rep, chunk, mb)],
-            Pending::Bwd { chunk, mb } => send_b[slot(rep, chunk, mb)],
+            Pending::Fwd { chunk, mb } => b.send_f[b.slot(rep, chunk, mb)],
+            Pending::Bwd { chunk, mb } => b.send_b[b.slot(rep, chunk, mb)],
         };
         assert!(
             from != u32::MAX,
@@ -520,171 +663,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
     finish(b, gpus)
 }
 
-type EmitFn<'a> = dyn FnMut(&mut Builder, &[SegPlan], Pass, Vec<u32>, &mut Option<u32>) -> u32 + 'a;
-
-/// Forward of one chunk: its blocks in order, after the activation from the previous chunk.
-#[allow(clippy::too_many_arguments)]
-fn forward(
-    b: &mut Builder,
-    plan: &StepPlan,
-    emit: &mut EmitFn,
-    last_compute: &mut Option<u32>,
-    rep: u32,
-    chunk: u32,
-    mb: u32,
-    pending: &mut Vec<(u32, u32, Pending)>,
-    send_f: &[u32],
-    slot: impl Fn(u32, u32, u32) -> usize,
-) -> u32 {
-    let first_task = b.tasks.len() as u32;
-    let mut after = Vec::new();
-    if chunk > 0 {
-        let s = send_f[slot(rep, chunk - 1, mb)];
-        if s != u32::MAX {
-            after.push(s);
-        } else {
-            pending.push((
-                first_task,
-                rep,
-                Pending::Fwd {
-                    chunk: chunk - 1,
-                    mb,
-                },
-            ));
-        }
-    }
-    let mut last = u32::MAX;
-    for (i, blk) in plan.chunks[chunk as usize].blocks.iter().enumerate() {
-        last = emit(b, &blk.fwd, Pass::Fwd, after.clone(), last_compute);
-        if i == 0 {
-            let t = &mut b.tasks[first_task as usize];
-            t.mem = plan.chunks[chunk as usize].act_bytes;
-            t.inflight = 1;
-        }
-        after = vec![last];
-    }
-    last
-}
-
-/// Sends a chunk's output to the neighbouring chunk (`to`) unless both run on the same rank;
-/// returns the task a receiver waits for.
-#[allow(clippy::too_many_arguments)]
-fn send(
-    b: &mut Builder,
-    plan: &StepPlan,
-    gpu: u32,
-    chunk: u32,
-    to: Option<u32>,
-    mb: u32,
-    after: &[u32],
-    work: u64,
-) -> u32 {
-    let last = *after.iter().max().expect("a pass has tasks");
-    let rank = |c| schedule::rank_of(plan.schedule, plan.pp, plan.micro_batches, c, mb);
-    match to {
-        Some(to) if rank(to) != rank(chunk) => {
-            b.add(Task::new(gpu, P2P, Pass::Comm(CommKind::Pp), work), after)
-        }
-        _ => last,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_forward(
-    b: &mut Builder,
-    plan: &StepPlan,
-    gpu: u32,
-    rep: u32,
-    chunk: u32,
-    mb: u32,
-    after: &[u32],
-    send_f: &mut [u32],
-    last_f: &mut [u32],
-    slot: impl Fn(u32, u32, u32) -> usize,
-) {
-    last_f[slot(rep, chunk, mb)] = *after.iter().max().expect("a forward has tasks");
-    let next = (chunk + 1 < plan.chunks.len() as u32).then_some(chunk + 1);
-    send_f[slot(rep, chunk, mb)] = send(
-        b,
-        plan,
-        gpu,
-        chunk,
-        next,
-        mb,
-        after,
-        plan.chunks[chunk as usize].p2p_fwd_ps,
-    );
-}
-
-/// Backward (input gradients) of one chunk: blocks in reverse, after the gradient from the next
-/// chunk (or the loss). Returns the last task.
-#[allow(clippy::too_many_arguments)]
-fn backward(
-    b: &mut Builder,
-    plan: &StepPlan,
-    emit: &mut EmitFn,
-    last_compute: &mut Option<u32>,
-    rep: u32,
-    chunk: u32,
-    mb: u32,
-    pending: &mut Vec<(u32, u32, Pending)>,
-    send_b: &[u32],
-    last_f: &[u32],
-    slot: impl Fn(u32, u32, u32) -> usize + Copy,
-) -> u32 {
-    let first_task = b.tasks.len() as u32;
-    let mut after = vec![last_f[slot(rep, chunk, mb)]];
-    if chunk + 1 < plan.chunks.len() as u32 {
-        let s = send_b[slot(rep, chunk + 1, mb)];
-        if s != u32::MAX {
-            after.push(s);
-        } else {
-            pending.push((
-                first_task,
-                rep,
-                Pending::Bwd {
-                    chunk: chunk + 1,
-                    mb,
-                },
-            ));
-        }
-    }
-    let mut last = u32::MAX;
-    for blk in plan.chunks[chunk as usize].blocks.iter().rev() {
-        last = emit(b, &blk.bwd, Pass::Bwd, after.clone(), last_compute);
-        after = vec![last];
-    }
-    let t = &mut b.tasks[last as usize];
-    t.mem = -plan.chunks[chunk as usize].act_bytes;
-    t.inflight = -1;
-    last
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_backward(
-    b: &mut Builder,
-    plan: &StepPlan,
-    gpu: u32,
-    rep: u32,
-    chunk: u32,
-    mb: u32,
-    after: &[u32],
-    send_b: &mut [u32],
-    slot: impl Fn(u32, u32, u32) -> usize,
-) {
-    let prev = chunk.checked_sub(1);
-    send_b[slot(rep, chunk, mb)] = send(
-        b,
-        plan,
-        gpu,
-        chunk,
-        prev,
-        mb,
-        after,
-        plan.chunks[chunk as usize].p2p_bwd_ps,
-    );
-}
-
 /// The stream weight gradients run on: DualPipe's go to a second compute stream that shares
 /// the SMs with the first (DeepSeek's trace, streams 7 and 23); everywhere else they run on the
 /// compute stream where the schedule places them (ZB1P's deferred W fill bubbles in order).
@@ -693,177 +671,6 @@ fn wgrad_stream(s: Schedule) -> u8 {
         Schedule::Dualpipe | Schedule::Dualpipev => WGRAD,
         _ => COMPUTE,
     }
-}
-
-/// One weight-gradient task: after `after` and no earlier than the compute task emitted before it.
-fn add_wgrad(
-    b: &mut Builder,
-    plan: &StepPlan,
-    gpu: u32,
-    work: u64,
-    after: u32,
-    last_compute: Option<u32>,
-) -> u32 {
-    let mut deps = vec![after];
-    deps.extend(last_compute);
-    b.add(
-        Task::new(gpu, wgrad_stream(plan.schedule), Pass::Wgrad, work),
-        &deps,
-    )
-}
-
-/// Weight gradients of one chunk's backward, no earlier than the schedule puts them (after the
-/// compute task emitted before them).
-#[allow(clippy::too_many_arguments)]
-fn weights(
-    b: &mut Builder,
-    plan: &StepPlan,
-    last_compute: &mut Option<u32>,
-    gpu: u32,
-    chunk: u32,
-    after_b: u32,
-    last_w: &mut [Vec<Option<u32>>],
-) -> u32 {
-    let mut prev = after_b;
-    for (i, blk) in plan.chunks[chunk as usize].blocks.iter().enumerate().rev() {
-        for s in &blk.wgrad {
-            prev = add_wgrad(b, plan, gpu, s.ps, prev, *last_compute);
-        }
-        last_w[chunk as usize][i] = Some(prev);
-    }
-    prev
-}
-
-/// DualPipe's F&B: the forward of one micro-batch and the backward of another, block by block,
-/// segments alternating so one's communication hides under the other's compute.
-#[allow(clippy::too_many_arguments)]
-fn overlapped(
-    b: &mut Builder,
-    plan: &StepPlan,
-    emit: &mut EmitFn,
-    last_compute: &mut Option<u32>,
-    gpu: u32,
-    rep: u32,
-    f: (u32, u32),
-    bk: (u32, u32),
-    pending: &mut Vec<(u32, u32, Pending)>,
-    send_f: &mut [u32],
-    send_b: &mut [u32],
-    last_f: &mut [u32],
-    slot: impl Fn(u32, u32, u32) -> usize + Copy,
-    last_w: &mut [Vec<Option<u32>>],
-) {
-    let (fc, fmb) = f;
-    let (bc, bmb) = bk;
-    let fblocks = &plan.chunks[fc as usize].blocks;
-    let bblocks: Vec<(usize, &BlockPlan)> = plan.chunks[bc as usize]
-        .blocks
-        .iter()
-        .enumerate()
-        .rev()
-        .collect();
-    // Data deps of the first forward and first backward segments.
-    let mut f_after: Vec<u32> = Vec::new();
-    let mut f_pending = None;
-    if fc > 0 {
-        let s = send_f[slot(rep, fc - 1, fmb)];
-        if s != u32::MAX {
-            f_after.push(s);
-        } else {
-            f_pending = Some(Pending::Fwd {
-                chunk: fc - 1,
-                mb: fmb,
-            });
-        }
-    }
-    let mut b_after = vec![last_f[slot(rep, bc, bmb)]];
-    let mut b_pending = None;
-    if bc + 1 < plan.chunks.len() as u32 {
-        let s = send_b[slot(rep, bc + 1, bmb)];
-        if s != u32::MAX {
-            b_after.push(s);
-        } else {
-            b_pending = Some(Pending::Bwd {
-                chunk: bc + 1,
-                mb: bmb,
-            });
-        }
-    }
-    let n = fblocks.len().max(bblocks.len());
-    let mut f_first_task = None;
-    let mut w_last: Option<u32> = None;
-    let mut b_last = u32::MAX;
-    let mut f_last = u32::MAX;
-    for i in 0..n {
-        let fseg: &[SegPlan] = fblocks.get(i).map(|x| x.fwd.as_slice()).unwrap_or(&[]);
-        let (bi, bseg, wseg): (Option<usize>, &[SegPlan], &[SegPlan]) = match bblocks.get(i) {
-            Some((bi, x)) => (Some(*bi), x.bwd.as_slice(), x.wgrad.as_slice()),
-            None => (None, &[], &[]),
-        };
-        // Alternate: backward segment k, forward segment k, ...; weight segments follow the
-        // backward's compute segments.
-        let mut fi = 0;
-        let mut bj = 0;
-        let mut wk = 0;
-        let mut b_prev = b_after.clone();
-        let mut f_prev = f_after.clone();
-        while fi < fseg.len() || bj < bseg.len() {
-            if bj < bseg.len() {
-                let s = bseg[bj];
-                let id = emit(b, &[s], Pass::Bwd, b_prev.clone(), last_compute);
-                if let Some(p) = b_pending.take() {
-                    pending.push((id, rep, p));
-                }
-                b_prev = vec![id];
-                b_last = id;
-                bj += 1;
-                if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
-                    let w = add_wgrad(b, plan, gpu, wseg[wk].ps, id, *last_compute);
-                    wk += 1;
-                    w_last = Some(w);
-                    if let Some(bi) = bi {
-                        last_w[bc as usize][bi] = Some(w);
-                    }
-                }
-            }
-            if fi < fseg.len() {
-                let s = fseg[fi];
-                let id = emit(b, &[s], Pass::Fwd, f_prev.clone(), last_compute);
-                if f_first_task.is_none() {
-                    f_first_task = Some(id);
-                    let t = &mut b.tasks[id as usize];
-                    t.mem = plan.chunks[fc as usize].act_bytes;
-                    t.inflight = 1;
-                    if let Some(p) = f_pending.take() {
-                        pending.push((id, rep, p));
-                    }
-                }
-                f_prev = vec![id];
-                f_last = id;
-                fi += 1;
-            }
-        }
-        // Weight segments the backward had no compute for.
-        while wk < wseg.len() {
-            let w = add_wgrad(b, plan, gpu, wseg[wk].ps, b_last, *last_compute);
-            wk += 1;
-            w_last = Some(w);
-            if let Some(bi) = bi {
-                last_w[bc as usize][bi] = Some(w);
-            }
-        }
-        f_after = if fseg.is_empty() { f_after } else { f_prev };
-        b_after = if bseg.is_empty() { b_after } else { b_prev };
-    }
-    let t = &mut b.tasks[b_last as usize];
-    t.mem = -plan.chunks[bc as usize].act_bytes;
-    t.inflight = -1;
-    // DualPipe sends both results once the pair is done.
-    let mut all = vec![f_last, b_last];
-    all.extend(w_last);
-    finish_forward(b, plan, gpu, rep, fc, fmb, &all, send_f, last_f, slot);
-    last_f[slot(rep, fc, fmb)] = f_last;
-    finish_backward(b, plan, gpu, rep, bc, bmb, &all, send_b, slot);
 }
 
 fn finish(b: Builder, gpus: u32) -> TaskGraph {
