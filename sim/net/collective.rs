@@ -381,7 +381,19 @@ impl<'a> Collectives<'a> {
             Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => rdma,
             _ => nvl,
         };
-        self.run(&[phase], &eff)
+        let m = self.run(&[phase], &eff);
+        // DeepEP's test reports bytes per rank as it counts them: RDMA = tokens × distinct target
+        // nodes (its own node included) × bytes; NVLink = tokens received (from every rank, its
+        // own included) × bytes. The flows above carry only what really crosses each link.
+        Measured {
+            rdma_bytes: if k > 1 {
+                tokens * d * bytes_per_token
+            } else {
+                0.0
+            },
+            nvlink_bytes: tokens * route.gpus_per_token(ranks.len() as u64, k) * bytes_per_token,
+            ..m
+        }
     }
 }
 
