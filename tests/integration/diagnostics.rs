@@ -6,7 +6,11 @@ use crate::{fresh_dir, trainsim};
 fn bad(name: &str, args: &[&str]) -> String {
     let out = fresh_dir(&format!("bad-{name}"));
     let out_s = out.to_str().unwrap();
-    let mut all = vec!["run", "--out", out_s];
+    let mut all = if args.first() == Some(&"collective") {
+        vec![]
+    } else {
+        vec!["run", "--out", out_s]
+    };
     all.extend_from_slice(args);
     let o = trainsim(&all);
     assert_eq!(
@@ -113,4 +117,24 @@ case!(
         "--set",
         "workload.routing.alpha=0"
     ]
+);
+case!(
+    collective_with_more_ranks_than_gpus,
+    [
+        "collective",
+        "--topology",
+        "topologies/h800-16.yaml",
+        "--op",
+        "all-reduce",
+        "--ranks",
+        "64"
+    ]
+);
+case!(
+    collective_size_without_a_size_unit,
+    ["collective", "--op", "all-gather", "--size", "1 GB/s"]
+);
+case!(
+    collective_sweep_backwards,
+    ["collective", "--op", "all-gather", "--sizes", "8GiB..1KiB"]
 );
