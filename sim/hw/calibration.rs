@@ -67,6 +67,23 @@ pub struct NetworkCal {
     pub collective_latency: Constant<Time>,
 }
 
+impl NetworkCal {
+    /// (RDMA, NVLink) link efficiency of DeepEP-style MoE dispatch or combine.
+    pub fn moe_efficiency(&self, dispatch: bool) -> (f64, f64) {
+        if dispatch {
+            (
+                self.moe_dispatch_rdma_efficiency.value,
+                self.moe_dispatch_nvlink_efficiency.value,
+            )
+        } else {
+            (
+                self.moe_combine_rdma_efficiency.value,
+                self.moe_combine_nvlink_efficiency.value,
+            )
+        }
+    }
+}
+
 impl Calibration {
     pub fn embedded() -> Calibration {
         Calibration::parse(&Source::embedded(

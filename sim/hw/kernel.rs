@@ -219,6 +219,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// DeepSeek-V3's attention core for one 4096-token micro-batch: 128 heads, qk 192 / v 128.
+    fn ds_attention(backward: bool) -> KernelShape {
+        KernelShape::Attention {
+            backward,
+            batch: 1,
+            heads: 128,
+            seq_q: 4096,
+            seq_kv: 4096,
+            d_qk: 192,
+            d_v: 128,
+            causal: true,
+        }
+    }
+
     fn us(model: &KernelModel, k: &KernelShape) -> f64 {
         model.time(k, 112).as_secs_f64() * 1e6
     }
@@ -241,16 +255,7 @@ pub(crate) mod tests {
                 "{name}: predicted {p:.1} us, trace {measured} us"
             );
         }
-        let attn = |backward| KernelShape::Attention {
-            backward,
-            batch: 1,
-            heads: 128,
-            seq_q: 4096,
-            seq_kv: 4096,
-            d_qk: 192,
-            d_v: 128,
-            causal: true,
-        };
+        let attn = ds_attention;
         let f = us(&m, &attn(false));
         assert!((f / 1237.0 - 1.0).abs() < 0.01, "attention fwd {f}");
         let b = us(&m, &attn(true));
@@ -285,18 +290,7 @@ pub(crate) mod tests {
         let g = |mm, n, k| vec![gemm(mm, n, k, 1, false)];
         let gg = |mm, n, k| vec![gemm(mm, n, k, 4, false)];
         let w = |mm, n, k| vec![gemm(mm, n, k, 1, true)];
-        let attn = |backward| {
-            vec![KernelShape::Attention {
-                backward,
-                batch: 1,
-                heads: 128,
-                seq_q: 4096,
-                seq_kv: 4096,
-                d_qk: 192,
-                d_v: 128,
-                causal: true,
-            }]
-        };
+        let attn = |backward| vec![ds_attention(backward)];
         // (class, op_role prefix in the trace, kernels the model runs for it)
         let cases: Vec<(&str, &str, Vec<KernelShape>)> = vec![
             ("MLA projections", "MLA q_a proj", g(4096, 1536, 7168)),

@@ -365,18 +365,7 @@ impl<'a> Collectives<'a> {
                 })
                 .collect(),
         };
-        let n = &self.cal.network;
-        let (rdma, nvl) = if dispatch {
-            (
-                n.moe_dispatch_rdma_efficiency.value,
-                n.moe_dispatch_nvlink_efficiency.value,
-            )
-        } else {
-            (
-                n.moe_combine_rdma_efficiency.value,
-                n.moe_combine_nvlink_efficiency.value,
-            )
-        };
+        let (rdma, nvl) = self.cal.network.moe_efficiency(dispatch);
         let eff = |tr: &Transfer| match tr.path {
             Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => rdma,
             _ => nvl,

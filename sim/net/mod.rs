@@ -325,17 +325,7 @@ impl<'a> AlphaBeta<'a> {
                 route,
             } => {
                 let dispatch = matches!(op, CommOp::MoeDispatch { .. });
-                let (rdma_eff, nvl_eff) = if dispatch {
-                    (
-                        net.moe_dispatch_rdma_efficiency.value,
-                        net.moe_dispatch_nvlink_efficiency.value,
-                    )
-                } else {
-                    (
-                        net.moe_combine_rdma_efficiency.value,
-                        net.moe_combine_nvlink_efficiency.value,
-                    )
-                };
+                let (rdma_eff, nvl_eff) = net.moe_efficiency(dispatch);
                 let nodes = span.nodes.max(1);
                 let t = tokens as f64;
                 let remote_nodes = route.nodes_per_token(nodes) * (nodes - 1) as f64 / nodes as f64;
