@@ -330,22 +330,6 @@ impl<'de> Deserialize<'de> for LinkBandwidth {
     }
 }
 
-/// Human-readable SI formatting: `fmt_si(2.664e6, "")` is `"2.66 M"`.
-pub fn fmt_si(v: f64, unit: &str) -> String {
-    let (div, p) = [
-        (1e15, "P"),
-        (1e12, "T"),
-        (1e9, "G"),
-        (1e6, "M"),
-        (1e3, "k"),
-        (1.0, ""),
-    ]
-    .into_iter()
-    .find(|(d, _)| v.abs() >= *d)
-    .unwrap_or((1.0, ""));
-    format!("{:.3} {p}{unit}", v / div)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,7 +289,7 @@ impl FlowNet {
             .step_until(t, |_, _, _| unreachable!("checked above"));
     }
 
-    /// Current rate of every active flow with `tag`, bytes/s (for tests).
+    /// Current rate of every active flow, by tag, bytes/s.
     pub fn rates(&mut self) -> Vec<(u32, f64)> {
         self.settle();
         self.flows
@@ -297,16 +297,6 @@ impl FlowNet {
             .filter(|f| f.live)
             .map(|f| (f.tag, f.rate * 1e12))
             .collect()
-    }
-
-    /// Capacity of a link, bytes/s.
-    pub fn capacity(&self, l: LinkId) -> f64 {
-        self.cap[l as usize] * 1e12
-    }
-
-    /// Active flows crossing a link.
-    pub fn flows_on(&self, l: LinkId) -> usize {
-        self.on_link[l as usize].len()
     }
 }
 

@@ -259,9 +259,6 @@ impl Layout {
     pub fn cp_span(&self, gpn: u64) -> Span {
         span(self.cp, self.tp, gpn)
     }
-    pub fn dp_span(&self, gpn: u64) -> Span {
-        span(self.dp, self.tp * self.cp, gpn)
-    }
     pub fn ep_span(&self, gpn: u64) -> Span {
         span(self.ep, 1, gpn)
     }
