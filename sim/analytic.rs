@@ -286,37 +286,75 @@ impl<'a> Staging<'a> {
         }
     }
 
+    /// Parameters of one block of `kind` on a GPU: (replicated weights, routed-expert weights).
+    pub fn block_params(&self, kind: LayerKind) -> (f64, f64) {
+        let model = &self.w.model;
+        let l = self.layout;
+        let (mut dense_p, mut expert_p) = (model.block_vector_params(kind) as f64, 0.0);
+        for lin in model.block_linears(kind) {
+            let p = lin.params() as f64;
+            match lin.part {
+                Part::RoutedExperts => expert_p += p / l.ep as f64,
+                _ if lin.tp_split.is_some() => dense_p += p / l.tp as f64,
+                _ => dense_p += p,
+            }
+        }
+        (dense_p, expert_p)
+    }
+
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
     pub fn chunk_params(&self, c: usize) -> (f64, f64) {
         let model = &self.w.model;
         let l = self.layout;
         let (mut dense_p, mut expert_p) = (0.0, 0.0);
-        let mut add_block = |kind: LayerKind, times: f64| {
-            for lin in model.block_linears(kind) {
-                let p = lin.params() as f64 * times;
-                match lin.part {
-                    Part::RoutedExperts => expert_p += p / l.ep as f64,
-                    _ if lin.tp_split.is_some() => dense_p += p / l.tp as f64,
-                    _ => dense_p += p,
-                }
-            }
-            dense_p += model.block_vector_params(kind) as f64 * times;
+        let mut add = |(d, e): (f64, f64), times: f64| {
+            dense_p += d * times;
+            expert_p += e * times;
         };
         let (a, b) = self.runs[c];
         for &k in &self.kinds[a..b] {
-            add_block(k, 1.0);
+            add(self.block_params(k), 1.0);
         }
-        if c == self.runs.len() - 1 && model.mtp_depth > 0 {
-            add_block(model.mtp_layer_kind(), model.mtp_depth as f64);
-            dense_p += model.mtp_projection().params() as f64 * model.mtp_depth as f64;
+        let last = c == self.runs.len() - 1;
+        if last && model.mtp_depth > 0 {
+            add(
+                self.block_params(model.mtp_layer_kind()),
+                model.mtp_depth as f64,
+            );
+            add(
+                (model.mtp_projection().params() as f64, 0.0),
+                model.mtp_depth as f64,
+            );
         }
         if c == 0 {
-            dense_p += (model.vocab * model.hidden / l.tp) as f64;
+            add(((model.vocab * model.hidden / l.tp) as f64, 0.0), 1.0);
         }
-        if c == self.runs.len() - 1 {
-            dense_p += model.head_linear().params() as f64 / l.tp as f64;
+        if last {
+            add(
+                (model.head_linear().params() as f64 / l.tp as f64, 0.0),
+                1.0,
+            );
         }
         (dense_p, expert_p)
+    }
+
+    /// ZeRO-3 gathers a block's sharded weights before each use: seconds per gather.
+    pub fn param_gather(&self, params: (f64, f64)) -> f64 {
+        if self.layout.zero < 3 {
+            return 0.0;
+        }
+        let (dg, eg) = self.dp_groups();
+        let bytes = self.w.precision.params.bytes();
+        [(params.0, dg), (params.1, eg)]
+            .into_iter()
+            .filter(|(p, g)| *p > 0.0 && g.size > 1)
+            .map(|(p, g)| {
+                self.ab.time(&CommOp::AllGather {
+                    bytes: p * bytes,
+                    span: g,
+                })
+            })
+            .sum()
     }
 
     /// Parameters on pipeline rank `d` (DualPipe holds two stages' worth).

@@ -118,13 +118,33 @@ pub fn expert_load(w: &Workload, ep: u64) -> Vec<Option<Vec<f32>>> {
         .collect()
 }
 
-fn block_plan(st: &Staging, b: &BlockWork) -> BlockPlan {
-    BlockPlan {
+/// A block's timed passes. Under ZeRO-3 its forward and its backward each start with an
+/// all-gather of its sharded weights, issued beside the compute before it (prefetch).
+fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
+    let mut p = BlockPlan {
         fwd: price(st, &b.fwd),
         bwd: price(st, &b.bwd),
         wgrad: price(st, &b.wgrad),
         grad_sync_ps: 0,
+    };
+    let gather = st.param_gather(params);
+    if gather > 0.0 {
+        let seg = SegPlan {
+            kind: SegKind::Comm {
+                kind: CommKind::Dp,
+                parallel: true,
+                group: Group {
+                    size: (st.layout.dp * st.layout.cp) as u32,
+                    stride: st.layout.tp as u32,
+                },
+            },
+            ps: ps(gather),
+            load_ps: 0,
+        };
+        p.fwd.insert(0, seg);
+        p.bwd.insert(0, seg);
     }
+    p
 }
 
 /// The step as timed chunks, for `replicas` GPUs per stage.
@@ -136,13 +156,24 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     for (c, &(a, b)) in st.runs.iter().enumerate() {
         let mut blocks = Vec::new();
         if c == 0 {
-            blocks.push(block_plan(st, &st.first));
+            let embedding = ((st.w.model.vocab * st.w.model.hidden / l.tp) as f64, 0.0);
+            blocks.push(block_plan(st, &st.first, embedding));
         }
         for &k in &st.kinds[a..b] {
-            blocks.push(block_plan(st, st.block_work(k)));
+            blocks.push(block_plan(st, st.block_work(k), st.block_params(k)));
         }
         if c == n - 1 {
-            blocks.push(block_plan(st, &st.last));
+            // The head and MTP: whatever the chunk holds beyond its blocks (and embedding).
+            let (mut d, mut e) = st.chunk_params(c);
+            for &k in &st.kinds[a..b] {
+                let (bd, be) = st.block_params(k);
+                d -= bd;
+                e -= be;
+            }
+            if c == 0 {
+                d -= (st.w.model.vocab * st.w.model.hidden / l.tp) as f64;
+            }
+            blocks.push(block_plan(st, &st.last, (d, e)));
         }
         // Gradient buckets: the chunk's sync split evenly over its blocks, each issued after
         // that block's last weight gradients.
@@ -499,5 +530,50 @@ mod scenario_tests {
         let full = estimate(&w, &w.layout, &c, &cal, true).step_time_s;
         println!("balanced {balanced:.6}, skewed representative {a:.6}, skewed full {full:.6}");
         assert!(full > balanced);
+    }
+}
+
+#[cfg(test)]
+mod zero_tests {
+    use super::*;
+    use crate::config::{Override, Source};
+    use crate::pipeline::{load, DEFAULT_WORKLOAD};
+
+    /// ZeRO-3 shards the weights and pays for it with an all-gather before every block's forward
+    /// and backward; ZeRO-1 keeps whole weights and gathers once after the optimizer.
+    #[test]
+    fn zero3_trades_memory_for_gathers() {
+        let t = Source::embedded(
+            "topologies/h800-16.yaml",
+            include_str!("../topologies/h800-16.yaml"),
+        );
+        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+        let run = |zero: &str| {
+            let sets: Vec<Override> = [
+                "workload.model.num_hidden_layers=4",
+                "workload.model.first_k_dense_replace=1",
+                "workload.training.global_batch=64",
+                "workload.parallelism.pp=2",
+                "workload.parallelism.ep=8",
+                &format!("workload.parallelism.zero={zero}"),
+                "workload.training.phases=[{name: p, tokens: 1B}]",
+            ]
+            .iter()
+            .map(|s| Override::parse(s).unwrap())
+            .collect();
+            let (c, wl) = load(&t, &w, &sets).unwrap();
+            estimate(&wl, &wl.layout, &c, &Calibration::embedded(), false)
+        };
+        let (z1, z3) = (run("1"), run("3"));
+        // Replicated weights shard over the 8 data-parallel GPUs; experts (EP8 on 8 GPUs, one
+        // replica each) cannot.
+        assert!(
+            z3.memory.weights < z1.memory.weights * 0.8,
+            "{} vs {}",
+            z3.memory.weights,
+            z1.memory.weights
+        );
+        assert!(z3.breakdown.exposed_comm_by_kind["dp"] > z1.breakdown.exposed_comm_by_kind["dp"]);
+        assert!(z3.step_time_s > z1.step_time_s);
     }
 }

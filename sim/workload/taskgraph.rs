@@ -290,8 +290,9 @@ impl Builder {
         }
     }
 
-    /// Emits segments of one pass in order; returns the last task. `after` are the data deps.
-    fn emit(&mut self, r: &mut Rank, segs: &[SegPlan], pass: Pass, after: Vec<u32>) -> u32 {
+    /// Emits segments of one pass in order; returns what the next segment must wait for (the
+    /// last task, and a parallel segment beside it). `after` are the data deps.
+    fn emit(&mut self, r: &mut Rank, segs: &[SegPlan], pass: Pass, after: Vec<u32>) -> Vec<u32> {
         let mut prev = after;
         let mut before_prev: Vec<u32> = Vec::new();
         for s in segs {
@@ -327,21 +328,21 @@ impl Builder {
                 _ => before_prev = std::mem::replace(&mut prev, vec![id]),
             }
         }
-        *prev.iter().max().expect("a pass has at least one segment")
+        assert!(!prev.is_empty(), "a pass has at least one segment");
+        prev
     }
 
     /// Forward of one chunk: its blocks in order, after the activation from the previous chunk.
     fn forward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
-        let first = self.tasks.len() as u32;
         let mut after = Vec::new();
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate() {
-            let last = self.emit(r, &blk.fwd, Pass::Fwd, after);
+            let first = self.tasks.len() as u32 + leading_parallel(&blk.fwd);
+            after = self.emit(r, &blk.fwd, Pass::Fwd, after);
             if i == 0 {
                 self.first_forward(r, first, chunk, mb);
             }
-            after = vec![last];
         }
-        after[0]
+        *after.iter().max().expect("a forward has tasks")
     }
 
     /// The first task of a chunk's forward holds its activations and waits for its input.
@@ -427,17 +428,17 @@ impl Builder {
 
     /// Backward (input gradients) of one chunk: blocks in reverse. Returns the last task.
     fn backward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
-        let first = self.tasks.len() as u32;
         let mut after = Vec::new();
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().rev().enumerate() {
-            let last = self.emit(r, &blk.bwd, Pass::Bwd, after);
+            let first = self.tasks.len() as u32 + leading_parallel(&blk.bwd);
+            after = self.emit(r, &blk.bwd, Pass::Bwd, after);
             if i == 0 {
                 self.first_backward(r, first, chunk, mb);
             }
-            after = vec![last];
         }
-        self.last_backward(r, after[0], chunk);
-        after[0]
+        let last = *after.iter().max().expect("a backward has tasks");
+        self.last_backward(r, last, chunk);
+        last
     }
 
     /// One weight-gradient task: after `after`, and no earlier than the compute task emitted
@@ -488,12 +489,16 @@ impl Builder {
             while fi < fseg.len() || bj < bseg.len() {
                 if bj < bseg.len() {
                     let s = bseg[bj];
-                    let id = self.emit(r, &[s], Pass::Bwd, std::mem::take(&mut b_after));
-                    if b_last.is_none() {
+                    let next = self.emit(r, &[s], Pass::Bwd, std::mem::take(&mut b_after));
+                    let id = *next.iter().max().expect("a segment");
+                    let data_first = !matches!(s.kind, SegKind::Comm { parallel: true, .. });
+                    if b_last.is_none() && data_first {
                         self.first_backward(r, id, bc, bmb);
+                        b_last = Some(id);
+                    } else if b_last.is_some() {
+                        b_last = Some(id);
                     }
-                    b_after = vec![id];
-                    b_last = Some(id);
+                    b_after = next;
                     bj += 1;
                     if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
                         let w = self.wgrad(r, wseg[wk].ps, id);
@@ -505,12 +510,17 @@ impl Builder {
                     }
                 }
                 if fi < fseg.len() {
-                    let id = self.emit(r, &[fseg[fi]], Pass::Fwd, std::mem::take(&mut f_after));
-                    if f_last.is_none() {
+                    let s = fseg[fi];
+                    let next = self.emit(r, &[s], Pass::Fwd, std::mem::take(&mut f_after));
+                    let id = *next.iter().max().expect("a segment");
+                    let data_first = !matches!(s.kind, SegKind::Comm { parallel: true, .. });
+                    if f_last.is_none() && data_first {
                         self.first_forward(r, id, fc, fmb);
+                        f_last = Some(id);
+                    } else if f_last.is_some() {
+                        f_last = Some(id);
                     }
-                    f_after = vec![id];
-                    f_last = Some(id);
+                    f_after = next;
                     fi += 1;
                 }
             }
@@ -661,6 +671,18 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
         b.edges.push((from, task));
     }
     finish(b, gpus)
+}
+
+/// 1 if a pass opens with a segment that runs beside the previous compute (a prefetch), whose
+/// task is then not the one that waits for the pass's input.
+fn leading_parallel(segs: &[SegPlan]) -> u32 {
+    matches!(
+        segs.first(),
+        Some(SegPlan {
+            kind: SegKind::Comm { parallel: true, .. },
+            ..
+        })
+    ) as u32
 }
 
 /// The stream weight gradients run on: DualPipe's go to a second compute stream that shares
