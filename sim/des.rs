@@ -367,11 +367,7 @@ mod tests {
 
     /// A pipeline of identical chunks: forward f, backward b, weight-gradient w picoseconds.
     fn uniform(s: Schedule, pp: u64, vpp: u64, m: u64, f: u64, b: u64, w: u64) -> (StepPlan, u64) {
-        let chunks = match s {
-            Schedule::Interleaved => pp * vpp,
-            Schedule::Dualpipev => 2 * pp,
-            _ => pp,
-        };
+        let chunks = schedule::chunk_count(s, pp, vpp);
         let seg = |ps| SegPlan {
             kind: SegKind::Compute,
             ps,

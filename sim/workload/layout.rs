@@ -7,6 +7,7 @@ use crate::config::workload::{DpSpec, ParallelismSpec, Schedule};
 use crate::config::Diagnostic;
 use crate::hw::GpuSpec;
 use crate::workload::model::Model;
+use crate::workload::schedule;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Layout {
@@ -151,12 +152,7 @@ impl Layout {
             ));
         }
         let m = global_batch / per_step;
-        let chunks = p.pp
-            * match p.schedule {
-                Schedule::Interleaved => p.vpp,
-                Schedule::Dualpipev => 2,
-                _ => 1,
-            };
+        let chunks = schedule::chunk_count(p.schedule, p.pp, p.vpp);
         let blocks = model.layers;
         if chunks > blocks {
             return Err(e(
@@ -234,12 +230,7 @@ impl Layout {
 
     /// Model chunks (pipeline stages × virtual stages) the layers are cut into.
     pub fn chunks(&self) -> u64 {
-        self.pp
-            * match self.schedule {
-                Schedule::Interleaved => self.vpp,
-                Schedule::Dualpipev => 2,
-                _ => 1,
-            }
+        schedule::chunk_count(self.schedule, self.pp, self.vpp)
     }
 
     /// Chunks held by pipeline rank `d`, with the micro-batches each runs per step.

@@ -84,6 +84,16 @@ pub enum Op {
     FB { f: (u32, u32), b: (u32, u32) },
 }
 
+/// Model chunks a pipeline of `pp` ranks cuts the layers into: one per rank, `vpp` per rank
+/// interleaved, two per rank for DualPipeV's V.
+pub fn chunk_count(s: Schedule, pp: u64, vpp: u64) -> u64 {
+    pp * match s {
+        Schedule::Interleaved => vpp,
+        Schedule::Dualpipev => 2,
+        _ => 1,
+    }
+}
+
 /// The rank that runs `chunk` for micro-batch `mb`.
 pub fn rank_of(s: Schedule, pp: u64, micro_batches: u64, chunk: u32, mb: u32) -> u32 {
     let p = pp as u32;
@@ -280,11 +290,7 @@ mod program_tests {
             (Schedule::Dualpipe, 8, 1, 20),
             (Schedule::Dualpipev, 4, 1, 10),
         ] {
-            let chunks = match s {
-                Schedule::Interleaved => pp * vpp,
-                Schedule::Dualpipev => 2 * pp,
-                _ => pp,
-            } as u32;
+            let chunks = chunk_count(s, pp, vpp) as u32;
             let mut f_seen = vec![0u32; (chunks * m as u32) as usize];
             let mut b_seen = f_seen.clone();
             for r in 0..pp {

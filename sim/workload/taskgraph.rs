@@ -464,6 +464,44 @@ impl Builder {
         prev
     }
 
+    /// Emits one segment of an overlapped pass after `after` (which becomes its successor's
+    /// deps); returns its task and whether it is the pass's first data-carrying task. A leading
+    /// prefetch does not count as the pass having started.
+    fn emit_one(
+        &mut self,
+        r: &mut Rank,
+        s: SegPlan,
+        pass: Pass,
+        after: &mut Vec<u32>,
+        last: &mut Option<u32>,
+    ) -> (u32, bool) {
+        let next = self.emit(r, &[s], pass, std::mem::take(after));
+        let id = *next.iter().max().expect("a segment");
+        *after = next;
+        if last.is_none() && matches!(s.kind, SegKind::Comm { parallel: true, .. }) {
+            return (id, false);
+        }
+        let first = last.is_none();
+        *last = Some(id);
+        (id, first)
+    }
+
+    /// A weight-gradient segment of block `bi` of chunk `chunk`, recorded for its gradient bucket.
+    fn block_wgrad(
+        &mut self,
+        r: &mut Rank,
+        work: u64,
+        after: u32,
+        chunk: u32,
+        bi: Option<usize>,
+    ) -> u32 {
+        let w = self.wgrad(r, work, after);
+        if let Some(bi) = bi {
+            r.last_w[chunk as usize][bi] = Some(w);
+        }
+        w
+    }
+
     /// DualPipe's F&B: the forward of one micro-batch and the backward of another, block by
     /// block, segments alternating so one's communication hides under the other's compute; the
     /// backward's weight gradients follow its compute segments.
@@ -489,49 +527,30 @@ impl Builder {
             while fi < fseg.len() || bj < bseg.len() {
                 if bj < bseg.len() {
                     let s = bseg[bj];
-                    let next = self.emit(r, &[s], Pass::Bwd, std::mem::take(&mut b_after));
-                    let id = *next.iter().max().expect("a segment");
-                    let data_first = !matches!(s.kind, SegKind::Comm { parallel: true, .. });
-                    if b_last.is_none() && data_first {
+                    let (id, first) = self.emit_one(r, s, Pass::Bwd, &mut b_after, &mut b_last);
+                    if first {
                         self.first_backward(r, id, bc, bmb);
-                        b_last = Some(id);
-                    } else if b_last.is_some() {
-                        b_last = Some(id);
                     }
-                    b_after = next;
                     bj += 1;
                     if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
-                        let w = self.wgrad(r, wseg[wk].ps, id);
+                        w_last = Some(self.block_wgrad(r, wseg[wk].ps, id, bc, bi));
                         wk += 1;
-                        w_last = Some(w);
-                        if let Some(bi) = bi {
-                            r.last_w[bc as usize][bi] = Some(w);
-                        }
                     }
                 }
                 if fi < fseg.len() {
-                    let s = fseg[fi];
-                    let next = self.emit(r, &[s], Pass::Fwd, std::mem::take(&mut f_after));
-                    let id = *next.iter().max().expect("a segment");
-                    let data_first = !matches!(s.kind, SegKind::Comm { parallel: true, .. });
-                    if f_last.is_none() && data_first {
+                    let (id, first) =
+                        self.emit_one(r, fseg[fi], Pass::Fwd, &mut f_after, &mut f_last);
+                    if first {
                         self.first_forward(r, id, fc, fmb);
-                        f_last = Some(id);
-                    } else if f_last.is_some() {
-                        f_last = Some(id);
                     }
-                    f_after = next;
                     fi += 1;
                 }
             }
             // Weight segments the backward had no compute for.
             while wk < wseg.len() {
-                let w = self.wgrad(r, wseg[wk].ps, b_last.expect("a backward segment ran"));
+                let after = b_last.expect("a backward segment ran");
+                w_last = Some(self.block_wgrad(r, wseg[wk].ps, after, bc, bi));
                 wk += 1;
-                w_last = Some(w);
-                if let Some(bi) = bi {
-                    r.last_w[bc as usize][bi] = Some(w);
-                }
             }
         }
         let (f_last, b_last) = (f_last.expect("forward ran"), b_last.expect("backward ran"));
