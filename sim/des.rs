@@ -46,7 +46,7 @@ fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
     segs.iter()
         .map(|s| match s {
             Seg::Compute(ks) => {
-                let t = |k: &&crate::workload::ops::Kernel| st.km.time(&k.shape, st.sms).ps;
+                let t = |k: &&crate::workload::ops::Kernel| st.km.busy(&k.shape, st.sms).ps;
                 SegPlan {
                     kind: SegKind::Compute,
                     ps: ks.iter().map(|k| t(&k)).sum(),
@@ -189,7 +189,6 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             p2p_bwd_ps: ps(st.ab.time(&pb.op)),
         });
     }
-    let all_sms = st.km.gpu.sms.value;
     let ranks = 0..l.pp;
     // Expert load per block; a single replica stands for its EP group's busiest GPU, which the
     // all-to-all makes everyone wait for.
@@ -225,7 +224,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         chunks,
         optimizer_ps: ranks
             .clone()
-            .map(|r| ps(st.optimizer_time(st.rank_params(r), all_sms)))
+            .map(|r| ps(st.optimizer_time(st.rank_params(r))))
             .collect(),
         param_gather_ps: ranks
             .map(|r| ps(st.grad_sync(st.rank_params(r)).1))

@@ -22,6 +22,7 @@ pub struct Calibration {
     pub gemm: GemmCal,
     pub attention: AttentionCal,
     pub memory: MemoryCal,
+    pub streams: StreamCal,
     pub network: NetworkCal,
 }
 
@@ -49,7 +50,16 @@ pub struct AttentionCal {
 #[serde(deny_unknown_fields)]
 pub struct MemoryCal {
     pub hbm_efficiency: Constant<f64>,
+    pub elementwise_efficiency: Constant<f64>,
     pub min_kernel_time: Constant<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamCal {
+    /// Share of a compute stream's span spent idle between kernels (launch latency, host-side
+    /// gaps, event waits): a kernel of duration t holds its stream for t / (1 - f).
+    pub compute_idle_fraction: Constant<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

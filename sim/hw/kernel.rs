@@ -116,10 +116,25 @@ impl<'a> KernelModel<'a> {
             KernelShape::Memory { bytes } => {
                 bytes
                     / (self.gpu.hbm_bandwidth.value.bytes_per_s
-                        * self.cal.memory.hbm_efficiency.value)
+                        * self.cal.memory.elementwise_efficiency.value)
             }
         };
         Time::from_secs_f64(s.max(min))
+    }
+
+    /// A fused kernel streaming `bytes` of large contiguous buffers (the optimizer step): STREAM
+    /// bandwidth rather than the short elementwise kernels' efficiency.
+    pub fn stream_time(&self, bytes: f64) -> Time {
+        let bw = self.gpu.hbm_bandwidth.value.bytes_per_s * self.cal.memory.hbm_efficiency.value;
+        let min = self.cal.memory.min_kernel_time.value.as_secs_f64();
+        Time::from_secs_f64((bytes / bw).max(min))
+    }
+
+    /// How long a kernel holds its compute stream: its duration plus its share of the idle gaps
+    /// between kernels (launch latency, host-side waits) measured on the trace's compute streams.
+    pub fn busy(&self, k: &KernelShape, sms: u32) -> Time {
+        let f = self.cal.streams.compute_idle_fraction.value;
+        Time::from_secs_f64(self.time(k, sms).as_secs_f64() / (1.0 - f))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -451,7 +466,7 @@ pub(crate) mod tests {
         let gpu = cat.get("H100").unwrap().1;
         let m = KernelModel::new(gpu, &cal);
         let bytes = 1e9;
-        let expect = bytes / (3.35e12 * cal.memory.hbm_efficiency.value);
+        let expect = bytes / (3.35e12 * cal.memory.elementwise_efficiency.value);
         let got = m.time(&KernelShape::Memory { bytes }, 132).as_secs_f64();
         assert!((got / expect - 1.0).abs() < 1e-6, "{got} vs {expect}");
         assert_eq!(
