@@ -199,7 +199,7 @@ impl<'a> Staging<'a> {
         net: &'a dyn CommCost,
     ) -> Self {
         let model: &Model = &w.model;
-        let km = KernelModel::new(&cluster.gpu, cal);
+        let km = KernelModel::new(&cluster.gpu, cal).with_attention(w.attention);
         let ab = net;
         let sms = cluster.gpu.sms.value - layout.comm_sms;
         let gpn = cluster.gpus_per_node as u64;

@@ -145,8 +145,23 @@ pub struct TrainingSpec {
     /// Global batch in sequences.
     pub global_batch: u64,
     pub recompute: Recompute,
+    /// Attention kernel: `auto` (FlashAttention-3 on Hopper and later, FlashAttention-2 on
+    /// Ampere), `flash3`, `flash2`, or `unfused` (batched GEMMs around a softmax over the
+    /// materialised score matrix, as in Megatron-LM before flash attention).
+    #[serde(default)]
+    pub attention_kernel: AttentionKernelSpec,
     /// The run, phase by phase.
     pub phases: Vec<PhaseSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKernelSpec {
+    #[default]
+    Auto,
+    Flash3,
+    Flash2,
+    Unfused,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -33,7 +33,8 @@ pub struct GemmCal {
     pub tile_n: Constant<u64>,
     pub tile_k: Constant<u64>,
     pub mma_efficiency_fp8: Constant<f64>,
-    pub mma_efficiency_bf16: Constant<f64>,
+    pub mma_efficiency_bf16_ampere: Constant<f64>,
+    pub mma_efficiency_bf16_hopper: Constant<f64>,
     pub mma_efficiency_wgrad_fp8: Constant<f64>,
     pub tile_overhead_cycles: Constant<f64>,
 }
@@ -44,6 +45,9 @@ pub struct AttentionCal {
     pub block: Constant<u64>,
     pub fwd_efficiency: Constant<f64>,
     pub bwd_efficiency: Constant<f64>,
+    /// FlashAttention-2's throughput relative to the FA3 block model, by architecture.
+    pub flash2_rate_hopper: Constant<f64>,
+    pub flash2_rate_ampere: Constant<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

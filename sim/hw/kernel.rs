@@ -8,9 +8,10 @@
 //! bytes over the calibrated HBM bandwidth. Constants come from [`Calibration`].
 
 use super::calibration::Calibration;
-use super::catalog::GpuSpec;
+use super::catalog::{Architecture, GpuSpec};
 use crate::config::workload::Dtype;
 use crate::units::Time;
+use serde::Serialize;
 
 /// What a kernel does, in enough detail to time it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,16 +76,59 @@ impl KernelShape {
     }
 }
 
+/// Which attention implementation runs [`KernelShape::Attention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKernel {
+    /// FlashAttention-3 (Hopper warp-specialised): the block model calibrated on the H800 trace.
+    Flash3,
+    /// FlashAttention-2: the same blocks at the rate measured for FA2 on the chip's architecture.
+    Flash2,
+    /// Two batched GEMMs around a scale-mask-softmax over the materialised score matrix (and its
+    /// backward): priced from the GEMM and memory-kernel models, no attention-specific constant.
+    Unfused,
+}
+
+impl AttentionKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKernel::Flash3 => "flash3",
+            AttentionKernel::Flash2 => "flash2",
+            AttentionKernel::Unfused => "unfused",
+        }
+    }
+    /// The best flash attention the architecture runs: FA3 needs Hopper's TMA and wgmma.
+    pub fn default_for(arch: Architecture) -> AttentionKernel {
+        match arch {
+            Architecture::Ampere => AttentionKernel::Flash2,
+            _ => AttentionKernel::Flash3,
+        }
+    }
+}
+
 /// Times kernels on one GPU type with one calibration.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelModel<'a> {
     pub gpu: &'a GpuSpec,
     pub cal: &'a Calibration,
+    pub attention: AttentionKernel,
 }
 
 impl<'a> KernelModel<'a> {
     pub fn new(gpu: &'a GpuSpec, cal: &'a Calibration) -> Self {
-        KernelModel { gpu, cal }
+        KernelModel {
+            gpu,
+            cal,
+            attention: AttentionKernel::default_for(gpu.architecture),
+        }
+    }
+
+    /// The same model running attention with `kernel`.
+    pub fn with_attention(self, kernel: AttentionKernel) -> Self {
+        KernelModel {
+            attention: kernel,
+            ..self
+        }
     }
 
     fn clock(&self) -> f64 {
@@ -112,7 +156,17 @@ impl<'a> KernelModel<'a> {
                 dtype,
                 wgrad,
             } => self.gemm_secs(m, n, k, groups, dtype, wgrad, sms),
-            KernelShape::Attention { .. } => self.attention_secs(k, sms),
+            KernelShape::Attention { .. } => match self.attention {
+                AttentionKernel::Flash3 => self.attention_secs(k, sms),
+                AttentionKernel::Flash2 => {
+                    let rel = match self.gpu.architecture {
+                        Architecture::Ampere => self.cal.attention.flash2_rate_ampere.value,
+                        _ => self.cal.attention.flash2_rate_hopper.value,
+                    };
+                    self.attention_secs(k, sms) / rel
+                }
+                AttentionKernel::Unfused => self.unfused_attention_secs(k, sms),
+            },
             KernelShape::Memory { bytes } => {
                 bytes
                     / (self.gpu.hbm_bandwidth.value.bytes_per_s
@@ -156,10 +210,11 @@ impl<'a> KernelModel<'a> {
                 dtype.name()
             )
         });
-        let eff = match (dtype, wgrad) {
-            (Dtype::Fp8, true) => g.mma_efficiency_wgrad_fp8.value,
-            (Dtype::Fp8, false) => g.mma_efficiency_fp8.value,
-            _ => g.mma_efficiency_bf16.value,
+        let eff = match (dtype, wgrad, self.gpu.architecture) {
+            (Dtype::Fp8, true, _) => g.mma_efficiency_wgrad_fp8.value,
+            (Dtype::Fp8, false, _) => g.mma_efficiency_fp8.value,
+            (_, _, Architecture::Ampere) => g.mma_efficiency_bf16_ampere.value,
+            _ => g.mma_efficiency_bf16_hopper.value,
         };
         let tiles = groups * m.div_ceil(tm) * n.div_ceil(tn);
         let waves = tiles.div_ceil(sms as u64);
@@ -170,6 +225,43 @@ impl<'a> KernelModel<'a> {
         let epilogue = out_bytes / self.hbm_bytes_per_sm_cycle(sms.min(tiles as u32).max(1));
         let tile_cycles = g.tile_overhead_cycles.value + k_steps * mma + epilogue;
         waves as f64 * tile_cycles / self.clock()
+    }
+
+    /// Attention without fusion (Megatron-LM 2021): S = QKᵀ and O = PV as batched BF16 GEMMs and
+    /// a fused scale-mask-softmax reading and writing the whole score matrix (causal masking
+    /// saves nothing here); backward: dV = PᵀdO, dP = dO·Vᵀ, the softmax backward (reads P and
+    /// dP, writes dS), dQ = dS·K and dK = dSᵀQ.
+    fn unfused_attention_secs(&self, k: &KernelShape, sms: u32) -> f64 {
+        let KernelShape::Attention {
+            backward,
+            batch,
+            heads,
+            seq_q,
+            seq_kv,
+            d_qk,
+            d_v,
+            ..
+        } = *k
+        else {
+            unreachable!()
+        };
+        let g = batch * heads;
+        let gemm = |m, n, k| self.gemm_secs(m, n, k, g, Dtype::Bf16, false, sms);
+        let scores = (g * seq_q * seq_kv) as f64;
+        let mem = |bytes_per_score: f64| {
+            scores * bytes_per_score
+                / (self.gpu.hbm_bandwidth.value.bytes_per_s
+                    * self.cal.memory.elementwise_efficiency.value)
+        };
+        if backward {
+            gemm(seq_kv, d_v, seq_q)
+                + gemm(seq_q, seq_kv, d_v)
+                + mem(6.0)
+                + gemm(seq_q, d_qk, seq_kv)
+                + gemm(seq_kv, d_qk, seq_q)
+        } else {
+            gemm(seq_q, seq_kv, d_qk) + mem(4.0) + gemm(seq_q, d_v, seq_kv)
+        }
     }
 
     fn attention_secs(&self, k: &KernelShape, sms: u32) -> f64 {
@@ -441,6 +533,151 @@ pub(crate) mod tests {
                 err * 100.0
             );
             assert!(err.abs() < 0.15, "{class}: {:+.1}%", err * 100.0);
+        }
+    }
+
+    /// Bisects `x` in [lo, hi] so that `f(x)` (decreasing in x) equals `target`.
+    fn solve(lo: f64, hi: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
+        let (mut lo, mut hi) = (lo, hi);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if f(mid) > target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+
+    /// `gemm.mma_efficiency_bf16_hopper` is derived from Azure's H100 cuBLASLt FP8 GEMM at
+    /// 8192³ (1,290.1 TFLOPS): the tile model on 132 SMs reproduces it at this efficiency.
+    #[test]
+    fn hopper_gemm_efficiency_from_cublaslt() {
+        let cat = Catalog::embedded();
+        let cal = Calibration::embedded();
+        let h100 = cat.get("H100").unwrap().1;
+        let n = 8192;
+        let flops = 2.0 * (n * n * n) as f64;
+        let secs = |e: f64| {
+            let mut c = cal.clone();
+            c.gemm.mma_efficiency_fp8.value = e;
+            let g = KernelShape::Gemm {
+                m: n,
+                n,
+                k: n,
+                groups: 1,
+                dtype: Dtype::Fp8,
+                wgrad: false,
+            };
+            KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
+        };
+        let e = solve(0.1, 1.0, flops / 1290.1e12, secs);
+        let c = cal.gemm.mma_efficiency_bf16_hopper.value;
+        println!("H100 cuBLASLt FP8 8192^3 1290.1 TFLOPS gives e = {e:.4} (calibration {c})");
+        assert!(
+            (c / e - 1.0).abs() < 0.005,
+            "calibration {c} vs derived {e:.4}"
+        );
+        // The BF16 path uses it: an 8192³ BF16 GEMM on H100 runs at the same fraction of its peak.
+        let bf = KernelShape::Gemm {
+            m: n,
+            n,
+            k: n,
+            groups: 1,
+            dtype: Dtype::Bf16,
+            wgrad: false,
+        };
+        let tf = flops / KernelModel::new(h100, &cal).time(&bf, 132).as_secs_f64() / 1e12;
+        // (The epilogue is a smaller share of a BF16 tile, so slightly more than half of 1,290.)
+        assert!(
+            tf > 0.6 * 989.4 && tf < 0.72 * 989.4,
+            "BF16 8192^3 {tf:.0} TFLOPS"
+        );
+    }
+
+    /// The FlashAttention-2 rates are derived from Azure's runs of FlashAttention's own benchmark
+    /// (batch 2, 8192 tokens, model width 2048, causal, fwd + bwd, FLOPs counted as 3.5 × the
+    /// causal forward): H100 327.9 TFLOPS at head dim 128, A100 179.5 at head dim 64.
+    #[test]
+    fn flash2_rates_from_the_flash_attention_benchmark() {
+        let cat = Catalog::embedded();
+        let cal = Calibration::embedded();
+        for (chip, d, measured, c) in [
+            ("H100", 128, 327.9, cal.attention.flash2_rate_hopper.value),
+            ("A100", 64, 179.5, cal.attention.flash2_rate_ampere.value),
+        ] {
+            let gpu = cat.get(chip).unwrap().1;
+            let heads = 2048 / d;
+            let shape = |backward| KernelShape::Attention {
+                backward,
+                batch: 2,
+                heads,
+                seq_q: 8192,
+                seq_kv: 8192,
+                d_qk: d,
+                d_v: d,
+                causal: true,
+            };
+            let fa3 = KernelModel::new(gpu, &cal).with_attention(AttentionKernel::Flash3);
+            let sms = gpu.sms.value;
+            let t3 = fa3.time(&shape(false), sms).as_secs_f64()
+                + fa3.time(&shape(true), sms).as_secs_f64();
+            let flops = 3.5 * 4.0 * 2.0 * 8192.0 * 8192.0 * (heads * d) as f64 / 2.0;
+            let rate = flops / measured / 1e12;
+            let derived = t3 / rate;
+            println!(
+                "{chip} FA2 {measured} TFLOPS: rate vs FA3 model {derived:.4} (calibration {c})"
+            );
+            assert!(
+                (c / derived - 1.0).abs() < 0.005,
+                "{chip}: {c} vs {derived:.4}"
+            );
+            let fa2 = KernelModel::new(gpu, &cal).with_attention(AttentionKernel::Flash2);
+            let t2 = fa2.time(&shape(false), sms).as_secs_f64()
+                + fa2.time(&shape(true), sms).as_secs_f64();
+            assert!((flops / t2 / 1e12 / measured - 1.0).abs() < 0.01);
+        }
+    }
+
+    /// Unfused attention is priced from GEMMs and memory kernels alone: it can be no faster than
+    /// writing and re-reading the score matrix at full HBM bandwidth, and it is slower than flash
+    /// attention, which never materialises it.
+    #[test]
+    fn unfused_attention_pays_for_the_score_matrix() {
+        let cat = Catalog::embedded();
+        let cal = Calibration::embedded();
+        for chip in ["H100", "A100"] {
+            let gpu = cat.get(chip).unwrap().1;
+            let shape = |backward| KernelShape::Attention {
+                backward,
+                batch: 2,
+                heads: 16,
+                seq_q: 8192,
+                seq_kv: 8192,
+                d_qk: 128,
+                d_v: 128,
+                causal: true,
+            };
+            let sms = gpu.sms.value;
+            let total = |k: AttentionKernel| {
+                let m = KernelModel::new(gpu, &cal).with_attention(k);
+                m.time(&shape(false), sms).as_secs_f64() + m.time(&shape(true), sms).as_secs_f64()
+            };
+            let scores = 2.0 * 16.0 * 8192.0 * 8192.0;
+            // Forward: S written, read and P written by the softmax; backward: dP written, P and
+            // dP read, dS written. 2 bytes each.
+            let floor = scores * 2.0 * 7.0 / gpu.hbm_bandwidth.value.bytes_per_s;
+            let unfused = total(AttentionKernel::Unfused);
+            assert!(
+                unfused > floor,
+                "{chip}: {unfused} below the HBM floor {floor}"
+            );
+            let flash = total(AttentionKernel::default_for(gpu.architecture));
+            assert!(
+                unfused > 1.5 * flash,
+                "{chip}: unfused {unfused} vs flash {flash}"
+            );
         }
     }
 

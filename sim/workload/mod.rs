@@ -8,10 +8,12 @@ pub mod taskgraph;
 
 use crate::config::model::{ModelSpec, HF_ALIASES};
 use crate::config::workload::{
-    Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute, RoutingSpec,
-    WorkloadSpec,
+    AttentionKernelSpec, Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute,
+    RoutingSpec, WorkloadSpec,
 };
 use crate::config::{Diagnostic, Source};
+use crate::hw::catalog::Architecture;
+use crate::hw::AttentionKernel;
 use crate::topo::Cluster;
 use layout::Layout;
 use model::Model;
@@ -26,6 +28,8 @@ pub struct Workload {
     pub model: Model,
     pub precision: PrecisionSpec,
     pub recompute: Recompute,
+    /// The attention kernel, resolved for the cluster's chip.
+    pub attention: AttentionKernel,
     /// The default layout (the training section and `parallelism` as written).
     pub layout: Layout,
     pub phases: Vec<Phase>,
@@ -132,6 +136,20 @@ impl Workload {
                 .at(format!("training.precision.{key}")));
             }
         }
+        let attention = match t.attention_kernel {
+            AttentionKernelSpec::Auto => AttentionKernel::default_for(cluster.gpu.architecture),
+            AttentionKernelSpec::Flash3 if cluster.gpu.architecture == Architecture::Ampere => {
+                return Err(Diagnostic::new(
+                    file,
+                    format!("flash3 on {}, an Ampere chip", cluster.gpu_name),
+                    "flash2 or unfused (FlashAttention-3 needs Hopper or later)",
+                )
+                .at("training.attention_kernel"));
+            }
+            AttentionKernelSpec::Flash3 => AttentionKernel::Flash3,
+            AttentionKernelSpec::Flash2 => AttentionKernel::Flash2,
+            AttentionKernelSpec::Unfused => AttentionKernel::Unfused,
+        };
         if t.precision.attention == Dtype::Fp8 {
             return Err(Diagnostic::new(
                 file,
@@ -173,6 +191,7 @@ impl Workload {
             model,
             precision: t.precision.clone(),
             recompute: t.recompute,
+            attention,
             layout,
             phases,
             pricing: spec.pricing.clone(),
