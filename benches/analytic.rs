@@ -11,7 +11,7 @@ fn bench(c: &mut Criterion) {
     let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
     c.bench_function("deepseek_v3_run_analytic", |b| {
         b.iter(|| {
-            pipeline::run(&t, &w, &[], Engine::Analytic)
+            pipeline::run(&t, &w, &[], Engine::Analytic, &Calibration::embedded())
                 .unwrap()
                 .step_time_s
         })

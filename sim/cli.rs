@@ -1,8 +1,10 @@
 //! Command-line interface (clap). Thin: parse, call [`crate::pipeline`], print, set the exit code.
 
 use crate::config::{Diagnostic, Override, Source};
+use crate::hw::Calibration;
 use crate::pipeline::{self, Engine};
 use crate::report;
+use crate::validate;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,31 @@ pub enum Command {
     Run(RunArgs),
     /// Simulate one collective like nccl-tests (or an MoE dispatch/combine like DeepEP's test).
     Collective(CollectiveArgs),
+    /// Run the published reference cases and print predicted against published, with errors.
+    /// Exit code 1 if any gating case is outside its tolerance.
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// Directory of case suites (*.yaml); paths inside are relative to the working directory.
+    #[arg(long, default_value = "tests/reference/cases")]
+    pub cases: PathBuf,
+    /// Only cases whose name contains this text (repeatable).
+    #[arg(long = "case", value_name = "NAME")]
+    pub case: Vec<String>,
+    /// Only the quick cases (what CI runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print `{"cases": [...]}` instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Calibration file to use instead of the embedded one.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Also write the table as Markdown to this file (e.g. results/validation.md).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +120,9 @@ pub struct CollectiveArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Calibration file to use instead of the embedded one.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +157,9 @@ pub struct RunArgs {
     /// With the discrete-event engine, simulate every GPU rather than one replica per stage.
     #[arg(long)]
     pub full: bool,
+    /// Calibration file to use instead of the embedded one.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
 }
 
 fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagnostic> {
@@ -136,7 +169,15 @@ fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagn
     }
 }
 
+fn calibration(path: &Option<PathBuf>) -> Result<Calibration, Diagnostic> {
+    match path {
+        Some(p) => Calibration::parse(&Source::read(p)?),
+        None => Ok(Calibration::embedded()),
+    }
+}
+
 fn run(a: &RunArgs) -> Result<(), Diagnostic> {
+    let cal = calibration(&a.calibration)?;
     let sets = a
         .set
         .iter()
@@ -154,7 +195,7 @@ fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         topo.name,
         engine.name()
     );
-    let summary = pipeline::run(&topo, &work, &sets, engine)?;
+    let summary = pipeline::run(&topo, &work, &sets, engine, &cal)?;
     eprintln!(
         "trainsim: routing {} (alpha {}), seed {}",
         summary.routing.distribution, summary.routing.alpha, summary.routing.seed
@@ -179,6 +220,7 @@ fn run(a: &RunArgs) -> Result<(), Diagnostic> {
 fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
     use crate::net::collective::{Algorithm, Op};
     use crate::netcli::{self, CollectiveOp, MoeArgs};
+    let cal = calibration(&a.calibration)?;
     let topo = source(&a.topology, pipeline::DEFAULT_TOPOLOGY)?;
     let op = match a.op {
         OpArg::AllReduce => CollectiveOp::Plain(Op::AllReduce),
@@ -217,7 +259,7 @@ fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
             DtypeArg::Bf16 => 2.0,
         },
     };
-    let rows = netcli::run(&topo, op, a.ranks, &sizes, algo, Some(moe))?;
+    let rows = netcli::run(&topo, op, a.ranks, &sizes, algo, Some(moe), &cal)?;
     if a.json {
         let v = if rows.len() == 1 {
             serde_json::to_string_pretty(&rows[0])
@@ -231,12 +273,72 @@ fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
     Ok(())
 }
 
+/// Returns whether every gating case passed.
+fn validate(a: &ValidateArgs) -> Result<bool, Diagnostic> {
+    let cal = calibration(&a.calibration)?;
+    let cases: Vec<_> = validate::load(&a.cases)?
+        .into_iter()
+        .filter(|c| !a.quick || c.spec.quick)
+        .filter(|c| a.case.is_empty() || a.case.iter().any(|n| c.spec.name.contains(n.as_str())))
+        .collect();
+    if cases.is_empty() {
+        return Err(Diagnostic::new(
+            "--case",
+            format!("no case matching {:?}", a.case),
+            "part of a case name in the suites",
+        ));
+    }
+    eprintln!(
+        "trainsim validate: {} cases from {} on {} threads",
+        cases.len(),
+        a.cases.display(),
+        rayon::current_num_threads()
+    );
+    let started = std::time::Instant::now();
+    let results = validate::run(&cases, &cal);
+    let table = validate::table(&results);
+    if let Some(md) = &a.markdown {
+        let dir = md.parent().unwrap_or(std::path::Path::new("."));
+        let name = md
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .ok_or_else(|| {
+                Diagnostic::new("--markdown", md.display().to_string(), "a file path")
+            })?;
+        let text = format!(
+            "# Validation: trainsim against published figures\n\nRegenerate with `cargo run --release -- validate --markdown results/validation.md` from the repository root. \"(cal.)\" marks calibration points: a constant in `topologies/calibration.yaml` was derived from that figure, so it must reproduce. Every other row is a check nothing was fitted to.\n\n{table}"
+        );
+        report::write_atomic(dir, &name, &text).map_err(|e| {
+            Diagnostic::new(
+                md.display().to_string(),
+                format!("a file that cannot be written ({e})"),
+                "a writable path",
+            )
+        })?;
+    }
+    if a.json {
+        println!("{}", validate::json(&results));
+    } else {
+        print!("{table}");
+    }
+    eprintln!(
+        "trainsim validate: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(validate::all_pass(&results))
+}
+
 /// Entry point of the `trainsim` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => run(a),
         Command::Collective(a) => collective(a),
+        Command::Validate(a) => match validate(a) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(d) => Err(d),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

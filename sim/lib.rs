@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod report;
 pub mod topo;
 pub mod units;
+pub mod validate;
 pub mod workload;

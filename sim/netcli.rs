@@ -95,12 +95,12 @@ pub fn run(
     sizes: &[f64],
     algo: Algorithm,
     moe: Option<MoeArgs>,
+    cal: &Calibration,
 ) -> Result<Vec<Row>, Diagnostic> {
     let spec = parse_doc(topology, &[])?;
     let cluster = topo::build(&spec, &Catalog::embedded(), &topology.name)
         .map_err(|d| d.locate_in(&topology.text))?;
-    let cal = Calibration::embedded();
-    let co = Collectives::new(&cluster, &cal);
+    let co = Collectives::new(&cluster, cal);
     let n = match (op, moe) {
         (CollectiveOp::MoeDispatch | CollectiveOp::MoeCombine, Some(m)) => m.ep,
         _ => ranks,

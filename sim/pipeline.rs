@@ -102,11 +102,11 @@ pub fn run(
     workload: &Source,
     sets: &[Override],
     engine: Engine,
+    cal: &Calibration,
 ) -> Result<Summary, Diagnostic> {
     let started = std::time::Instant::now();
     let (cluster, w) = load(topology, workload, sets)?;
-    let cal = Calibration::embedded();
-    let main = engine.estimate(&w, &w.layout, &cluster, &cal);
+    let main = engine.estimate(&w, &w.layout, &cluster, cal);
     check_memory(&main, "training", &workload.name)?;
     // Each distinct layout of the run's phases is estimated once.
     let mut seen: Vec<(Layout, f64)> = vec![(w.layout.clone(), main.step_time_s)];
@@ -114,7 +114,7 @@ pub fn run(
         if let crate::workload::PhaseKind::Simulated(segs) = &ph.kind {
             for s in segs {
                 if !seen.iter().any(|(k, _)| k == &s.layout) {
-                    let e = engine.estimate(&w, &s.layout, &cluster, &cal);
+                    let e = engine.estimate(&w, &s.layout, &cluster, cal);
                     check_memory(&e, &format!("phase {}", ph.name), &workload.name)?;
                     seen.push((s.layout.clone(), e.step_time_s));
                 }

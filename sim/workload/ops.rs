@@ -244,6 +244,10 @@ impl<'a> Expander<'a> {
             let moe = self.model.moe.expect("routed experts imply MoE");
             let local = moe.routed / self.layout.ep;
             ((t * moe.topk * self.layout.ep).div_ceil(moe.routed), local)
+        } else if l.name == "kv_b_proj" && self.layout.cp > 1 {
+            // Context parallelism with MLA passes the compressed latent, so every rank
+            // up-projects the latents of the whole sequence (and back-propagates through them).
+            (t * self.layout.cp, 1)
         } else {
             (t, 1)
         };
@@ -502,7 +506,8 @@ impl<'a> Expander<'a> {
         }
         if lay.cp > 1 {
             let span = lay.cp_span(self.gpus_per_node);
-            // K and V of this rank's tokens (MLA passes the compressed latent and rope key).
+            // K and V of this rank's tokens (MLA passes the compressed latent and rope key, and
+            // pays for it with kv_b up-projections over the whole sequence: see `gemms`).
             let kv_per_token = match m.attention {
                 Attention::Mla {
                     kv_lora, qk_rope, ..

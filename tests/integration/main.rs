@@ -3,6 +3,7 @@
 mod collective;
 mod diagnostics;
 mod run;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,0 +1,103 @@
+//! `trainsim validate`: the quick reference cases pass on a clean checkout, a broken calibration
+//! makes it fail with exit code 1, and a bad case file is a diagnostic with exit code 2.
+
+use crate::{fresh_dir, trainsim};
+use serde_json::Value;
+
+fn cases(json: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(json).expect("validate --json prints JSON");
+    v["cases"].as_array().expect("a cases array").clone()
+}
+
+#[test]
+fn quick_cases_pass_and_json_has_the_contract_fields() {
+    let o = trainsim(&["validate", "--quick", "--json"]);
+    assert_eq!(o.code, 0, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    let cs = cases(&o.stdout);
+    assert!(cs.len() >= 40, "{} cases", cs.len());
+    for c in &cs {
+        for key in [
+            "case",
+            "metric",
+            "predicted",
+            "published",
+            "error",
+            "tolerance",
+            "pass",
+        ] {
+            assert!(c.get(key).is_some(), "{key} missing in {c}");
+        }
+        if c["gating"] == true {
+            assert_eq!(c["pass"], true, "gating case failed: {c}");
+        }
+        // The error is what the two numbers say it is.
+        let (p, q) = (
+            c["predicted"].as_f64().unwrap(),
+            c["published"].as_f64().unwrap(),
+        );
+        assert!((c["error"].as_f64().unwrap() - (p / q - 1.0)).abs() < 1e-12);
+    }
+    // DeepSeek-V3 is in the quick set.
+    assert!(cs.iter().any(|c| c["case"] == "deepseek-v3-pre-training"));
+}
+
+/// Halving the FP8 tensor-core efficiency breaks the calibration points derived from the trace,
+/// and the DeepSeek-V3 runs built on them: validate must say so with exit code 1.
+#[test]
+fn a_broken_calibration_fails_validation() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/topologies/calibration.yaml"
+    ))
+    .unwrap();
+    let needle = "  mma_efficiency_fp8:\n    value: 0.655";
+    assert!(text.contains(needle), "calibration layout changed");
+    let broken = text.replace(needle, "  mma_efficiency_fp8:\n    value: 0.33");
+    let dir = fresh_dir("broken-calibration");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("calibration.yaml");
+    std::fs::write(&path, broken).unwrap();
+    let o = trainsim(&[
+        "validate",
+        "--json",
+        "--calibration",
+        path.to_str().unwrap(),
+        "--case",
+        "h800-mla-o-proj-fwd",
+        "--case",
+        "deepseek-v3-pre-training",
+    ]);
+    assert_eq!(o.code, 1, "stderr:\n{}", o.stderr);
+    let cs = cases(&o.stdout);
+    assert_eq!(cs.len(), 2);
+    assert!(cs.iter().all(|c| c["pass"] == false), "{cs:?}");
+    // The same cases pass with the embedded calibration.
+    let ok = trainsim(&[
+        "validate",
+        "--case",
+        "h800-mla-o-proj-fwd",
+        "--case",
+        "deepseek-v3-pre-training",
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(ok
+        .stdout
+        .contains("| h800-mla-o-proj-fwd (cal.) | time_us |"));
+}
+
+#[test]
+fn a_bad_case_file_is_a_diagnostic() {
+    let dir = fresh_dir("bad-cases");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("suite.yaml"),
+        "cases:\n  - name: x\n    kind: gemm\n    metric: time_us\n    published: 1\n    tolerance: ten percent\n    source: none\n",
+    )
+    .unwrap();
+    let o = trainsim(&["validate", "--cases", dir.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stdout.is_empty());
+    assert!(o.stderr.contains("suite.yaml:6"), "{}", o.stderr);
+    assert!(o.stderr.contains("cases.0.tolerance"), "{}", o.stderr);
+    assert!(o.stderr.contains("\"ten percent\""), "{}", o.stderr);
+}
