@@ -147,7 +147,12 @@ fn assemble(attn: ChunkWork, ffn: ChunkWork) -> BlockWork {
             .into_iter()
             .map(|c| comm(c, false)),
     );
-    // Backward: combine⁻¹, experts/mlp, tp, dispatch⁻¹, attention [∥ cp ring], tp.
+    // Backward: [full recompute's forward all-reduces], combine⁻¹, experts/mlp, tp, dispatch⁻¹,
+    // attention [∥ cp ring], tp.
+    for name in ["tp.attn_allreduce.recompute", "tp.mlp_allreduce.recompute"] {
+        b.bwd
+            .extend(pick(&all_b, name).into_iter().map(|c| comm(c, false)));
+    }
     b.bwd.extend(
         pick(&all_b, "moe.combine.bwd")
             .into_iter()
@@ -490,13 +495,20 @@ impl<'a> Expander<'a> {
         if lay.tp > 1 {
             let span = lay.tp_span(self.gpus_per_node);
             let bytes = t * h * 2.0;
+            let ar = |name: &str| Comm {
+                kind: CommKind::Tp,
+                name: name.into(),
+                op: CommOp::AllReduce { bytes, span },
+            };
             for pass in [&mut w.comm_fwd, &mut w.comm_bwd] {
                 for name in ["tp.attn_allreduce", "tp.mlp_allreduce"] {
-                    pass.push(Comm {
-                        kind: CommKind::Tp,
-                        name: name.into(),
-                        op: CommOp::AllReduce { bytes, span },
-                    });
+                    pass.push(ar(name));
+                }
+            }
+            if full {
+                // Megatron's full recompute re-runs the layer's forward, all-reduces included.
+                for name in ["tp.attn_allreduce.recompute", "tp.mlp_allreduce.recompute"] {
+                    w.comm_bwd.push(ar(name));
                 }
             }
         }
@@ -595,5 +607,80 @@ impl<'a> Expander<'a> {
             op: CommOp::P2p { bytes, cross_node },
         };
         (c("pp.send_activations"), c("pp.send_grads"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Override, Source};
+    use crate::net::AlphaBeta;
+    use crate::pipeline::load;
+    use crate::topo::Cluster;
+    use crate::workload::Workload;
+
+    /// A GPT-3-style block (GELU MLP, MHA) at TP8 on two H800 nodes, with `sets` on top.
+    pub(crate) fn gpt(sets: &[&str]) -> (Cluster, Workload) {
+        const W: &str = "
+name: gpt-test
+model: {name: gpt, hidden_size: 4096, num_hidden_layers: 4, num_attention_heads: 32,
+        intermediate_size: 16384, vocab_size: 51200, hidden_act: gelu, tie_word_embeddings: true}
+training:
+  precision: {gemm: bf16}
+  seq_len: 2048
+  global_batch: 16
+  recompute: none
+  phases: [{name: p, steps: 1}]
+parallelism: {tp: 8, pp: 1, schedule: 1f1b}
+pricing: {gpu_hour: \"$2\"}
+";
+        let t = Source::embedded(
+            "topologies/h800-16.yaml",
+            include_str!("../../topologies/h800-16.yaml"),
+        );
+        let w = Source::embedded("gpt-test.yaml", W);
+        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+        load(&t, &w, &sets).unwrap()
+    }
+
+    fn expander(w: &Workload) -> Expander<'_> {
+        Expander {
+            model: &w.model,
+            layout: &w.layout,
+            precision: &w.precision,
+            recompute: w.recompute,
+            gpus_per_node: 8,
+        }
+    }
+
+    fn tp_comms(segs: &[Seg]) -> Vec<&Comm> {
+        segs.iter()
+            .filter_map(|s| match s {
+                Seg::Comm { comm, .. } if comm.kind == CommKind::Tp => Some(comm),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Seconds of the block's tensor-parallel traffic in one pass, priced alone.
+    fn tp_secs(c: &Cluster, segs: &[Seg]) -> f64 {
+        let cal = crate::hw::Calibration::embedded();
+        let ab = AlphaBeta::new(c, &cal);
+        tp_comms(segs).iter().map(|c| ab.time(&c.op)).sum()
+    }
+
+    /// Megatron's full recompute repeats the forward, its two tensor-parallel all-reduces
+    /// included: the backward then carries four, against two without recompute.
+    #[test]
+    fn full_recompute_repeats_the_forward_all_reduces() {
+        let (c, w) = gpt(&[]);
+        let b = expander(&w).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&b.fwd).len(), 2);
+        assert_eq!(tp_comms(&b.bwd).len(), 2);
+        let (c2, w2) = gpt(&["workload.training.recompute=full"]);
+        let r = expander(&w2).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&r.bwd).len(), 4);
+        let (f, bw) = (tp_secs(&c, &b.fwd), tp_secs(&c2, &r.bwd));
+        assert!((bw / f - 2.0).abs() < 1e-9, "fwd {f} bwd {bw}");
     }
 }
