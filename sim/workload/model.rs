@@ -540,13 +540,17 @@ impl Model {
     ///
     /// `act` is the format of cached GEMM inputs (DeepSeek-V3 caches them in FP8); norms and the
     /// residual stream stay BF16. `Selective` recomputes norms, up-projections and the SwiGLU
-    /// output (DeepSeek-V3 §3.2.3); `Full` keeps only the block input.
+    /// output (DeepSeek-V3 §3.2.3); `Full` keeps only the block input (split over the
+    /// tensor-parallel ranks, as Megatron's distributed checkpointed activations or sequence
+    /// parallelism keep it). `sp`: sequence parallelism, which shards the norm and residual
+    /// activations over the tensor-parallel ranks.
     pub fn activation_bytes_per_token(
         &self,
         kind: LayerKind,
         recompute: Recompute,
         act: Dtype,
         tp: u64,
+        sp: bool,
     ) -> f64 {
         let h = self.hidden as f64;
         let a = act.bytes();
@@ -554,12 +558,13 @@ impl Model {
         if recompute == Recompute::Full {
             return 2.0 * h / tp;
         }
+        let seq_tp = if sp { tp } else { 1.0 };
         let heads = self.attention.heads() as f64 / tp;
         let (dqk, dv) = self.attention.core_dims();
         let (dqk, dv) = (dqk as f64, dv as f64);
         // Residual stream at both norms (BF16), normed block inputs feeding GEMMs; sharded over
-        // the tensor-parallel ranks (sequence parallelism, as Megatron-LM runs TP).
-        let mut b = (2.0 * 2.0 * h + 2.0 * h * a) / tp;
+        // the tensor-parallel ranks under sequence parallelism.
+        let mut b = (2.0 * 2.0 * h + 2.0 * h * a) / seq_tp;
         // Attention: latent/projection inputs, q/k/v for the core, its output and log-sum-exp.
         match self.attention {
             Attention::Mla {
@@ -690,11 +695,18 @@ mod tests {
     fn full_recompute_keeps_only_the_block_input() {
         let m = deepseek_v3();
         assert_eq!(
-            m.activation_bytes_per_token(LayerKind::Moe, Recompute::Full, Dtype::Fp8, 1),
+            m.activation_bytes_per_token(LayerKind::Moe, Recompute::Full, Dtype::Fp8, 1, false),
             2.0 * 7168.0
         );
-        let sel = m.activation_bytes_per_token(LayerKind::Moe, Recompute::Selective, Dtype::Fp8, 1);
-        let none = m.activation_bytes_per_token(LayerKind::Moe, Recompute::None, Dtype::Bf16, 1);
+        let sel = m.activation_bytes_per_token(
+            LayerKind::Moe,
+            Recompute::Selective,
+            Dtype::Fp8,
+            1,
+            false,
+        );
+        let none =
+            m.activation_bytes_per_token(LayerKind::Moe, Recompute::None, Dtype::Bf16, 1, false);
         assert!(sel < none && sel > 2.0 * 7168.0);
     }
 }

@@ -5,11 +5,18 @@
 //! (with any recomputation) and backward-for-weights, as DeepSeek-V3's trace separates them,
 //! and the communication each pass issues.
 
-use crate::config::workload::{Dtype, PrecisionSpec, Recompute};
+use crate::config::workload::{Dtype, PrecisionSpec, Recompute, Schedule};
 use crate::hw::KernelShape;
 use crate::net::{CommOp, MoeRoute};
-use crate::workload::layout::Layout;
+use crate::workload::layout::{Layout, Span};
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
+
+/// SMs a GEMM gives up while Transformer Engine's userbuffers run a `pipeline` or `bulk`
+/// tensor-parallel collective beside it: TE `initialize_ub` default config (pytorch/module/base.py,
+/// `get_default_config`): `num_sm` 16 and `set_sm_margin` for every method but `ring_exchange`,
+/// which drives copy engines from 1 SM and leaves the GEMM all of them. A framework default,
+/// not a fitted constant.
+pub const UB_SM_MARGIN: u32 = 16;
 
 /// Which traffic class a communication belongs to, for the exposed-communication breakdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +32,8 @@ pub enum CommKind {
 pub struct Kernel {
     pub name: String,
     pub shape: KernelShape,
+    /// SMs left to a communication kernel running beside this one (see [`UB_SM_MARGIN`]).
+    pub sm_margin: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,91 +113,19 @@ pub struct Extras {
     pub mtp_depth: u64,
 }
 
-/// Orders a block's attention and feed-forward work into segments. Communication issued while
-/// building (`comm_fwd`/`comm_bwd`) attaches by kind: expert dispatch before the experts and
-/// combine after them, tensor-parallel all-reduces after each part, the context-parallel ring
-/// beside the attention.
-fn assemble(attn: ChunkWork, ffn: ChunkWork) -> BlockWork {
-    let pick = |cs: &[Comm], name: &str| {
-        cs.iter()
-            .filter(|c| c.name == name)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let comm = |c: Comm, parallel| Seg::Comm { comm: c, parallel };
-    let mut b = BlockWork::default();
-    let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
-    let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
-    // Forward: [cp ring ∥] attention, tp, dispatch, experts/mlp, combine, tp.
-    b.fwd.push(Seg::Compute(attn.fwd));
-    b.fwd.extend(
-        pick(&all_f, "cp.kv_ring")
-            .into_iter()
-            .map(|c| comm(c, true)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "tp.attn_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "moe.dispatch")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.push(Seg::Compute(ffn.fwd));
-    b.fwd.extend(
-        pick(&all_f, "moe.combine")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "tp.mlp_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    // Backward: [full recompute's forward all-reduces], combine⁻¹, experts/mlp, tp, dispatch⁻¹,
-    // attention [∥ cp ring], tp.
-    for name in ["tp.attn_allreduce.recompute", "tp.mlp_allreduce.recompute"] {
-        b.bwd
-            .extend(pick(&all_b, name).into_iter().map(|c| comm(c, false)));
-    }
-    b.bwd.extend(
-        pick(&all_b, "moe.combine.bwd")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.push(Seg::Compute(ffn.bwd));
-    b.bwd.extend(
-        pick(&all_b, "tp.mlp_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.extend(
-        pick(&all_b, "moe.dispatch.bwd")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.push(Seg::Compute(attn.bwd));
-    b.bwd.extend(
-        pick(&all_b, "cp.kv_dkv_ring")
-            .into_iter()
-            .map(|c| comm(c, true)),
-    );
-    b.bwd.extend(
-        pick(&all_b, "tp.attn_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.wgrad.push(Seg::Compute(ffn.wgrad));
-    b.wgrad.push(Seg::Compute(attn.wgrad));
-    b.fwd
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.bwd
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.wgrad
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b
+/// Splits off the kernels `{linear}.{pass}` of the linears split `tp_split` ways: (those, rest).
+fn split(
+    ks: Vec<Kernel>,
+    lins: &[Linear],
+    tp_split: Option<bool>,
+    pass: &str,
+) -> (Vec<Kernel>, Vec<Kernel>) {
+    let names: Vec<String> = lins
+        .iter()
+        .filter(|l| l.tp_split == tp_split)
+        .map(|l| format!("{}.{pass}", l.name))
+        .collect();
+    ks.into_iter().partition(|k| names.contains(&k.name))
 }
 
 /// Expands micro-batches into kernels for one model, layout and precision.
@@ -205,6 +142,7 @@ fn mem(name: &str, bytes: f64) -> Kernel {
     Kernel {
         name: name.to_string(),
         shape: KernelShape::Memory { bytes },
+        sm_margin: 0,
     }
 }
 
@@ -263,20 +201,24 @@ impl<'a> Expander<'a> {
         w.fwd.push(Kernel {
             name: format!("{}.fwd", l.name),
             shape: g(m, n, k, false),
+            sm_margin: 0,
         });
         if recompute_fwd {
             w.bwd.push(Kernel {
                 name: format!("{}.recompute", l.name),
                 shape: g(m, n, k, false),
+                sm_margin: 0,
             });
         }
         w.bwd.push(Kernel {
             name: format!("{}.dgrad", l.name),
             shape: g(m, k, n, false),
+            sm_margin: 0,
         });
         w.wgrad.push(Kernel {
             name: format!("{}.wgrad", l.name),
             shape: g(n, k, m, true),
+            sm_margin: 0,
         });
         if dtype == Dtype::Fp8 {
             // FP8 backward quantizes the output gradient per token for Dgrad, and per channel
@@ -303,6 +245,280 @@ impl<'a> Expander<'a> {
         w.bwd.push(mem(&format!("{name}.bwd"), 2.0 * fwd_bytes));
     }
 
+    /// A tensor-parallel collective of a block part (`attn` or `mlp`) over its full activation.
+    fn tp_comm(&self, name: String, op: fn(f64, Span) -> CommOp, chunk: bool) -> Comm {
+        let t = self.tokens() as f64;
+        let bytes = t * self.model.hidden as f64 * 2.0;
+        let span = self.layout.tp_span(self.gpus_per_node);
+        let op = if chunk {
+            // One ring step of a userbuffers exchange: the chunk the GEMM waits for (all-gather)
+            // or that is left to send after it (reduce-scatter).
+            CommOp::Ring {
+                bytes: bytes / self.layout.tp as f64,
+                steps: 1,
+                span,
+            }
+        } else {
+            op(bytes, span)
+        };
+        Comm {
+            kind: CommKind::Tp,
+            name,
+            op,
+        }
+    }
+
+    /// Forward segments of one part of a block (`tag` attn or mlp, linears `lins`, kernels `ks`)
+    /// with its tensor-parallel collectives; `side` runs beside the part's non-GEMM compute
+    /// (the context-parallel ring). `re`: the forward repeated by full recompute.
+    ///
+    /// Megatron without sequence parallelism all-reduces the part's output; with it, the
+    /// column-parallel GEMM's input is all-gathered and the row-parallel GEMM's output
+    /// reduce-scattered. Under `--tp-comm-overlap` TE userbuffers pipeline each with its GEMM:
+    /// ring-exchange all-gather beside the column GEMM, pipelined reduce-scatter beside the
+    /// row GEMM (which gives up [`UB_SM_MARGIN`] SMs), each leaving one chunk exposed.
+    fn part_fwd(
+        &self,
+        tag: &str,
+        lins: &[Linear],
+        ks: Vec<Kernel>,
+        side: Vec<Comm>,
+        re: bool,
+    ) -> Vec<Seg> {
+        let lay = self.layout;
+        let sfx = if re { "recompute" } else { "fwd" };
+        let nm = |base: &str| {
+            if re {
+                format!("tp.{tag}_{base}.recompute")
+            } else {
+                format!("tp.{tag}_{base}")
+            }
+        };
+        let block = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let beside = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: true,
+        };
+        let mut v = Vec::new();
+        let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
+        let ag = |c| {
+            self.tp_comm(
+                nm("allgather"),
+                |bytes, span| CommOp::AllGather { bytes, span },
+                c,
+            )
+        };
+        let rs = |c| {
+            self.tp_comm(
+                nm("reducescatter"),
+                |bytes, span| CommOp::ReduceScatter { bytes, span },
+                c,
+            )
+        };
+        if !tp || !lay.sequence_parallel {
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            if tp {
+                v.push(block(self.tp_comm(
+                    nm("allreduce"),
+                    |bytes, span| CommOp::AllReduce { bytes, span },
+                    false,
+                )));
+            }
+        } else if !lay.tp_comm_overlap {
+            v.push(block(ag(false)));
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            v.push(block(rs(false)));
+        } else {
+            let (col, rest) = split(ks, lins, Some(true), sfx);
+            let (mut row, rest) = split(rest, lins, Some(false), sfx);
+            for k in &mut row {
+                k.sm_margin = UB_SM_MARGIN;
+            }
+            v.push(Seg::Compute(col));
+            v.push(beside(ag(false)));
+            v.push(block(ag(true)));
+            v.push(Seg::Compute(rest));
+            v.extend(side.into_iter().map(beside));
+            v.push(Seg::Compute(row));
+            v.push(beside(rs(false)));
+            v.push(block(rs(true)));
+        }
+        v
+    }
+
+    /// Backward segments of one part (input gradients; `wgrad` is the part's weight-gradient
+    /// list, from which column-parallel GEMMs may move into the backward).
+    ///
+    /// With sequence parallelism Megatron all-gathers the row-parallel GEMM's output gradient,
+    /// re-gathers the column-parallel GEMM's input for its weight gradient beside the Dgrad GEMM
+    /// (`LinearWithGradAccumulationAndAsyncCommunication`, relying on
+    /// CUDA_DEVICE_MAX_CONNECTIONS=1), and reduce-scatters the input gradient beside the Wgrad
+    /// GEMM, which therefore runs inside the backward, unless the schedule defers weight
+    /// gradients (ZB1P, DualPipe), where the reduce-scatter is exposed. Under
+    /// `--tp-comm-overlap` the output-gradient all-gather is a ring exchange beside the
+    /// row-parallel Dgrad, and the two bulk collectives take [`UB_SM_MARGIN`] SMs from their GEMMs.
+    fn part_bwd(
+        &self,
+        tag: &str,
+        lins: &[Linear],
+        ks: Vec<Kernel>,
+        wgrad: &mut Vec<Kernel>,
+        side: Vec<Comm>,
+    ) -> Vec<Seg> {
+        let lay = self.layout;
+        let nm = |base: &str| format!("tp.{tag}_{base}");
+        let block = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let beside = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: true,
+        };
+        let ag = |name: &str, c| {
+            self.tp_comm(nm(name), |bytes, span| CommOp::AllGather { bytes, span }, c)
+        };
+        let rs = || {
+            self.tp_comm(
+                nm("reducescatter"),
+                |bytes, span| CommOp::ReduceScatter { bytes, span },
+                false,
+            )
+        };
+        let mut v = Vec::new();
+        let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
+        if !tp || !lay.sequence_parallel {
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            if tp {
+                v.push(block(self.tp_comm(
+                    nm("allreduce"),
+                    |bytes, span| CommOp::AllReduce { bytes, span },
+                    false,
+                )));
+            }
+            return v;
+        }
+        let overlap = lay.tp_comm_overlap;
+        let margin = if overlap { UB_SM_MARGIN } else { 0 };
+        let (mut col_dgrad, rest) = split(ks, lins, Some(true), "dgrad");
+        if overlap {
+            let (row_dgrad, rest) = split(rest, lins, Some(false), "dgrad");
+            v.push(Seg::Compute(row_dgrad));
+            v.push(beside(ag("grad_allgather", false)));
+            v.push(block(ag("grad_allgather", true)));
+            v.push(Seg::Compute(rest));
+        } else {
+            v.push(block(ag("grad_allgather", false)));
+            v.push(Seg::Compute(rest));
+        }
+        v.extend(side.into_iter().map(beside));
+        for k in &mut col_dgrad {
+            k.sm_margin = margin;
+        }
+        v.push(Seg::Compute(col_dgrad));
+        v.push(beside(ag("input_allgather", false)));
+        let deferred = matches!(
+            lay.schedule,
+            Schedule::Zb1p | Schedule::Dualpipe | Schedule::Dualpipev
+        );
+        if deferred {
+            v.push(block(rs()));
+        } else {
+            let (mut col_wgrad, rest) = split(std::mem::take(wgrad), lins, Some(true), "wgrad");
+            *wgrad = rest;
+            for k in &mut col_wgrad {
+                k.sm_margin = margin;
+            }
+            v.push(Seg::Compute(col_wgrad));
+            v.push(beside(rs()));
+        }
+        v
+    }
+
+    /// Orders a block's attention and feed-forward work into segments: per part, the
+    /// tensor-parallel layout of [`Self::part_fwd`] / [`Self::part_bwd`]; expert dispatch
+    /// before the experts and combine after them; the context-parallel ring beside the
+    /// attention; under full recompute, the repeated forward (with its collectives) first in
+    /// the backward. `kind` is `None` for the embedding and head, which carry no block collectives.
+    fn assemble(
+        &self,
+        mut attn: ChunkWork,
+        mut ffn: ChunkWork,
+        kind: Option<LayerKind>,
+    ) -> BlockWork {
+        let pick = |cs: &[Comm], name: &str| {
+            cs.iter()
+                .filter(|c| c.name == name)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let comm = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let m = self.model;
+        let (attn_l, ffn_l) = match kind {
+            Some(k) => (m.attention_linears(), m.ffn_linears_of(k)),
+            None => (Vec::new(), Vec::new()),
+        };
+        let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
+        let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
+        // Forward: attention [∥ cp ring] with its tp collectives, dispatch, experts/mlp with
+        // theirs, combine.
+        let mut b = BlockWork {
+            fwd: self.part_fwd("attn", &attn_l, attn.fwd, pick(&all_f, "cp.kv_ring"), false),
+            ..Default::default()
+        };
+        b.fwd
+            .extend(pick(&all_f, "moe.dispatch").into_iter().map(comm));
+        b.fwd
+            .extend(self.part_fwd("mlp", &ffn_l, ffn.fwd, Vec::new(), false));
+        b.fwd
+            .extend(pick(&all_f, "moe.combine").into_iter().map(comm));
+        // Backward: full recompute's forward, combine⁻¹, experts/mlp, dispatch⁻¹, attention
+        // [∥ cp ring], each part with its tp collectives.
+        if self.recompute == Recompute::Full && kind.is_some() {
+            let (attn_re, attn_b) = attn
+                .bwd
+                .into_iter()
+                .partition(|k| k.name.ends_with(".recompute"));
+            let (ffn_re, ffn_b) = ffn
+                .bwd
+                .into_iter()
+                .partition(|k| k.name.ends_with(".recompute"));
+            attn.bwd = attn_b;
+            ffn.bwd = ffn_b;
+            b.bwd = self.part_fwd("attn", &attn_l, attn_re, Vec::new(), true);
+            b.bwd
+                .extend(self.part_fwd("mlp", &ffn_l, ffn_re, Vec::new(), true));
+        }
+        b.bwd
+            .extend(pick(&all_b, "moe.combine.bwd").into_iter().map(comm));
+        b.bwd
+            .extend(self.part_bwd("mlp", &ffn_l, ffn.bwd, &mut ffn.wgrad, Vec::new()));
+        b.bwd
+            .extend(pick(&all_b, "moe.dispatch.bwd").into_iter().map(comm));
+        b.bwd.extend(self.part_bwd(
+            "attn",
+            &attn_l,
+            attn.bwd,
+            &mut attn.wgrad,
+            pick(&all_b, "cp.kv_dkv_ring"),
+        ));
+        b.wgrad.push(Seg::Compute(ffn.wgrad));
+        b.wgrad.push(Seg::Compute(attn.wgrad));
+        for segs in [&mut b.fwd, &mut b.bwd, &mut b.wgrad] {
+            segs.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+        }
+        b
+    }
+
     /// One transformer block.
     pub fn block(&self, kind: LayerKind) -> BlockWork {
         let mut w = ChunkWork::default();
@@ -315,10 +531,12 @@ impl<'a> Expander<'a> {
         let sel = self.recompute != Recompute::None;
         let heads = m.attention.heads() / lay.tp;
         let (dqk, dv) = m.attention.core_dims();
+        // Sequence parallelism: norms, residuals (and dropout) see 1/tp of the tokens.
+        let ts = if lay.sequence_parallel { t / tp } else { t };
 
         // Attention.
-        self.elementwise("attn_norm", 4.0 * h * t, &mut w, sel);
-        self.elementwise("attn_cast", self.cast_bytes(h * t), &mut w, full);
+        self.elementwise("attn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("attn_cast", self.cast_bytes(h * ts), &mut w, full);
         for l in m.attention_linears() {
             let up_proj = matches!(l.name, "q_b_proj" | "kv_b_proj");
             self.gemms(&l, &mut w, full || (sel && up_proj));
@@ -378,16 +596,19 @@ impl<'a> Expander<'a> {
         w.fwd.push(Kernel {
             name: "attention.core.fwd".into(),
             shape: core(false),
+            sm_margin: 0,
         });
         if full {
             w.bwd.push(Kernel {
                 name: "attention.core.recompute".into(),
                 shape: core(false),
+                sm_margin: 0,
             });
         }
         w.bwd.push(Kernel {
             name: "attention.core.bwd".into(),
             shape: core(true),
+            sm_margin: 0,
         });
         // Flash-attention backward pre/post-processing: dO·O row sums and the FP32 dQ accumulator.
         w.bwd.push(mem(
@@ -400,9 +621,9 @@ impl<'a> Expander<'a> {
             &mut w,
             full,
         );
-        self.elementwise("residual", 2.0 * 6.0 * h * t, &mut w, full);
-        self.elementwise("ffn_norm", 4.0 * h * t, &mut w, sel);
-        self.elementwise("ffn_cast", self.cast_bytes(h * t), &mut w, full);
+        self.elementwise("residual", 2.0 * 6.0 * h * ts, &mut w, full);
+        self.elementwise("ffn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("ffn_cast", self.cast_bytes(h * ts), &mut w, full);
 
         let attn = std::mem::take(&mut w);
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
@@ -492,26 +713,6 @@ impl<'a> Expander<'a> {
                 }
             }
         }
-        if lay.tp > 1 {
-            let span = lay.tp_span(self.gpus_per_node);
-            let bytes = t * h * 2.0;
-            let ar = |name: &str| Comm {
-                kind: CommKind::Tp,
-                name: name.into(),
-                op: CommOp::AllReduce { bytes, span },
-            };
-            for pass in [&mut w.comm_fwd, &mut w.comm_bwd] {
-                for name in ["tp.attn_allreduce", "tp.mlp_allreduce"] {
-                    pass.push(ar(name));
-                }
-            }
-            if full {
-                // Megatron's full recompute re-runs the layer's forward, all-reduces included.
-                for name in ["tp.attn_allreduce.recompute", "tp.mlp_allreduce.recompute"] {
-                    w.comm_bwd.push(ar(name));
-                }
-            }
-        }
         if lay.cp > 1 {
             let span = lay.cp_span(self.gpus_per_node);
             // K and V of this rank's tokens (MLA passes the compressed latent and rope key).
@@ -540,19 +741,20 @@ impl<'a> Expander<'a> {
             });
         }
         let ffn = w;
-        assemble(attn, ffn)
+        self.assemble(attn, ffn, Some(kind))
     }
 
     /// Embedding, output head and MTP modules, as one block-like unit of compute.
     pub fn extras(&self, e: Extras) -> BlockWork {
         let w = self.extras_work(e);
-        let mut b = assemble(
+        let mut b = self.assemble(
             ChunkWork::default(),
             ChunkWork {
                 comm_fwd: vec![],
                 comm_bwd: vec![],
                 ..w.clone()
             },
+            None,
         );
         // MTP blocks carry their own expert traffic: keep it, after the compute.
         b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm {
@@ -571,12 +773,63 @@ impl<'a> Expander<'a> {
         let m = self.model;
         let t = self.tokens() as f64;
         let h = m.hidden as f64;
+        let (tp, sp) = (self.layout.tp > 1, self.layout.sequence_parallel);
+        let ar = |name: &str| {
+            self.tp_comm(
+                name.into(),
+                |bytes, span| CommOp::AllReduce { bytes, span },
+                false,
+            )
+        };
         if e.embedding {
             w.fwd.push(mem("embedding.gather", 4.0 * h * t));
             w.wgrad
                 .push(mem("embedding.wgrad_scatter_add", 10.0 * h * t));
+            // The vocabulary-parallel embedding sums its partial lookups: all-reduce, or
+            // reduce-scatter into the sequence-parallel region.
+            if tp {
+                w.comm_fwd.push(if sp {
+                    self.tp_comm(
+                        "tp.embedding_reducescatter".into(),
+                        |bytes, span| CommOp::ReduceScatter { bytes, span },
+                        false,
+                    )
+                } else {
+                    ar("tp.embedding_allreduce")
+                });
+            }
         }
         let head = |w: &mut ChunkWork, name: &str| {
+            // The column-parallel head gathers its sequence-parallel input and reduce-scatters
+            // its input gradient, or all-reduces that gradient without sequence parallelism;
+            // the vocabulary-parallel loss all-reduces three per-token scalars (max logit,
+            // target logit, sum of exponentials; Megatron `_VocabParallelCrossEntropy`).
+            if tp {
+                if sp {
+                    w.comm_fwd.push(self.tp_comm(
+                        format!("tp.{name}_allgather"),
+                        |bytes, span| CommOp::AllGather { bytes, span },
+                        false,
+                    ));
+                    w.comm_bwd.push(self.tp_comm(
+                        format!("tp.{name}_reducescatter"),
+                        |bytes, span| CommOp::ReduceScatter { bytes, span },
+                        false,
+                    ));
+                } else {
+                    w.comm_bwd.push(ar(&format!("tp.{name}_allreduce")));
+                }
+                for _ in 0..3 {
+                    w.comm_fwd.push(Comm {
+                        kind: CommKind::Tp,
+                        name: format!("tp.{name}.cross_entropy_allreduce"),
+                        op: CommOp::AllReduce {
+                            bytes: 4.0 * t,
+                            span: self.layout.tp_span(self.gpus_per_node),
+                        },
+                    });
+                }
+            }
             self.elementwise(&format!("{name}.final_norm"), 4.0 * h * t, w, false);
             self.gemms(&m.head_linear(), w, false);
             let v = (m.vocab / self.layout.tp) as f64;
@@ -621,6 +874,10 @@ mod tests {
 
     /// A GPT-3-style block (GELU MLP, MHA) at TP8 on two H800 nodes, with `sets` on top.
     pub(crate) fn gpt(sets: &[&str]) -> (Cluster, Workload) {
+        try_gpt(sets).unwrap()
+    }
+
+    fn try_gpt(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
         const W: &str = "
 name: gpt-test
 model: {name: gpt, hidden_size: 4096, num_hidden_layers: 4, num_attention_heads: 32,
@@ -640,7 +897,7 @@ pricing: {gpu_hour: \"$2\"}
         );
         let w = Source::embedded("gpt-test.yaml", W);
         let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-        load(&t, &w, &sets).unwrap()
+        load(&t, &w, &sets)
     }
 
     fn expander(w: &Workload) -> Expander<'_> {
@@ -682,5 +939,117 @@ pricing: {gpu_hour: \"$2\"}
         assert_eq!(tp_comms(&r.bwd).len(), 4);
         let (f, bw) = (tp_secs(&c, &b.fwd), tp_secs(&c2, &r.bwd));
         assert!((bw / f - 2.0).abs() < 1e-9, "fwd {f} bwd {bw}");
+    }
+
+    fn kernel<'b>(segs: &'b [Seg], name: &str) -> &'b Kernel {
+        segs.iter()
+            .flat_map(|s| match s {
+                Seg::Compute(ks) => ks.iter().collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("no kernel {name}"))
+    }
+
+    fn mem_bytes(k: &Kernel) -> f64 {
+        match k.shape {
+            KernelShape::Memory { bytes } => bytes,
+            _ => panic!("{} is not a memory kernel", k.name),
+        }
+    }
+
+    /// Sequence parallelism turns each all-reduce into an all-gather and a reduce-scatter of the
+    /// same bytes (equal time under the ring model), adds the backward's re-gather of each
+    /// column-parallel input (beside its Dgrad), and runs norms and residuals on 1/tp of the tokens.
+    #[test]
+    fn sequence_parallel_splits_all_reduces_and_shards_norms() {
+        let (c, w) = gpt(&[]);
+        let ar = expander(&w).block(LayerKind::Dense);
+        let (_, w2) = gpt(&["workload.parallelism.sequence_parallel=true"]);
+        let sp = expander(&w2).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&sp.fwd).len(), 4);
+        // Backward: output-gradient gather, input re-gather and input-gradient scatter per part.
+        assert_eq!(tp_comms(&sp.bwd).len(), 6);
+        let (f_ar, f_sp) = (tp_secs(&c, &ar.fwd), tp_secs(&c, &sp.fwd));
+        assert!((f_sp / f_ar - 1.0).abs() < 1e-9, "{f_sp} vs {f_ar}");
+        let (b_ar, b_sp) = (tp_secs(&c, &ar.bwd), tp_secs(&c, &sp.bwd));
+        assert!((b_sp / b_ar - 1.5).abs() < 1e-9, "{b_sp} vs {b_ar}");
+        for k in ["attn_norm.fwd", "ffn_norm.fwd", "residual.fwd"] {
+            let r = mem_bytes(kernel(&ar.fwd, k)) / mem_bytes(kernel(&sp.fwd, k));
+            assert!((r - 8.0).abs() < 1e-9, "{k}: {r}");
+        }
+        // Megatron's order: the column-parallel Wgrad runs in the backward, beside the scatter.
+        assert!(sp.wgrad.iter().all(|s| match s {
+            Seg::Compute(ks) => ks.iter().all(|k| k.name != "q_proj.wgrad"),
+            _ => true,
+        }));
+        let _ = kernel(&sp.bwd, "mlp.gate_up.wgrad");
+    }
+
+    /// Under `tp_comm_overlap` each collective runs beside its GEMM: the closed-form exposed
+    /// time of a forward part is Σ max(0, comm − GEMM) + one ring chunk per collective, with the
+    /// reduce-scatter's GEMM on UB_SM_MARGIN fewer SMs.
+    #[test]
+    fn tp_comm_overlap_exposes_only_the_excess_and_one_chunk() {
+        let sets = [
+            "workload.parallelism.sequence_parallel=true",
+            "workload.parallelism.tp_comm_overlap=true",
+        ];
+        let (c, w) = gpt(&sets);
+        let ex = expander(&w);
+        let b = ex.block(LayerKind::Dense);
+        let cal = crate::hw::Calibration::embedded();
+        let km = crate::hw::KernelModel::new(&c.gpu, &cal);
+        let ab = AlphaBeta::new(&c, &cal);
+        let sms = c.gpu.sms.value;
+        let secs = |name: &str, margin: u32| {
+            km.busy(&kernel(&b.fwd, name).shape, sms - margin)
+                .as_secs_f64()
+        };
+        let t = 2048.0 * 4096.0 * 2.0;
+        let span = w.layout.tp_span(8);
+        let ag = ab.time(&CommOp::AllGather { bytes: t, span });
+        let rs = ab.time(&CommOp::ReduceScatter { bytes: t, span });
+        let chunk = ab.time(&CommOp::Ring {
+            bytes: t / 8.0,
+            steps: 1,
+            span,
+        });
+        let expect = (ag - secs("q_proj.fwd", 0) - secs("kv_proj.fwd", 0)).max(0.0)
+            + (rs - secs("o_proj.fwd", UB_SM_MARGIN)).max(0.0)
+            + (ag - secs("mlp.gate_up.fwd", 0)).max(0.0)
+            + (rs - secs("mlp.down.fwd", UB_SM_MARGIN)).max(0.0)
+            + 4.0 * chunk;
+        // The engine's view: all TP time in the pass, less what runs beside compute.
+        let mut exposed = 0.0;
+        let mut beside = 0.0;
+        for s in &b.fwd {
+            match s {
+                Seg::Compute(ks) => {
+                    beside = ks
+                        .iter()
+                        .map(|k| km.busy(&k.shape, sms - k.sm_margin).as_secs_f64())
+                        .sum()
+                }
+                Seg::Comm { comm, parallel } => {
+                    let x = ab.time(&comm.op);
+                    exposed += if *parallel { (x - beside).max(0.0) } else { x };
+                }
+            }
+        }
+        assert!(
+            (exposed / expect - 1.0).abs() < 1e-9,
+            "{exposed} vs {expect}"
+        );
+        assert!(exposed < tp_secs(&c, &b.fwd), "overlap hides something");
+        assert_eq!(kernel(&b.fwd, "o_proj.fwd").sm_margin, UB_SM_MARGIN);
+        assert_eq!(kernel(&b.fwd, "q_proj.fwd").sm_margin, 0);
+    }
+
+    /// `tp_comm_overlap` needs sequence parallelism (Megatron asserts the same).
+    #[test]
+    fn tp_comm_overlap_requires_sequence_parallel() {
+        let e = try_gpt(&["workload.parallelism.tp_comm_overlap=true"]).unwrap_err();
+        assert!(format!("{e:?}").contains("sequence_parallel"), "{e:?}");
     }
 }
