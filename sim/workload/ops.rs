@@ -113,6 +113,24 @@ pub struct Extras {
     pub mtp_depth: u64,
 }
 
+/// Megatron's vocabulary-parallel cross entropy (megatron/core/tensor_parallel/cross_entropy.py,
+/// `VocabParallelCrossEntropy` / `_VocabParallelCrossEntropy`), one eager PyTorch kernel per
+/// step, bytes per BF16 logit of this rank's vocabulary shard. Forward: `.float()` (read 2,
+/// write 4), `max` (read 4), in-place `-= logits_max` (4 + 4), in-place `exp` (4 + 4),
+/// `sum` (read 4), in-place `div_` by the sum, the softmax saved for backward (4 + 4): 38 B.
+/// The target-logit gather and the loss are per token. Backward: the target's `-= 1` is per
+/// token; `mul_` by the loss gradient (4 + 4), then `.float()`'s backward casts the FP32
+/// gradient to the head's BF16 (read 4, write 2): 14 B. 52 B per logit in all.
+const CROSS_ENTROPY_FWD: [(&str, f64); 6] = [
+    ("to_fp32", 6.0),
+    ("max", 4.0),
+    ("sub_max", 8.0),
+    ("exp", 8.0),
+    ("sum", 4.0),
+    ("div_sum", 8.0),
+];
+const CROSS_ENTROPY_BWD: [(&str, f64); 2] = [("mul_grad", 8.0), ("grad_to_bf16", 6.0)];
+
 /// Splits off the kernels `{linear}.{pass}` of the linears split `tp_split` ways: (those, rest).
 fn split(
     ks: Vec<Kernel>,
@@ -832,11 +850,19 @@ impl<'a> Expander<'a> {
             }
             self.elementwise(&format!("{name}.final_norm"), 4.0 * h * t, w, false);
             self.gemms(&m.head_linear(), w, false);
-            let v = (m.vocab / self.layout.tp) as f64;
-            w.fwd
-                .push(mem(&format!("{name}.cross_entropy"), 8.0 * v * t));
-            w.bwd
-                .push(mem(&format!("{name}.cross_entropy.bwd"), 6.0 * v * t));
+            let logits = (m.vocab / self.layout.tp) as f64 * t;
+            for (op, per_logit) in CROSS_ENTROPY_FWD {
+                w.fwd.push(mem(
+                    &format!("{name}.cross_entropy.{op}"),
+                    per_logit * logits,
+                ));
+            }
+            for (op, per_logit) in CROSS_ENTROPY_BWD {
+                w.bwd.push(mem(
+                    &format!("{name}.cross_entropy.{op}"),
+                    per_logit * logits,
+                ));
+            }
         };
         if e.head {
             head(&mut w, "lm_head");
@@ -1051,5 +1077,29 @@ pricing: {gpu_hour: \"$2\"}
     fn tp_comm_overlap_requires_sequence_parallel() {
         let e = try_gpt(&["workload.parallelism.tp_comm_overlap=true"]).unwrap_err();
         assert!(format!("{e:?}").contains("sequence_parallel"), "{e:?}");
+    }
+
+    /// The output head's loss kernels move 52 B per logit (38 forward, 14 backward), as
+    /// Megatron's FP32 vocabulary-parallel cross entropy reads and writes them.
+    #[test]
+    fn cross_entropy_moves_fifty_two_bytes_per_logit() {
+        let (_, w) = gpt(&[]);
+        let b = expander(&w).extras(Extras {
+            head: true,
+            ..Default::default()
+        });
+        let logits = 51200.0 / 8.0 * 2048.0;
+        let sum = |segs: &[Seg]| -> f64 {
+            segs.iter()
+                .flat_map(|s| match s {
+                    Seg::Compute(ks) => ks.clone(),
+                    _ => Vec::new(),
+                })
+                .filter(|k| k.name.contains("cross_entropy"))
+                .map(|k| mem_bytes(&k))
+                .sum()
+        };
+        assert_eq!(sum(&b.fwd) / logits, 38.0);
+        assert_eq!(sum(&b.bwd) / logits, 14.0);
     }
 }
