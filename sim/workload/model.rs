@@ -79,6 +79,12 @@ pub struct Model {
     pub moe: Option<Moe>,
     /// Multi-token-prediction depth (DeepSeek-V3: 1).
     pub mtp_depth: u64,
+    /// Biases on the attention and on the feed-forward linears.
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    /// Dropout probabilities on the residual branches and on the attention probabilities.
+    pub hidden_dropout: f64,
+    pub attention_dropout: f64,
 }
 
 /// What a linear layer is part of.
@@ -244,6 +250,15 @@ impl Model {
                 })
             }
         };
+        let prob = |v: Option<f64>, key: &str| match v.unwrap_or(0.0) {
+            p if (0.0..1.0).contains(&p) => Ok(p),
+            p => Err(
+                Diagnostic::new(file, p.to_string(), "a probability in [0, 1)")
+                    .at(format!("model.{key}")),
+            ),
+        };
+        let hidden_dropout = prob(s.hidden_dropout, "hidden_dropout")?;
+        let attention_dropout = prob(s.attention_dropout, "attention_dropout")?;
         let dense_ffn = match moe {
             Some(m) if m.first_dense == 0 && m.freq == 1 => s.intermediate_size.unwrap_or(0),
             _ => need(s, s.intermediate_size, "intermediate_size", file)?,
@@ -259,6 +274,10 @@ impl Model {
             dense_ffn,
             moe,
             mtp_depth: s.num_nextn_predict_layers.unwrap_or(0),
+            attention_bias: s.attention_bias.unwrap_or(false),
+            mlp_bias: s.mlp_bias.unwrap_or(false),
+            hidden_dropout,
+            attention_dropout,
         })
     }
 
@@ -416,9 +435,20 @@ impl Model {
         v
     }
 
-    /// Norm weights and other vectors in a block.
+    /// Norm weights, biases and other vectors in a block.
     pub fn block_vector_params(&self, kind: LayerKind) -> u64 {
         let mut p = 2 * self.hidden;
+        if self.attention_bias {
+            p += self.attention_linears().iter().map(|l| l.n).sum::<u64>();
+        }
+        if self.mlp_bias {
+            p += self
+                .ffn_linears_of(kind)
+                .iter()
+                .filter(|l| matches!(l.part, Part::DenseFfn | Part::SharedExperts))
+                .map(|l| l.n * l.stored)
+                .sum::<u64>();
+        }
         if let Attention::Mla {
             q_lora, kv_lora, ..
         } = self.attention
@@ -603,6 +633,10 @@ impl Model {
                 b += m.routed as f64 * 4.0 / tp; // router probabilities (FP32)
             }
             _ => b += ffn(self.dense_ffn as f64, 1.0),
+        }
+        // Dropout masks of the two residual branches, one byte per element.
+        if self.hidden_dropout > 0.0 {
+            b += 2.0 * h / seq_tp;
         }
         b
     }

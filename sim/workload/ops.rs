@@ -537,6 +537,47 @@ impl<'a> Expander<'a> {
         b
     }
 
+    /// Dropout on a residual branch over `elems` elements, fused into Megatron's
+    /// bias-dropout-add: forward adds the 1-byte mask it writes for backward (the add itself is
+    /// the `residual` kernel); backward reads the gradient and the mask and writes the masked
+    /// gradient (2 + 1 + 2 B). Full recompute regenerates the mask.
+    fn hidden_dropout(&self, name: &str, elems: f64, w: &mut ChunkWork) {
+        if self.model.hidden_dropout <= 0.0 {
+            return;
+        }
+        w.fwd.push(mem(&format!("{name}.fwd"), elems));
+        if self.recompute == Recompute::Full {
+            w.bwd.push(mem(&format!("{name}.recompute"), elems));
+        }
+        w.bwd.push(mem(&format!("{name}.bwd"), 5.0 * elems));
+    }
+
+    /// Bias gradients of `lins`: each a reduction reading the BF16 output gradient once
+    /// (Megatron's `grad_output.sum(dim=0)`). The forward bias adds are free: fused into the
+    /// GEMM epilogue (column-parallel), bias-GELU, or bias-dropout-add (row-parallel). A
+    /// row-parallel output has 1/tp of the tokens under sequence parallelism.
+    fn bias_grads(&self, name: &str, on: bool, lins: &[Linear], w: &mut ChunkWork) {
+        if !on {
+            return;
+        }
+        let t = self.tokens() as f64;
+        let ts = if self.layout.sequence_parallel {
+            t / self.layout.tp as f64
+        } else {
+            t
+        };
+        let bytes: f64 = lins
+            .iter()
+            .filter(|l| !matches!(l.part, Part::Router | Part::RoutedExperts))
+            .map(|l| {
+                let (n, _) = self.local_nk(l);
+                let rows = if l.tp_split == Some(false) { ts } else { t };
+                2.0 * n as f64 * rows
+            })
+            .sum();
+        w.bwd.push(mem(name, bytes));
+    }
+
     /// One transformer block.
     pub fn block(&self, kind: LayerKind) -> BlockWork {
         let mut w = ChunkWork::default();
@@ -640,10 +681,19 @@ impl<'a> Expander<'a> {
             full,
         );
         self.elementwise("residual", 2.0 * 6.0 * h * ts, &mut w, full);
+        self.hidden_dropout("attn_dropout", h * ts, &mut w);
+        self.bias_grads(
+            "attn_bias_grad",
+            m.attention_bias,
+            &m.attention_linears(),
+            &mut w,
+        );
         self.elementwise("ffn_norm", 4.0 * h * ts, &mut w, sel);
         self.elementwise("ffn_cast", self.cast_bytes(h * ts), &mut w, full);
 
         let attn = std::mem::take(&mut w);
+        self.hidden_dropout("mlp_dropout", h * ts, &mut w);
+        self.bias_grads("mlp_bias_grad", m.mlp_bias, &m.ffn_linears_of(kind), &mut w);
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
         match (kind, m.moe) {
             (LayerKind::Moe, Some(moe)) => {
@@ -801,6 +851,12 @@ impl<'a> Expander<'a> {
         };
         if e.embedding {
             w.fwd.push(mem("embedding.gather", 4.0 * h * t));
+            if m.hidden_dropout > 0.0 {
+                // Embedding dropout (unfused): read, write and mask out; backward likewise.
+                let ts = if sp { t / self.layout.tp as f64 } else { t };
+                w.fwd.push(mem("embedding.dropout.fwd", 5.0 * h * ts));
+                w.bwd.push(mem("embedding.dropout.bwd", 5.0 * h * ts));
+            }
             w.wgrad
                 .push(mem("embedding.wgrad_scatter_add", 10.0 * h * t));
             // The vocabulary-parallel embedding sums its partial lookups: all-reduce, or
@@ -1101,5 +1157,45 @@ pricing: {gpu_hour: \"$2\"}
         };
         assert_eq!(sum(&b.fwd) / logits, 38.0);
         assert_eq!(sum(&b.bwd) / logits, 14.0);
+    }
+
+    /// Biases cost their gradient reductions (one read of each biased output gradient);
+    /// hidden dropout costs a 1-byte mask per residual-branch element forward and a
+    /// 5-byte masked-gradient pass backward, and keeps the masks as activations.
+    #[test]
+    fn biases_and_dropout_add_their_kernels_and_masks() {
+        let on = [
+            "workload.model.attention_bias=true",
+            "workload.model.mlp_bias=true",
+            "workload.model.hidden_dropout=0.1",
+            "workload.model.attention_dropout=0.1",
+        ];
+        let (_, w) = gpt(&on);
+        let b = expander(&w).block(LayerKind::Dense);
+        let (t, h, tp) = (2048.0, 4096.0, 8.0);
+        assert_eq!(mem_bytes(kernel(&b.fwd, "attn_dropout.fwd")), h * t);
+        assert_eq!(mem_bytes(kernel(&b.bwd, "mlp_dropout.bwd")), 5.0 * h * t);
+        // q, k, v (column-parallel, 3h/tp) and o (row-parallel, h); up (4h/tp) and down (h).
+        assert_eq!(
+            mem_bytes(kernel(&b.bwd, "attn_bias_grad")),
+            2.0 * t * (3.0 * h / tp + h)
+        );
+        assert_eq!(
+            mem_bytes(kernel(&b.bwd, "mlp_bias_grad")),
+            2.0 * t * (4.0 * h / tp + h)
+        );
+        let (_, plain) = gpt(&[]);
+        let m = &w.model;
+        assert_eq!(
+            m.block_vector_params(LayerKind::Dense)
+                - plain.model.block_vector_params(LayerKind::Dense),
+            (3 + 1 + 4 + 1) * 4096
+        );
+        let act = |m: &crate::workload::model::Model, sp| {
+            m.activation_bytes_per_token(LayerKind::Dense, Recompute::None, Dtype::Bf16, 8, sp)
+        };
+        assert_eq!(act(m, false) - act(&plain.model, false), 2.0 * h);
+        assert_eq!(act(m, true) - act(&plain.model, true), 2.0 * h / tp);
+        assert!(try_gpt(&["workload.model.hidden_dropout=1.0"]).is_err());
     }
 }
