@@ -12,7 +12,7 @@ use crate::net::{AlphaBeta, CommCost, CommOp};
 use crate::topo::Cluster;
 use crate::workload::layout::{span, Layout, Span};
 use crate::workload::model::{LayerKind, Model, Part};
-use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras};
+use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras, Kernel, Seg};
 use crate::workload::schedule;
 use crate::workload::Workload;
 use serde::Serialize;
@@ -31,6 +31,10 @@ pub struct ChunkCost {
     pub attention: f64,
     /// Communication by kind (fwd + bwd).
     pub comm: BTreeMap<String, f64>,
+    /// Of that, what runs beside a compute segment and fits in it (tensor-parallel
+    /// userbuffers overlap), by kind; context-parallel hiding is priced from `attention`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hidden: BTreeMap<String, f64>,
     pub kernels: usize,
 }
 
@@ -49,6 +53,9 @@ impl ChunkCost {
         self.kernels += o.kernels;
         for (k, v) in &o.comm {
             *self.comm.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.hidden {
+            *self.hidden.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -100,13 +107,40 @@ fn kind_name(k: CommKind) -> &'static str {
     }
 }
 
+/// Seconds of a run of kernels on `sms` SMs, less each kernel's margin.
+fn kernels_secs(ks: &[Kernel], km: &KernelModel, sms: u32) -> f64 {
+    ks.iter()
+        .map(|k| km.busy(&k.shape, sms - k.sm_margin).as_secs_f64())
+        .sum()
+}
+
+/// Prices a block's work: its kernels and communication, and the communication that runs
+/// beside a compute segment (`Seg::Comm { parallel }`) as far as that segment's time covers it.
+fn cost_block(b: &BlockWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> ChunkCost {
+    let mut c = cost(&b.flatten(), km, sms, ab);
+    for segs in [&b.fwd, &b.bwd, &b.wgrad] {
+        let mut beside = 0.0;
+        for s in segs {
+            match s {
+                Seg::Compute(ks) => beside = kernels_secs(ks, km, sms),
+                Seg::Comm {
+                    comm,
+                    parallel: true,
+                } if comm.kind != CommKind::Cp => {
+                    *c.hidden
+                        .entry(kind_name(comm.kind).to_string())
+                        .or_default() += ab.time(&comm.op).min(beside);
+                }
+                Seg::Comm { .. } => {}
+            }
+        }
+    }
+    c
+}
+
 /// Prices a chunk's work.
 fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> ChunkCost {
-    let t = |ks: &[crate::workload::ops::Kernel]| {
-        ks.iter()
-            .map(|k| km.busy(&k.shape, sms).as_secs_f64())
-            .sum::<f64>()
-    };
+    let t = |ks: &[Kernel]| kernels_secs(ks, km, sms);
     let attention = work
         .fwd
         .iter()
@@ -126,6 +160,7 @@ fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> Chun
         wgrad: t(&work.wgrad),
         attention,
         comm,
+        hidden: BTreeMap::new(),
         kernels: work.fwd.len() + work.bwd.len() + work.wgrad.len(),
     }
 }
@@ -221,7 +256,7 @@ impl<'a> Staging<'a> {
             mtp_depth: model.mtp_depth,
             ..Default::default()
         });
-        let price = |b: &BlockWork| cost(&b.flatten(), &km, sms, ab);
+        let price = |b: &BlockWork| cost_block(b, &km, sms, ab);
         let dense_c = price(&dense);
         let moe_c = moe.as_ref().map(price);
         let block_cost = |k: LayerKind| match k {
@@ -489,6 +524,7 @@ impl<'a> Staging<'a> {
                     self.w.recompute,
                     self.w.precision.activations,
                     self.layout.tp,
+                    self.layout.sequence_parallel,
                 ) * t
             })
             .sum()
@@ -529,7 +565,7 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
                 let e = if k == "cp" {
                     (v - c.attention).max(0.0)
                 } else {
-                    *v
+                    v - c.hidden.get(k).copied().unwrap_or(0.0)
                 };
                 exposed.insert(k.clone(), e);
                 t += e;

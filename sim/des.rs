@@ -46,7 +46,9 @@ fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
     segs.iter()
         .map(|s| match s {
             Seg::Compute(ks) => {
-                let t = |k: &&crate::workload::ops::Kernel| st.km.busy(&k.shape, st.sms).ps;
+                let t = |k: &&crate::workload::ops::Kernel| {
+                    st.km.busy(&k.shape, st.sms - k.sm_margin).ps
+                };
                 SegPlan {
                     kind: SegKind::Compute,
                     ps: ks.iter().map(|k| t(&k)).sum(),

@@ -66,6 +66,15 @@ model_fields! {
     v_head_dim: u64,
     num_nextn_predict_layers: u64,
     max_position_embeddings: u64,
+    /// Biases on the attention projections (Hugging Face Llama `attention_bias`).
+    attention_bias: bool,
+    /// Biases on the feed-forward projections (Hugging Face Llama `mlp_bias`).
+    mlp_bias: bool,
+    /// Dropout on each block's two residual branches (and the embedding), as a probability
+    /// (Hugging Face GPT-NeoX `hidden_dropout`).
+    hidden_dropout: f64,
+    /// Dropout on the attention probabilities (Hugging Face GPT-NeoX `attention_dropout`).
+    attention_dropout: f64,
 }
 
 /// Aliases accepted from `config.json` besides [`ModelSpec::HF_FIELDS`].

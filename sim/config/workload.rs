@@ -286,6 +286,14 @@ pub struct ParallelismSpec {
     /// SMs reserved for communication kernels (DeepSeek-V3: 20 of 132).
     #[serde(default)]
     pub comm_sms: u32,
+    /// Megatron `--sequence-parallel`: tensor-parallel all-reduces become all-gather +
+    /// reduce-scatter, and norms, dropout and residuals work on 1/tp of the sequence.
+    #[serde(default)]
+    pub sequence_parallel: bool,
+    /// Megatron/Transformer Engine `--tp-comm-overlap` (userbuffers): tensor-parallel
+    /// all-gathers and reduce-scatters pipelined with their GEMMs. Needs `sequence_parallel`.
+    #[serde(default)]
+    pub tp_comm_overlap: bool,
 }
 
 /// Keys a phase may change in the parallel layout.

@@ -26,6 +26,8 @@ pub struct Layout {
     pub seq_len: u64,
     pub global_batch: u64,
     pub comm_sms: u32,
+    pub sequence_parallel: bool,
+    pub tp_comm_overlap: bool,
 }
 
 /// Where a process group sits: members per node and nodes spanned.
@@ -198,6 +200,14 @@ impl Layout {
                 format!("fewer than the chip's {} SMs", gpu.sms.value),
             ));
         }
+        if p.tp_comm_overlap && !p.sequence_parallel {
+            return Err(e(
+                "tp_comm_overlap",
+                "true without sequence_parallel".into(),
+                "sequence_parallel: true (Megatron's --tp-comm-overlap needs --sequence-parallel)"
+                    .into(),
+            ));
+        }
         Ok(Layout {
             tp: p.tp,
             pp: p.pp,
@@ -212,6 +222,8 @@ impl Layout {
             seq_len,
             global_batch,
             comm_sms: p.comm_sms,
+            sequence_parallel: p.sequence_parallel && p.tp > 1,
+            tp_comm_overlap: p.tp_comm_overlap && p.tp > 1,
         })
     }
 

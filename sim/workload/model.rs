@@ -79,6 +79,12 @@ pub struct Model {
     pub moe: Option<Moe>,
     /// Multi-token-prediction depth (DeepSeek-V3: 1).
     pub mtp_depth: u64,
+    /// Biases on the attention and on the feed-forward linears.
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    /// Dropout probabilities on the residual branches and on the attention probabilities.
+    pub hidden_dropout: f64,
+    pub attention_dropout: f64,
 }
 
 /// What a linear layer is part of.
@@ -244,6 +250,15 @@ impl Model {
                 })
             }
         };
+        let prob = |v: Option<f64>, key: &str| match v.unwrap_or(0.0) {
+            p if (0.0..1.0).contains(&p) => Ok(p),
+            p => Err(
+                Diagnostic::new(file, p.to_string(), "a probability in [0, 1)")
+                    .at(format!("model.{key}")),
+            ),
+        };
+        let hidden_dropout = prob(s.hidden_dropout, "hidden_dropout")?;
+        let attention_dropout = prob(s.attention_dropout, "attention_dropout")?;
         let dense_ffn = match moe {
             Some(m) if m.first_dense == 0 && m.freq == 1 => s.intermediate_size.unwrap_or(0),
             _ => need(s, s.intermediate_size, "intermediate_size", file)?,
@@ -259,6 +274,10 @@ impl Model {
             dense_ffn,
             moe,
             mtp_depth: s.num_nextn_predict_layers.unwrap_or(0),
+            attention_bias: s.attention_bias.unwrap_or(false),
+            mlp_bias: s.mlp_bias.unwrap_or(false),
+            hidden_dropout,
+            attention_dropout,
         })
     }
 
@@ -416,9 +435,20 @@ impl Model {
         v
     }
 
-    /// Norm weights and other vectors in a block.
+    /// Norm weights, biases and other vectors in a block.
     pub fn block_vector_params(&self, kind: LayerKind) -> u64 {
         let mut p = 2 * self.hidden;
+        if self.attention_bias {
+            p += self.attention_linears().iter().map(|l| l.n).sum::<u64>();
+        }
+        if self.mlp_bias {
+            p += self
+                .ffn_linears_of(kind)
+                .iter()
+                .filter(|l| matches!(l.part, Part::DenseFfn | Part::SharedExperts))
+                .map(|l| l.n * l.stored)
+                .sum::<u64>();
+        }
         if let Attention::Mla {
             q_lora, kv_lora, ..
         } = self.attention
@@ -540,13 +570,17 @@ impl Model {
     ///
     /// `act` is the format of cached GEMM inputs (DeepSeek-V3 caches them in FP8); norms and the
     /// residual stream stay BF16. `Selective` recomputes norms, up-projections and the SwiGLU
-    /// output (DeepSeek-V3 §3.2.3); `Full` keeps only the block input.
+    /// output (DeepSeek-V3 §3.2.3); `Full` keeps only the block input (split over the
+    /// tensor-parallel ranks, as Megatron's distributed checkpointed activations or sequence
+    /// parallelism keep it). `sp`: sequence parallelism, which shards the norm and residual
+    /// activations over the tensor-parallel ranks.
     pub fn activation_bytes_per_token(
         &self,
         kind: LayerKind,
         recompute: Recompute,
         act: Dtype,
         tp: u64,
+        sp: bool,
     ) -> f64 {
         let h = self.hidden as f64;
         let a = act.bytes();
@@ -554,12 +588,13 @@ impl Model {
         if recompute == Recompute::Full {
             return 2.0 * h / tp;
         }
+        let seq_tp = if sp { tp } else { 1.0 };
         let heads = self.attention.heads() as f64 / tp;
         let (dqk, dv) = self.attention.core_dims();
         let (dqk, dv) = (dqk as f64, dv as f64);
         // Residual stream at both norms (BF16), normed block inputs feeding GEMMs; sharded over
-        // the tensor-parallel ranks (sequence parallelism, as Megatron-LM runs TP).
-        let mut b = (2.0 * 2.0 * h + 2.0 * h * a) / tp;
+        // the tensor-parallel ranks under sequence parallelism.
+        let mut b = (2.0 * 2.0 * h + 2.0 * h * a) / seq_tp;
         // Attention: latent/projection inputs, q/k/v for the core, its output and log-sum-exp.
         match self.attention {
             Attention::Mla {
@@ -598,6 +633,10 @@ impl Model {
                 b += m.routed as f64 * 4.0 / tp; // router probabilities (FP32)
             }
             _ => b += ffn(self.dense_ffn as f64, 1.0),
+        }
+        // Dropout masks of the two residual branches, one byte per element.
+        if self.hidden_dropout > 0.0 {
+            b += 2.0 * h / seq_tp;
         }
         b
     }
@@ -690,11 +729,18 @@ mod tests {
     fn full_recompute_keeps_only_the_block_input() {
         let m = deepseek_v3();
         assert_eq!(
-            m.activation_bytes_per_token(LayerKind::Moe, Recompute::Full, Dtype::Fp8, 1),
+            m.activation_bytes_per_token(LayerKind::Moe, Recompute::Full, Dtype::Fp8, 1, false),
             2.0 * 7168.0
         );
-        let sel = m.activation_bytes_per_token(LayerKind::Moe, Recompute::Selective, Dtype::Fp8, 1);
-        let none = m.activation_bytes_per_token(LayerKind::Moe, Recompute::None, Dtype::Bf16, 1);
+        let sel = m.activation_bytes_per_token(
+            LayerKind::Moe,
+            Recompute::Selective,
+            Dtype::Fp8,
+            1,
+            false,
+        );
+        let none =
+            m.activation_bytes_per_token(LayerKind::Moe, Recompute::None, Dtype::Bf16, 1, false);
         assert!(sel < none && sel > 2.0 * 7168.0);
     }
 }

@@ -5,11 +5,18 @@
 //! (with any recomputation) and backward-for-weights, as DeepSeek-V3's trace separates them,
 //! and the communication each pass issues.
 
-use crate::config::workload::{Dtype, PrecisionSpec, Recompute};
+use crate::config::workload::{Dtype, PrecisionSpec, Recompute, Schedule};
 use crate::hw::KernelShape;
 use crate::net::{CommOp, MoeRoute};
-use crate::workload::layout::Layout;
+use crate::workload::layout::{Layout, Span};
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
+
+/// SMs a GEMM gives up while Transformer Engine's userbuffers run a `pipeline` or `bulk`
+/// tensor-parallel collective beside it: TE `initialize_ub` default config (pytorch/module/base.py,
+/// `get_default_config`): `num_sm` 16 and `set_sm_margin` for every method but `ring_exchange`,
+/// which drives copy engines from 1 SM and leaves the GEMM all of them. A framework default,
+/// not a fitted constant.
+pub const UB_SM_MARGIN: u32 = 16;
 
 /// Which traffic class a communication belongs to, for the exposed-communication breakdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +32,8 @@ pub enum CommKind {
 pub struct Kernel {
     pub name: String,
     pub shape: KernelShape,
+    /// SMs left to a communication kernel running beside this one (see [`UB_SM_MARGIN`]).
+    pub sm_margin: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,86 +113,37 @@ pub struct Extras {
     pub mtp_depth: u64,
 }
 
-/// Orders a block's attention and feed-forward work into segments. Communication issued while
-/// building (`comm_fwd`/`comm_bwd`) attaches by kind: expert dispatch before the experts and
-/// combine after them, tensor-parallel all-reduces after each part, the context-parallel ring
-/// beside the attention.
-fn assemble(attn: ChunkWork, ffn: ChunkWork) -> BlockWork {
-    let pick = |cs: &[Comm], name: &str| {
-        cs.iter()
-            .filter(|c| c.name == name)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let comm = |c: Comm, parallel| Seg::Comm { comm: c, parallel };
-    let mut b = BlockWork::default();
-    let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
-    let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
-    // Forward: [cp ring ∥] attention, tp, dispatch, experts/mlp, combine, tp.
-    b.fwd.push(Seg::Compute(attn.fwd));
-    b.fwd.extend(
-        pick(&all_f, "cp.kv_ring")
-            .into_iter()
-            .map(|c| comm(c, true)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "tp.attn_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "moe.dispatch")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.push(Seg::Compute(ffn.fwd));
-    b.fwd.extend(
-        pick(&all_f, "moe.combine")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.fwd.extend(
-        pick(&all_f, "tp.mlp_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    // Backward: combine⁻¹, experts/mlp, tp, dispatch⁻¹, attention [∥ cp ring], tp.
-    b.bwd.extend(
-        pick(&all_b, "moe.combine.bwd")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.push(Seg::Compute(ffn.bwd));
-    b.bwd.extend(
-        pick(&all_b, "tp.mlp_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.extend(
-        pick(&all_b, "moe.dispatch.bwd")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.bwd.push(Seg::Compute(attn.bwd));
-    b.bwd.extend(
-        pick(&all_b, "cp.kv_dkv_ring")
-            .into_iter()
-            .map(|c| comm(c, true)),
-    );
-    b.bwd.extend(
-        pick(&all_b, "tp.attn_allreduce")
-            .into_iter()
-            .map(|c| comm(c, false)),
-    );
-    b.wgrad.push(Seg::Compute(ffn.wgrad));
-    b.wgrad.push(Seg::Compute(attn.wgrad));
-    b.fwd
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.bwd
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b.wgrad
-        .retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
-    b
+/// Megatron's vocabulary-parallel cross entropy (megatron/core/tensor_parallel/cross_entropy.py,
+/// `VocabParallelCrossEntropy` / `_VocabParallelCrossEntropy`), one eager PyTorch kernel per
+/// step, bytes per BF16 logit of this rank's vocabulary shard. Forward: `.float()` (read 2,
+/// write 4), `max` (read 4), in-place `-= logits_max` (4 + 4), in-place `exp` (4 + 4),
+/// `sum` (read 4), in-place `div_` by the sum, the softmax saved for backward (4 + 4): 38 B.
+/// The target-logit gather and the loss are per token. Backward: the target's `-= 1` is per
+/// token; `mul_` by the loss gradient (4 + 4), then `.float()`'s backward casts the FP32
+/// gradient to the head's BF16 (read 4, write 2): 14 B. 52 B per logit in all.
+const CROSS_ENTROPY_FWD: [(&str, f64); 6] = [
+    ("to_fp32", 6.0),
+    ("max", 4.0),
+    ("sub_max", 8.0),
+    ("exp", 8.0),
+    ("sum", 4.0),
+    ("div_sum", 8.0),
+];
+const CROSS_ENTROPY_BWD: [(&str, f64); 2] = [("mul_grad", 8.0), ("grad_to_bf16", 6.0)];
+
+/// Splits off the kernels `{linear}.{pass}` of the linears split `tp_split` ways: (those, rest).
+fn split(
+    ks: Vec<Kernel>,
+    lins: &[Linear],
+    tp_split: Option<bool>,
+    pass: &str,
+) -> (Vec<Kernel>, Vec<Kernel>) {
+    let names: Vec<String> = lins
+        .iter()
+        .filter(|l| l.tp_split == tp_split)
+        .map(|l| format!("{}.{pass}", l.name))
+        .collect();
+    ks.into_iter().partition(|k| names.contains(&k.name))
 }
 
 /// Expands micro-batches into kernels for one model, layout and precision.
@@ -200,6 +160,7 @@ fn mem(name: &str, bytes: f64) -> Kernel {
     Kernel {
         name: name.to_string(),
         shape: KernelShape::Memory { bytes },
+        sm_margin: 0,
     }
 }
 
@@ -262,20 +223,24 @@ impl<'a> Expander<'a> {
         w.fwd.push(Kernel {
             name: format!("{}.fwd", l.name),
             shape: g(m, n, k, false),
+            sm_margin: 0,
         });
         if recompute_fwd {
             w.bwd.push(Kernel {
                 name: format!("{}.recompute", l.name),
                 shape: g(m, n, k, false),
+                sm_margin: 0,
             });
         }
         w.bwd.push(Kernel {
             name: format!("{}.dgrad", l.name),
             shape: g(m, k, n, false),
+            sm_margin: 0,
         });
         w.wgrad.push(Kernel {
             name: format!("{}.wgrad", l.name),
             shape: g(n, k, m, true),
+            sm_margin: 0,
         });
         if dtype == Dtype::Fp8 {
             // FP8 backward quantizes the output gradient per token for Dgrad, and per channel
@@ -302,6 +267,321 @@ impl<'a> Expander<'a> {
         w.bwd.push(mem(&format!("{name}.bwd"), 2.0 * fwd_bytes));
     }
 
+    /// A tensor-parallel collective of a block part (`attn` or `mlp`) over its full activation.
+    fn tp_comm(&self, name: String, op: fn(f64, Span) -> CommOp, chunk: bool) -> Comm {
+        let t = self.tokens() as f64;
+        let bytes = t * self.model.hidden as f64 * 2.0;
+        let span = self.layout.tp_span(self.gpus_per_node);
+        let op = if chunk {
+            // One ring step of a userbuffers exchange: the chunk the GEMM waits for (all-gather)
+            // or that is left to send after it (reduce-scatter).
+            CommOp::Ring {
+                bytes: bytes / self.layout.tp as f64,
+                steps: 1,
+                span,
+            }
+        } else {
+            op(bytes, span)
+        };
+        Comm {
+            kind: CommKind::Tp,
+            name,
+            op,
+        }
+    }
+
+    /// Forward segments of one part of a block (`tag` attn or mlp, linears `lins`, kernels `ks`)
+    /// with its tensor-parallel collectives; `side` runs beside the part's non-GEMM compute
+    /// (the context-parallel ring). `re`: the forward repeated by full recompute.
+    ///
+    /// Megatron without sequence parallelism all-reduces the part's output; with it, the
+    /// column-parallel GEMM's input is all-gathered and the row-parallel GEMM's output
+    /// reduce-scattered. Under `--tp-comm-overlap` TE userbuffers pipeline each with its GEMM:
+    /// ring-exchange all-gather beside the column GEMM, pipelined reduce-scatter beside the
+    /// row GEMM (which gives up [`UB_SM_MARGIN`] SMs), each leaving one chunk exposed.
+    fn part_fwd(
+        &self,
+        tag: &str,
+        lins: &[Linear],
+        ks: Vec<Kernel>,
+        side: Vec<Comm>,
+        re: bool,
+    ) -> Vec<Seg> {
+        let lay = self.layout;
+        let sfx = if re { "recompute" } else { "fwd" };
+        let nm = |base: &str| {
+            if re {
+                format!("tp.{tag}_{base}.recompute")
+            } else {
+                format!("tp.{tag}_{base}")
+            }
+        };
+        let block = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let beside = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: true,
+        };
+        let mut v = Vec::new();
+        let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
+        let ag = |c| {
+            self.tp_comm(
+                nm("allgather"),
+                |bytes, span| CommOp::AllGather { bytes, span },
+                c,
+            )
+        };
+        let rs = |c| {
+            self.tp_comm(
+                nm("reducescatter"),
+                |bytes, span| CommOp::ReduceScatter { bytes, span },
+                c,
+            )
+        };
+        if !tp || !lay.sequence_parallel {
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            if tp {
+                v.push(block(self.tp_comm(
+                    nm("allreduce"),
+                    |bytes, span| CommOp::AllReduce { bytes, span },
+                    false,
+                )));
+            }
+        } else if !lay.tp_comm_overlap {
+            v.push(block(ag(false)));
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            v.push(block(rs(false)));
+        } else {
+            let (col, rest) = split(ks, lins, Some(true), sfx);
+            let (mut row, rest) = split(rest, lins, Some(false), sfx);
+            for k in &mut row {
+                k.sm_margin = UB_SM_MARGIN;
+            }
+            v.push(Seg::Compute(col));
+            v.push(beside(ag(false)));
+            v.push(block(ag(true)));
+            v.push(Seg::Compute(rest));
+            v.extend(side.into_iter().map(beside));
+            v.push(Seg::Compute(row));
+            v.push(beside(rs(false)));
+            v.push(block(rs(true)));
+        }
+        v
+    }
+
+    /// Backward segments of one part (input gradients; `wgrad` is the part's weight-gradient
+    /// list, from which column-parallel GEMMs may move into the backward).
+    ///
+    /// With sequence parallelism Megatron all-gathers the row-parallel GEMM's output gradient,
+    /// re-gathers the column-parallel GEMM's input for its weight gradient beside the Dgrad GEMM
+    /// (`LinearWithGradAccumulationAndAsyncCommunication`, relying on
+    /// CUDA_DEVICE_MAX_CONNECTIONS=1), and reduce-scatters the input gradient beside the Wgrad
+    /// GEMM, which therefore runs inside the backward, unless the schedule defers weight
+    /// gradients (ZB1P, DualPipe), where the reduce-scatter is exposed. Under
+    /// `--tp-comm-overlap` the output-gradient all-gather is a ring exchange beside the
+    /// row-parallel Dgrad, and the two bulk collectives take [`UB_SM_MARGIN`] SMs from their GEMMs.
+    fn part_bwd(
+        &self,
+        tag: &str,
+        lins: &[Linear],
+        ks: Vec<Kernel>,
+        wgrad: &mut Vec<Kernel>,
+        side: Vec<Comm>,
+    ) -> Vec<Seg> {
+        let lay = self.layout;
+        let nm = |base: &str| format!("tp.{tag}_{base}");
+        let block = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let beside = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: true,
+        };
+        let ag = |name: &str, c| {
+            self.tp_comm(nm(name), |bytes, span| CommOp::AllGather { bytes, span }, c)
+        };
+        let rs = || {
+            self.tp_comm(
+                nm("reducescatter"),
+                |bytes, span| CommOp::ReduceScatter { bytes, span },
+                false,
+            )
+        };
+        let mut v = Vec::new();
+        let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
+        if !tp || !lay.sequence_parallel {
+            v.push(Seg::Compute(ks));
+            v.extend(side.into_iter().map(beside));
+            if tp {
+                v.push(block(self.tp_comm(
+                    nm("allreduce"),
+                    |bytes, span| CommOp::AllReduce { bytes, span },
+                    false,
+                )));
+            }
+            return v;
+        }
+        let overlap = lay.tp_comm_overlap;
+        let margin = if overlap { UB_SM_MARGIN } else { 0 };
+        let (mut col_dgrad, rest) = split(ks, lins, Some(true), "dgrad");
+        if overlap {
+            let (row_dgrad, rest) = split(rest, lins, Some(false), "dgrad");
+            v.push(Seg::Compute(row_dgrad));
+            v.push(beside(ag("grad_allgather", false)));
+            v.push(block(ag("grad_allgather", true)));
+            v.push(Seg::Compute(rest));
+        } else {
+            v.push(block(ag("grad_allgather", false)));
+            v.push(Seg::Compute(rest));
+        }
+        v.extend(side.into_iter().map(beside));
+        for k in &mut col_dgrad {
+            k.sm_margin = margin;
+        }
+        v.push(Seg::Compute(col_dgrad));
+        v.push(beside(ag("input_allgather", false)));
+        let deferred = matches!(
+            lay.schedule,
+            Schedule::Zb1p | Schedule::Dualpipe | Schedule::Dualpipev
+        );
+        if deferred {
+            v.push(block(rs()));
+        } else {
+            let (mut col_wgrad, rest) = split(std::mem::take(wgrad), lins, Some(true), "wgrad");
+            *wgrad = rest;
+            for k in &mut col_wgrad {
+                k.sm_margin = margin;
+            }
+            v.push(Seg::Compute(col_wgrad));
+            v.push(beside(rs()));
+        }
+        v
+    }
+
+    /// Orders a block's attention and feed-forward work into segments: per part, the
+    /// tensor-parallel layout of [`Self::part_fwd`] / [`Self::part_bwd`]; expert dispatch
+    /// before the experts and combine after them; the context-parallel ring beside the
+    /// attention; under full recompute, the repeated forward (with its collectives) first in
+    /// the backward. `kind` is `None` for the embedding and head, which carry no block collectives.
+    fn assemble(
+        &self,
+        mut attn: ChunkWork,
+        mut ffn: ChunkWork,
+        kind: Option<LayerKind>,
+    ) -> BlockWork {
+        let pick = |cs: &[Comm], name: &str| {
+            cs.iter()
+                .filter(|c| c.name == name)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let comm = |c: Comm| Seg::Comm {
+            comm: c,
+            parallel: false,
+        };
+        let m = self.model;
+        let (attn_l, ffn_l) = match kind {
+            Some(k) => (m.attention_linears(), m.ffn_linears_of(k)),
+            None => (Vec::new(), Vec::new()),
+        };
+        let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
+        let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
+        // Forward: attention [∥ cp ring] with its tp collectives, dispatch, experts/mlp with
+        // theirs, combine.
+        let mut b = BlockWork {
+            fwd: self.part_fwd("attn", &attn_l, attn.fwd, pick(&all_f, "cp.kv_ring"), false),
+            ..Default::default()
+        };
+        b.fwd
+            .extend(pick(&all_f, "moe.dispatch").into_iter().map(comm));
+        b.fwd
+            .extend(self.part_fwd("mlp", &ffn_l, ffn.fwd, Vec::new(), false));
+        b.fwd
+            .extend(pick(&all_f, "moe.combine").into_iter().map(comm));
+        // Backward: full recompute's forward, combine⁻¹, experts/mlp, dispatch⁻¹, attention
+        // [∥ cp ring], each part with its tp collectives.
+        if self.recompute == Recompute::Full && kind.is_some() {
+            let (attn_re, attn_b) = attn
+                .bwd
+                .into_iter()
+                .partition(|k| k.name.ends_with(".recompute"));
+            let (ffn_re, ffn_b) = ffn
+                .bwd
+                .into_iter()
+                .partition(|k| k.name.ends_with(".recompute"));
+            attn.bwd = attn_b;
+            ffn.bwd = ffn_b;
+            b.bwd = self.part_fwd("attn", &attn_l, attn_re, Vec::new(), true);
+            b.bwd
+                .extend(self.part_fwd("mlp", &ffn_l, ffn_re, Vec::new(), true));
+        }
+        b.bwd
+            .extend(pick(&all_b, "moe.combine.bwd").into_iter().map(comm));
+        b.bwd
+            .extend(self.part_bwd("mlp", &ffn_l, ffn.bwd, &mut ffn.wgrad, Vec::new()));
+        b.bwd
+            .extend(pick(&all_b, "moe.dispatch.bwd").into_iter().map(comm));
+        b.bwd.extend(self.part_bwd(
+            "attn",
+            &attn_l,
+            attn.bwd,
+            &mut attn.wgrad,
+            pick(&all_b, "cp.kv_dkv_ring"),
+        ));
+        b.wgrad.push(Seg::Compute(ffn.wgrad));
+        b.wgrad.push(Seg::Compute(attn.wgrad));
+        for segs in [&mut b.fwd, &mut b.bwd, &mut b.wgrad] {
+            segs.retain(|s| !matches!(s, Seg::Compute(k) if k.is_empty()));
+        }
+        b
+    }
+
+    /// Dropout on a residual branch over `elems` elements, fused into Megatron's
+    /// bias-dropout-add: forward adds the 1-byte mask it writes for backward (the add itself is
+    /// the `residual` kernel); backward reads the gradient and the mask and writes the masked
+    /// gradient (2 + 1 + 2 B). Full recompute regenerates the mask.
+    fn hidden_dropout(&self, name: &str, elems: f64, w: &mut ChunkWork) {
+        if self.model.hidden_dropout <= 0.0 {
+            return;
+        }
+        w.fwd.push(mem(&format!("{name}.fwd"), elems));
+        if self.recompute == Recompute::Full {
+            w.bwd.push(mem(&format!("{name}.recompute"), elems));
+        }
+        w.bwd.push(mem(&format!("{name}.bwd"), 5.0 * elems));
+    }
+
+    /// Bias gradients of `lins`: each a reduction reading the BF16 output gradient once
+    /// (Megatron's `grad_output.sum(dim=0)`). The forward bias adds are free: fused into the
+    /// GEMM epilogue (column-parallel), bias-GELU, or bias-dropout-add (row-parallel). A
+    /// row-parallel output has 1/tp of the tokens under sequence parallelism.
+    fn bias_grads(&self, name: &str, on: bool, lins: &[Linear], w: &mut ChunkWork) {
+        if !on {
+            return;
+        }
+        let t = self.tokens() as f64;
+        let ts = if self.layout.sequence_parallel {
+            t / self.layout.tp as f64
+        } else {
+            t
+        };
+        let bytes: f64 = lins
+            .iter()
+            .filter(|l| !matches!(l.part, Part::Router | Part::RoutedExperts))
+            .map(|l| {
+                let (n, _) = self.local_nk(l);
+                let rows = if l.tp_split == Some(false) { ts } else { t };
+                2.0 * n as f64 * rows
+            })
+            .sum();
+        w.bwd.push(mem(name, bytes));
+    }
+
     /// One transformer block.
     pub fn block(&self, kind: LayerKind) -> BlockWork {
         let mut w = ChunkWork::default();
@@ -314,10 +594,12 @@ impl<'a> Expander<'a> {
         let sel = self.recompute != Recompute::None;
         let heads = m.attention.heads() / lay.tp;
         let (dqk, dv) = m.attention.core_dims();
+        // Sequence parallelism: norms, residuals (and dropout) see 1/tp of the tokens.
+        let ts = if lay.sequence_parallel { t / tp } else { t };
 
         // Attention.
-        self.elementwise("attn_norm", 4.0 * h * t, &mut w, sel);
-        self.elementwise("attn_cast", self.cast_bytes(h * t), &mut w, full);
+        self.elementwise("attn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("attn_cast", self.cast_bytes(h * ts), &mut w, full);
         for l in m.attention_linears() {
             let up_proj = matches!(l.name, "q_b_proj" | "kv_b_proj");
             self.gemms(&l, &mut w, full || (sel && up_proj));
@@ -377,16 +659,19 @@ impl<'a> Expander<'a> {
         w.fwd.push(Kernel {
             name: "attention.core.fwd".into(),
             shape: core(false),
+            sm_margin: 0,
         });
         if full {
             w.bwd.push(Kernel {
                 name: "attention.core.recompute".into(),
                 shape: core(false),
+                sm_margin: 0,
             });
         }
         w.bwd.push(Kernel {
             name: "attention.core.bwd".into(),
             shape: core(true),
+            sm_margin: 0,
         });
         // Flash-attention backward pre/post-processing: dO·O row sums and the FP32 dQ accumulator.
         w.bwd.push(mem(
@@ -399,11 +684,20 @@ impl<'a> Expander<'a> {
             &mut w,
             full,
         );
-        self.elementwise("residual", 2.0 * 6.0 * h * t, &mut w, full);
-        self.elementwise("ffn_norm", 4.0 * h * t, &mut w, sel);
-        self.elementwise("ffn_cast", self.cast_bytes(h * t), &mut w, full);
+        self.elementwise("residual", 2.0 * 6.0 * h * ts, &mut w, full);
+        self.hidden_dropout("attn_dropout", h * ts, &mut w);
+        self.bias_grads(
+            "attn_bias_grad",
+            m.attention_bias,
+            &m.attention_linears(),
+            &mut w,
+        );
+        self.elementwise("ffn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("ffn_cast", self.cast_bytes(h * ts), &mut w, full);
 
         let attn = std::mem::take(&mut w);
+        self.hidden_dropout("mlp_dropout", h * ts, &mut w);
+        self.bias_grads("mlp_bias_grad", m.mlp_bias, &m.ffn_linears_of(kind), &mut w);
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
         match (kind, m.moe) {
             (LayerKind::Moe, Some(moe)) => {
@@ -491,19 +785,6 @@ impl<'a> Expander<'a> {
                 }
             }
         }
-        if lay.tp > 1 {
-            let span = lay.tp_span(self.gpus_per_node);
-            let bytes = t * h * 2.0;
-            for pass in [&mut w.comm_fwd, &mut w.comm_bwd] {
-                for name in ["tp.attn_allreduce", "tp.mlp_allreduce"] {
-                    pass.push(Comm {
-                        kind: CommKind::Tp,
-                        name: name.into(),
-                        op: CommOp::AllReduce { bytes, span },
-                    });
-                }
-            }
-        }
         if lay.cp > 1 {
             let span = lay.cp_span(self.gpus_per_node);
             // K and V of this rank's tokens (MLA passes the compressed latent and rope key, and
@@ -533,19 +814,20 @@ impl<'a> Expander<'a> {
             });
         }
         let ffn = w;
-        assemble(attn, ffn)
+        self.assemble(attn, ffn, Some(kind))
     }
 
     /// Embedding, output head and MTP modules, as one block-like unit of compute.
     pub fn extras(&self, e: Extras) -> BlockWork {
         let w = self.extras_work(e);
-        let mut b = assemble(
+        let mut b = self.assemble(
             ChunkWork::default(),
             ChunkWork {
                 comm_fwd: vec![],
                 comm_bwd: vec![],
                 ..w.clone()
             },
+            None,
         );
         // MTP blocks carry their own expert traffic: keep it, after the compute.
         b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm {
@@ -564,19 +846,84 @@ impl<'a> Expander<'a> {
         let m = self.model;
         let t = self.tokens() as f64;
         let h = m.hidden as f64;
+        let (tp, sp) = (self.layout.tp > 1, self.layout.sequence_parallel);
+        let ar = |name: &str| {
+            self.tp_comm(
+                name.into(),
+                |bytes, span| CommOp::AllReduce { bytes, span },
+                false,
+            )
+        };
         if e.embedding {
             w.fwd.push(mem("embedding.gather", 4.0 * h * t));
+            if m.hidden_dropout > 0.0 {
+                // Embedding dropout (unfused): read, write and mask out; backward likewise.
+                let ts = if sp { t / self.layout.tp as f64 } else { t };
+                w.fwd.push(mem("embedding.dropout.fwd", 5.0 * h * ts));
+                w.bwd.push(mem("embedding.dropout.bwd", 5.0 * h * ts));
+            }
             w.wgrad
                 .push(mem("embedding.wgrad_scatter_add", 10.0 * h * t));
+            // The vocabulary-parallel embedding sums its partial lookups: all-reduce, or
+            // reduce-scatter into the sequence-parallel region.
+            if tp {
+                w.comm_fwd.push(if sp {
+                    self.tp_comm(
+                        "tp.embedding_reducescatter".into(),
+                        |bytes, span| CommOp::ReduceScatter { bytes, span },
+                        false,
+                    )
+                } else {
+                    ar("tp.embedding_allreduce")
+                });
+            }
         }
         let head = |w: &mut ChunkWork, name: &str| {
+            // The column-parallel head gathers its sequence-parallel input and reduce-scatters
+            // its input gradient, or all-reduces that gradient without sequence parallelism;
+            // the vocabulary-parallel loss all-reduces three per-token scalars (max logit,
+            // target logit, sum of exponentials; Megatron `_VocabParallelCrossEntropy`).
+            if tp {
+                if sp {
+                    w.comm_fwd.push(self.tp_comm(
+                        format!("tp.{name}_allgather"),
+                        |bytes, span| CommOp::AllGather { bytes, span },
+                        false,
+                    ));
+                    w.comm_bwd.push(self.tp_comm(
+                        format!("tp.{name}_reducescatter"),
+                        |bytes, span| CommOp::ReduceScatter { bytes, span },
+                        false,
+                    ));
+                } else {
+                    w.comm_bwd.push(ar(&format!("tp.{name}_allreduce")));
+                }
+                for _ in 0..3 {
+                    w.comm_fwd.push(Comm {
+                        kind: CommKind::Tp,
+                        name: format!("tp.{name}.cross_entropy_allreduce"),
+                        op: CommOp::AllReduce {
+                            bytes: 4.0 * t,
+                            span: self.layout.tp_span(self.gpus_per_node),
+                        },
+                    });
+                }
+            }
             self.elementwise(&format!("{name}.final_norm"), 4.0 * h * t, w, false);
             self.gemms(&m.head_linear(), w, false);
-            let v = (m.vocab / self.layout.tp) as f64;
-            w.fwd
-                .push(mem(&format!("{name}.cross_entropy"), 8.0 * v * t));
-            w.bwd
-                .push(mem(&format!("{name}.cross_entropy.bwd"), 6.0 * v * t));
+            let logits = (m.vocab / self.layout.tp) as f64 * t;
+            for (op, per_logit) in CROSS_ENTROPY_FWD {
+                w.fwd.push(mem(
+                    &format!("{name}.cross_entropy.{op}"),
+                    per_logit * logits,
+                ));
+            }
+            for (op, per_logit) in CROSS_ENTROPY_BWD {
+                w.bwd.push(mem(
+                    &format!("{name}.cross_entropy.{op}"),
+                    per_logit * logits,
+                ));
+            }
         };
         if e.head {
             head(&mut w, "lm_head");
@@ -600,5 +947,260 @@ impl<'a> Expander<'a> {
             op: CommOp::P2p { bytes, cross_node },
         };
         (c("pp.send_activations"), c("pp.send_grads"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Override, Source};
+    use crate::net::AlphaBeta;
+    use crate::pipeline::load;
+    use crate::topo::Cluster;
+    use crate::workload::Workload;
+
+    /// A GPT-3-style block (GELU MLP, MHA) at TP8 on two H800 nodes, with `sets` on top.
+    pub(crate) fn gpt(sets: &[&str]) -> (Cluster, Workload) {
+        try_gpt(sets).unwrap()
+    }
+
+    fn try_gpt(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
+        const W: &str = "
+name: gpt-test
+model: {name: gpt, hidden_size: 4096, num_hidden_layers: 4, num_attention_heads: 32,
+        intermediate_size: 16384, vocab_size: 51200, hidden_act: gelu, tie_word_embeddings: true}
+training:
+  precision: {gemm: bf16}
+  seq_len: 2048
+  global_batch: 16
+  recompute: none
+  phases: [{name: p, steps: 1}]
+parallelism: {tp: 8, pp: 1, schedule: 1f1b}
+pricing: {gpu_hour: \"$2\"}
+";
+        let t = Source::embedded(
+            "topologies/h800-16.yaml",
+            include_str!("../../topologies/h800-16.yaml"),
+        );
+        let w = Source::embedded("gpt-test.yaml", W);
+        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+        load(&t, &w, &sets)
+    }
+
+    fn expander(w: &Workload) -> Expander<'_> {
+        Expander {
+            model: &w.model,
+            layout: &w.layout,
+            precision: &w.precision,
+            recompute: w.recompute,
+            gpus_per_node: 8,
+        }
+    }
+
+    fn tp_comms(segs: &[Seg]) -> Vec<&Comm> {
+        segs.iter()
+            .filter_map(|s| match s {
+                Seg::Comm { comm, .. } if comm.kind == CommKind::Tp => Some(comm),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Seconds of the block's tensor-parallel traffic in one pass, priced alone.
+    fn tp_secs(c: &Cluster, segs: &[Seg]) -> f64 {
+        let cal = crate::hw::Calibration::embedded();
+        let ab = AlphaBeta::new(c, &cal);
+        tp_comms(segs).iter().map(|c| ab.time(&c.op)).sum()
+    }
+
+    /// Megatron's full recompute repeats the forward, its two tensor-parallel all-reduces
+    /// included: the backward then carries four, against two without recompute.
+    #[test]
+    fn full_recompute_repeats_the_forward_all_reduces() {
+        let (c, w) = gpt(&[]);
+        let b = expander(&w).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&b.fwd).len(), 2);
+        assert_eq!(tp_comms(&b.bwd).len(), 2);
+        let (c2, w2) = gpt(&["workload.training.recompute=full"]);
+        let r = expander(&w2).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&r.bwd).len(), 4);
+        let (f, bw) = (tp_secs(&c, &b.fwd), tp_secs(&c2, &r.bwd));
+        assert!((bw / f - 2.0).abs() < 1e-9, "fwd {f} bwd {bw}");
+    }
+
+    fn kernel<'b>(segs: &'b [Seg], name: &str) -> &'b Kernel {
+        segs.iter()
+            .flat_map(|s| match s {
+                Seg::Compute(ks) => ks.iter().collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("no kernel {name}"))
+    }
+
+    fn mem_bytes(k: &Kernel) -> f64 {
+        match k.shape {
+            KernelShape::Memory { bytes } => bytes,
+            _ => panic!("{} is not a memory kernel", k.name),
+        }
+    }
+
+    /// Sequence parallelism turns each all-reduce into an all-gather and a reduce-scatter of the
+    /// same bytes (equal time under the ring model), adds the backward's re-gather of each
+    /// column-parallel input (beside its Dgrad), and runs norms and residuals on 1/tp of the tokens.
+    #[test]
+    fn sequence_parallel_splits_all_reduces_and_shards_norms() {
+        let (c, w) = gpt(&[]);
+        let ar = expander(&w).block(LayerKind::Dense);
+        let (_, w2) = gpt(&["workload.parallelism.sequence_parallel=true"]);
+        let sp = expander(&w2).block(LayerKind::Dense);
+        assert_eq!(tp_comms(&sp.fwd).len(), 4);
+        // Backward: output-gradient gather, input re-gather and input-gradient scatter per part.
+        assert_eq!(tp_comms(&sp.bwd).len(), 6);
+        let (f_ar, f_sp) = (tp_secs(&c, &ar.fwd), tp_secs(&c, &sp.fwd));
+        assert!((f_sp / f_ar - 1.0).abs() < 1e-9, "{f_sp} vs {f_ar}");
+        let (b_ar, b_sp) = (tp_secs(&c, &ar.bwd), tp_secs(&c, &sp.bwd));
+        assert!((b_sp / b_ar - 1.5).abs() < 1e-9, "{b_sp} vs {b_ar}");
+        for k in ["attn_norm.fwd", "ffn_norm.fwd", "residual.fwd"] {
+            let r = mem_bytes(kernel(&ar.fwd, k)) / mem_bytes(kernel(&sp.fwd, k));
+            assert!((r - 8.0).abs() < 1e-9, "{k}: {r}");
+        }
+        // Megatron's order: the column-parallel Wgrad runs in the backward, beside the scatter.
+        assert!(sp.wgrad.iter().all(|s| match s {
+            Seg::Compute(ks) => ks.iter().all(|k| k.name != "q_proj.wgrad"),
+            _ => true,
+        }));
+        let _ = kernel(&sp.bwd, "mlp.gate_up.wgrad");
+    }
+
+    /// Under `tp_comm_overlap` each collective runs beside its GEMM: the closed-form exposed
+    /// time of a forward part is Σ max(0, comm − GEMM) + one ring chunk per collective, with the
+    /// reduce-scatter's GEMM on UB_SM_MARGIN fewer SMs.
+    #[test]
+    fn tp_comm_overlap_exposes_only_the_excess_and_one_chunk() {
+        let sets = [
+            "workload.parallelism.sequence_parallel=true",
+            "workload.parallelism.tp_comm_overlap=true",
+        ];
+        let (c, w) = gpt(&sets);
+        let ex = expander(&w);
+        let b = ex.block(LayerKind::Dense);
+        let cal = crate::hw::Calibration::embedded();
+        let km = crate::hw::KernelModel::new(&c.gpu, &cal);
+        let ab = AlphaBeta::new(&c, &cal);
+        let sms = c.gpu.sms.value;
+        let secs = |name: &str, margin: u32| {
+            km.busy(&kernel(&b.fwd, name).shape, sms - margin)
+                .as_secs_f64()
+        };
+        let t = 2048.0 * 4096.0 * 2.0;
+        let span = w.layout.tp_span(8);
+        let ag = ab.time(&CommOp::AllGather { bytes: t, span });
+        let rs = ab.time(&CommOp::ReduceScatter { bytes: t, span });
+        let chunk = ab.time(&CommOp::Ring {
+            bytes: t / 8.0,
+            steps: 1,
+            span,
+        });
+        let expect = (ag - secs("q_proj.fwd", 0) - secs("kv_proj.fwd", 0)).max(0.0)
+            + (rs - secs("o_proj.fwd", UB_SM_MARGIN)).max(0.0)
+            + (ag - secs("mlp.gate_up.fwd", 0)).max(0.0)
+            + (rs - secs("mlp.down.fwd", UB_SM_MARGIN)).max(0.0)
+            + 4.0 * chunk;
+        // The engine's view: all TP time in the pass, less what runs beside compute.
+        let mut exposed = 0.0;
+        let mut beside = 0.0;
+        for s in &b.fwd {
+            match s {
+                Seg::Compute(ks) => {
+                    beside = ks
+                        .iter()
+                        .map(|k| km.busy(&k.shape, sms - k.sm_margin).as_secs_f64())
+                        .sum()
+                }
+                Seg::Comm { comm, parallel } => {
+                    let x = ab.time(&comm.op);
+                    exposed += if *parallel { (x - beside).max(0.0) } else { x };
+                }
+            }
+        }
+        assert!(
+            (exposed / expect - 1.0).abs() < 1e-9,
+            "{exposed} vs {expect}"
+        );
+        assert!(exposed < tp_secs(&c, &b.fwd), "overlap hides something");
+        assert_eq!(kernel(&b.fwd, "o_proj.fwd").sm_margin, UB_SM_MARGIN);
+        assert_eq!(kernel(&b.fwd, "q_proj.fwd").sm_margin, 0);
+    }
+
+    /// `tp_comm_overlap` needs sequence parallelism (Megatron asserts the same).
+    #[test]
+    fn tp_comm_overlap_requires_sequence_parallel() {
+        let e = try_gpt(&["workload.parallelism.tp_comm_overlap=true"]).unwrap_err();
+        assert!(format!("{e:?}").contains("sequence_parallel"), "{e:?}");
+    }
+
+    /// The output head's loss kernels move 52 B per logit (38 forward, 14 backward), as
+    /// Megatron's FP32 vocabulary-parallel cross entropy reads and writes them.
+    #[test]
+    fn cross_entropy_moves_fifty_two_bytes_per_logit() {
+        let (_, w) = gpt(&[]);
+        let b = expander(&w).extras(Extras {
+            head: true,
+            ..Default::default()
+        });
+        let logits = 51200.0 / 8.0 * 2048.0;
+        let sum = |segs: &[Seg]| -> f64 {
+            segs.iter()
+                .flat_map(|s| match s {
+                    Seg::Compute(ks) => ks.clone(),
+                    _ => Vec::new(),
+                })
+                .filter(|k| k.name.contains("cross_entropy"))
+                .map(|k| mem_bytes(&k))
+                .sum()
+        };
+        assert_eq!(sum(&b.fwd) / logits, 38.0);
+        assert_eq!(sum(&b.bwd) / logits, 14.0);
+    }
+
+    /// Biases cost their gradient reductions (one read of each biased output gradient);
+    /// hidden dropout costs a 1-byte mask per residual-branch element forward and a
+    /// 5-byte masked-gradient pass backward, and keeps the masks as activations.
+    #[test]
+    fn biases_and_dropout_add_their_kernels_and_masks() {
+        let on = [
+            "workload.model.attention_bias=true",
+            "workload.model.mlp_bias=true",
+            "workload.model.hidden_dropout=0.1",
+            "workload.model.attention_dropout=0.1",
+        ];
+        let (_, w) = gpt(&on);
+        let b = expander(&w).block(LayerKind::Dense);
+        let (t, h, tp) = (2048.0, 4096.0, 8.0);
+        assert_eq!(mem_bytes(kernel(&b.fwd, "attn_dropout.fwd")), h * t);
+        assert_eq!(mem_bytes(kernel(&b.bwd, "mlp_dropout.bwd")), 5.0 * h * t);
+        // q, k, v (column-parallel, 3h/tp) and o (row-parallel, h); up (4h/tp) and down (h).
+        assert_eq!(
+            mem_bytes(kernel(&b.bwd, "attn_bias_grad")),
+            2.0 * t * (3.0 * h / tp + h)
+        );
+        assert_eq!(
+            mem_bytes(kernel(&b.bwd, "mlp_bias_grad")),
+            2.0 * t * (4.0 * h / tp + h)
+        );
+        let (_, plain) = gpt(&[]);
+        let m = &w.model;
+        assert_eq!(
+            m.block_vector_params(LayerKind::Dense)
+                - plain.model.block_vector_params(LayerKind::Dense),
+            (3 + 1 + 4 + 1) * 4096
+        );
+        let act = |m: &crate::workload::model::Model, sp| {
+            m.activation_bytes_per_token(LayerKind::Dense, Recompute::None, Dtype::Bf16, 8, sp)
+        };
+        assert_eq!(act(m, false) - act(&plain.model, false), 2.0 * h);
+        assert_eq!(act(m, true) - act(&plain.model, true), 2.0 * h / tp);
+        assert!(try_gpt(&["workload.model.hidden_dropout=1.0"]).is_err());
     }
 }
