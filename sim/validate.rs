@@ -316,7 +316,10 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
             firsts.push(c);
         }
     }
-    let runs: Vec<RunOutput> = firsts.par_iter().map(|c| simulate(c, cal)).collect();
+    let runs: Vec<RunOutput> = firsts
+        .par_iter()
+        .map(|c| guarded(c, || simulate(c, cal)))
+        .collect();
     let output = |c: &Case| -> Option<&RunOutput> {
         firsts
             .iter()
@@ -330,7 +333,7 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
             let result = match (s.kind, output(c)) {
                 (Kind::Run, Some(Ok(out))) => predict_run(c, out),
                 (Kind::Run, Some(Err(d))) => Err(d.clone()),
-                _ => predict(c, cal),
+                _ => guarded(c, || predict(c, cal)),
             };
             let (predicted, failure) = match result {
                 Ok(v) => (Some(v), None),
@@ -352,6 +355,24 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
             }
         })
         .collect()
+}
+
+/// Runs `f`, turning a panic (a trainsim bug) into this case's failure so that one broken case
+/// cannot take the whole table down.
+fn guarded<T>(c: &Case, f: impl FnOnce() -> Result<T, Diagnostic>) -> Result<T, Diagnostic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(Diagnostic::new(
+            &c.file,
+            format!("an internal error (a trainsim bug): {msg}"),
+            "a simulation that completes",
+        )
+        .at(format!("cases.{}", c.index)))
+    })
 }
 
 /// Whether every gating case passed.
