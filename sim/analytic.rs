@@ -582,12 +582,14 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     );
 
     // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
-    let (pf, pb) = st.ex.p2p();
-    let pp_exposed = if layout.pp > 1 {
-        (layout.pp - 1) as f64 * (st.ab.time(&pf.op) + st.ab.time(&pb.op))
-    } else {
-        0.0
-    };
+    let pp_exposed: f64 = (1..layout.pp)
+        .map(|s| {
+            let (pf, pb) = st
+                .ex
+                .p2p(layout.stages_cross_nodes(s - 1, s, st.gpus_per_node));
+            st.ab.time(&pf.op) + st.ab.time(&pb.op)
+        })
+        .sum();
     *bd.exposed_comm_by_kind.entry("pp".into()).or_default() += pp_exposed;
 
     // Data-parallel gradient sync after the last backward, then the optimizer.

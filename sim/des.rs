@@ -22,7 +22,7 @@ use crate::workload::ops::{BlockWork, CommKind, Seg};
 use crate::workload::taskgraph::{
     self, BlockPlan, ChunkPlan, Group, Pass, SegKind, SegPlan, StepPlan, TaskGraph,
 };
-use crate::workload::Workload;
+use crate::workload::{schedule, Workload};
 use std::collections::BTreeMap;
 
 fn ps(s: f64) -> u64 {
@@ -147,11 +147,31 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
     p
 }
 
+/// A pipeline send from chunk `from` to chunk `to` (activations forward, gradients backward):
+/// 0 where both run on one rank (no pipeline, or DualPipeV's turn), priced across nodes where
+/// the two stages sit on different nodes for any micro-batch (DualPipe runs a chunk on two ranks).
+fn p2p_ps(st: &Staging, from: usize, to: Option<usize>, forward: bool) -> u64 {
+    let l = st.layout;
+    let Some(to) = to else { return 0 };
+    let m = l.micro_batches;
+    let ranks = [0, m - 1].map(|mb| {
+        let r = |c: usize| schedule::rank_of(l.schedule, l.pp, m, c as u32, mb as u32) as u64;
+        (r(from), r(to))
+    });
+    if ranks.iter().all(|(a, b)| a == b) {
+        return 0;
+    }
+    let cross = ranks
+        .iter()
+        .any(|&(a, b)| l.stages_cross_nodes(a, b, st.gpus_per_node));
+    let (pf, pb) = st.ex.p2p(cross);
+    ps(st.ab.time(if forward { &pf.op } else { &pb.op }))
+}
+
 /// The step as timed chunks, for `replicas` GPUs per stage.
 pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     let l = st.layout;
     let n = st.runs.len();
-    let (pf, pb) = st.ex.p2p();
     let mut chunks = Vec::with_capacity(n);
     for (c, &(a, b)) in st.runs.iter().enumerate() {
         let mut blocks = Vec::new();
@@ -185,8 +205,8 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         chunks.push(ChunkPlan {
             blocks,
             act_bytes: st.chunk_activations(c),
-            p2p_fwd_ps: ps(st.ab.time(&pf.op)),
-            p2p_bwd_ps: ps(st.ab.time(&pb.op)),
+            p2p_fwd_ps: p2p_ps(st, c, (c + 1 < n).then_some(c + 1), true),
+            p2p_bwd_ps: p2p_ps(st, c, c.checked_sub(1), false),
         });
     }
     let ranks = 0..l.pp;
@@ -362,7 +382,6 @@ pub fn estimate(
 mod tests {
     use super::*;
     use crate::config::workload::Schedule;
-    use crate::workload::schedule;
 
     /// A pipeline of identical chunks: forward f, backward b, weight-gradient w picoseconds.
     fn uniform(s: Schedule, pp: u64, vpp: u64, m: u64, f: u64, b: u64, w: u64) -> (StepPlan, u64) {
@@ -492,6 +511,29 @@ mod scenario_tests {
             "the full run simulates every GPU"
         );
         assert!(err.abs() < 0.01);
+    }
+
+    /// Without a pipeline there are no pipeline sends, even when a stage fills the node (a
+    /// send priced to "the next node" of a one-node cluster used to index past its GPUs).
+    #[test]
+    fn one_stage_on_one_node_sends_nothing() {
+        let (c, w) = small(&[
+            "workload.parallelism.pp=1",
+            "workload.parallelism.schedule=1f1b",
+            "topology.nodes=1",
+        ]);
+        assert_eq!((c.gpus(), w.layout.pp, w.layout.dp), (8, 1, 8));
+        let cal = Calibration::embedded();
+        let net = FlowModel::new(&c, &cal);
+        let st = Staging::new(&w, &w.layout, &c, &cal, &net);
+        let plan = step_plan(&st, 1);
+        assert!(plan
+            .chunks
+            .iter()
+            .all(|ch| ch.p2p_fwd_ps == 0 && ch.p2p_bwd_ps == 0));
+        let e = estimate(&w, &w.layout, &c, &cal, false);
+        assert_eq!(e.breakdown.exposed_comm_by_kind["pp"], 0.0);
+        assert!(e.step_time_s > 0.0);
     }
 
     /// Hot experts slow the step: the all-to-all waits for the busiest GPU.
