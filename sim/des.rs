@@ -447,6 +447,84 @@ mod tests {
         }
     }
 
+    /// Chunks of `blocks` identical blocks (forward f, backward b, weight gradients w), each with
+    /// a gradient bucket of `sync` picoseconds.
+    #[allow(clippy::too_many_arguments)]
+    fn blocky(
+        s: Schedule,
+        pp: u64,
+        vpp: u64,
+        m: u64,
+        blocks: usize,
+        (f, b, w): (u64, u64, u64),
+        sync: u64,
+    ) -> StepPlan {
+        let (mut plan, _) = uniform(s, pp, vpp, m, f, b, w);
+        for c in &mut plan.chunks {
+            let blk = BlockPlan {
+                grad_sync_ps: sync,
+                ..c.blocks[0].clone()
+            };
+            c.blocks = vec![blk; blocks];
+        }
+        plan
+    }
+
+    /// Autograd computes each block's weight gradients right after its input gradients under
+    /// GPipe, 1F1B and interleaved 1F1B; ZB1P keeps a pass's weight gradients for later.
+    #[test]
+    fn weight_gradients_follow_their_blocks_backward() {
+        for (s, vpp) in [
+            (Schedule::Gpipe, 1),
+            (Schedule::OneFOneB, 1),
+            (Schedule::Interleaved, 2),
+            (Schedule::Zb1p, 1),
+        ] {
+            let g = taskgraph::build(&blocky(s, 2, vpp, 4, 3, (100, 200, 100), 0));
+            let passes: Vec<Pass> = g
+                .stream(0, taskgraph::COMPUTE)
+                .iter()
+                .map(|&t| g.tasks[t as usize].pass)
+                .filter(|p| matches!(p, Pass::Bwd | Pass::Wgrad))
+                .collect();
+            let pairs = passes
+                .windows(2)
+                .filter(|w| w == &[Pass::Bwd, Pass::Wgrad])
+                .count();
+            let bwd = passes.iter().filter(|&&p| p == Pass::Bwd).count();
+            if s == Schedule::Zb1p {
+                // One B→W switch per deferred pass: W runs after all of the pass's blocks.
+                assert_eq!(pairs * 3, bwd, "{s:?}: {passes:?}");
+            } else {
+                assert_eq!(pairs, bwd, "{s:?}: every block's B is followed by its W");
+            }
+        }
+    }
+
+    /// Gradient buckets leave as each block's weight gradients finish and hide under the rest
+    /// of the backward: with a bucket shorter than one block's backward, at most about one
+    /// bucket (the first block's, last to be ready) is exposed, whatever the block count.
+    #[test]
+    fn gradient_buckets_hide_under_the_backward() {
+        let (fbw, sync) = ((100, 200, 100), 150);
+        for (s, pp, vpp, m) in [
+            (Schedule::Gpipe, 1, 1, 4),
+            (Schedule::OneFOneB, 1, 1, 4),
+            (Schedule::OneFOneB, 4, 1, 8),
+            (Schedule::Interleaved, 2, 2, 4),
+        ] {
+            let run =
+                |sync| exec::run(&taskgraph::build(&blocky(s, pp, vpp, m, 8, fbw, sync))).makespan;
+            let (with, without) = (run(sync), run(0));
+            println!("{s:?} pp{pp}: {with} with buckets of {sync}, {without} without");
+            assert!(
+                with <= without + sync + 1,
+                "{s:?}: {} exposed, more than one bucket",
+                with - without
+            );
+        }
+    }
+
     /// DualPipe holds PP+1 chunk activations at its peak (DualPipe README table); 1F1B holds PP.
     #[test]
     fn activations_in_flight_match_the_tables() {
