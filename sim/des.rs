@@ -125,8 +125,14 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
         fwd: price(st, &b.fwd),
         bwd: price(st, &b.bwd),
         wgrad: price(st, &b.wgrad),
-        grad_sync_ps: 0,
+        // Its gradient bucket, issued after its weight gradients.
+        grad_sync_ps: ps(st.grad_sync(params).0),
+        step_gather_ps: 0,
     };
+    // ZeRO-1/2 with overlapped parameter gathers: its updated weights, before its first forward.
+    if (1..=2).contains(&st.layout.zero) && st.layout.overlap_param_gather {
+        p.step_gather_ps = ps(st.grad_sync(params).1);
+    }
     let gather = st.param_gather(params);
     if gather > 0.0 {
         let seg = SegPlan {
@@ -195,13 +201,6 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             }
             blocks.push(block_plan(st, &st.last, (d, e)));
         }
-        // Gradient buckets: the chunk's sync split evenly over its blocks, each issued after
-        // that block's last weight gradients.
-        let sync = ps(st.grad_sync(st.chunk_params(c)).0);
-        let per = sync / blocks.len() as u64;
-        for bp in &mut blocks {
-            bp.grad_sync_ps = per;
-        }
         chunks.push(ChunkPlan {
             blocks,
             act_bytes: st.chunk_activations(c),
@@ -246,9 +245,18 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             .clone()
             .map(|r| ps(st.optimizer_time(st.rank_params(r))))
             .collect(),
+        // ZeRO-3 keeps its weights sharded (each block gathers them before use), and overlapped
+        // gathers go block by block: only ZeRO-1/2 without overlap gathers after the optimizer.
         param_gather_ps: ranks
-            .map(|r| ps(st.grad_sync(st.rank_params(r)).1))
+            .map(|r| {
+                if (1..=2).contains(&l.zero) && !l.overlap_param_gather {
+                    ps(st.grad_sync(st.rank_params(r)).1)
+                } else {
+                    0
+                }
+            })
             .collect(),
+        grad_sync_every_microbatch: l.zero >= 2,
         dp_group: Group {
             size: (l.dp * l.cp) as u32,
             stride: l.tp as u32,
@@ -397,6 +405,7 @@ mod tests {
                 bwd: vec![seg(b)],
                 wgrad: vec![seg(w)],
                 grad_sync_ps: 0,
+                step_gather_ps: 0,
             }],
             act_bytes: 1.0,
             p2p_fwd_ps: 0,
@@ -410,6 +419,7 @@ mod tests {
             chunks: vec![chunk; chunks as usize],
             optimizer_ps: vec![0; pp as usize],
             param_gather_ps: vec![0; pp as usize],
+            grad_sync_every_microbatch: false,
             dp_group: Group { size: 1, stride: 1 },
             replicas: 1,
             load: Vec::new(),
@@ -522,6 +532,82 @@ mod tests {
                 "{s:?}: {} exposed, more than one bucket",
                 with - without
             );
+        }
+    }
+
+    /// Sharded gradients (ZeRO-2/3) are reduce-scattered after every micro-batch's backward,
+    /// block by block, and still hide under the backward that follows each block's W.
+    #[test]
+    fn sharded_gradients_sync_every_micro_batch() {
+        let (m, blocks, sync) = (4u64, 8usize, 150u64);
+        for (s, pp, vpp) in [
+            (Schedule::OneFOneB, 1, 1),
+            (Schedule::OneFOneB, 2, 1),
+            (Schedule::Interleaved, 2, 2),
+        ] {
+            let run = |sync, every| {
+                let mut plan = blocky(s, pp, vpp, m, blocks, (100, 200, 100), sync);
+                plan.grad_sync_every_microbatch = every;
+                let g = taskgraph::build(&plan);
+                let dp = g.stream(0, taskgraph::DP).len();
+                (exec::run(&g).makespan, dp)
+            };
+            let chunks = schedule::chunk_count(s, pp, vpp) / pp;
+            let (with, dp) = run(sync, true);
+            let (once, dp_once) = run(sync, false);
+            let (without, _) = run(0, true);
+            assert_eq!(dp as u64, m * chunks * blocks as u64, "{s:?}");
+            assert_eq!(dp_once as u64, chunks * blocks as u64, "{s:?}");
+            assert!(with <= without + sync + 1, "{s:?}: {}", with - without);
+            assert!(once <= without + sync + 1, "{s:?}: {}", once - without);
+        }
+    }
+
+    /// Overlapped parameter gathers (ZeRO-1/2, --overlap-param-gather) go one block ahead of
+    /// the first forwards: a gather shorter than a block's forward exposes only the first
+    /// block's; a longer one exposes what the forwards cannot cover, the closed form's
+    /// total − window·(n−1)/n. Without overlap the whole gather follows the optimizer.
+    #[test]
+    fn overlapped_param_gathers_wait_only_for_the_first_block() {
+        let (m, blocks, f) = (4u64, 8usize, 100u64);
+        for (s, pp, vpp) in [
+            (Schedule::OneFOneB, 1, 1),
+            (Schedule::Gpipe, 1, 1),
+            (Schedule::OneFOneB, 4, 1),
+            (Schedule::Interleaved, 2, 2),
+        ] {
+            let run = |gather: u64, overlap: bool| {
+                let mut plan = blocky(s, pp, vpp, m, blocks, (f, 200, 100), 0);
+                let per_rank = schedule::chunk_count(s, pp, vpp) / pp * blocks as u64;
+                if overlap {
+                    for c in &mut plan.chunks {
+                        for b in &mut c.blocks {
+                            b.step_gather_ps = gather;
+                        }
+                    }
+                } else {
+                    plan.param_gather_ps = vec![gather * per_rank; pp as usize];
+                }
+                let g = taskgraph::build(&plan);
+                if overlap && gather > 0 {
+                    // Gathered once, before the first micro-batch's forward only.
+                    assert_eq!(g.stream(0, taskgraph::DP).len() as u64, per_rank);
+                }
+                exec::run(&g).makespan
+            };
+            let without = run(0, true);
+            let short = run(50, true) - without;
+            println!("{s:?} pp{pp}: gathers of 50 expose {short}");
+            assert!(short <= 50 + 1, "{s:?}: {short}");
+            assert_eq!(run(50, false) - without, 50 * blocks as u64 * (vpp));
+            if pp == 1 {
+                // The first gather cannot hide; the longer ones outrun the forwards.
+                assert_eq!(short, 50);
+                let long = run(150, true) - without;
+                let n = blocks as f64;
+                let closed = crate::analytic::hidden_behind(150.0 * n, n, f as f64 * n);
+                assert!((long as f64 - closed).abs() <= 1.0, "{long} vs {closed}");
+            }
         }
     }
 
@@ -654,29 +740,117 @@ mod zero_tests {
     use crate::config::{Override, Source};
     use crate::pipeline::{load, DEFAULT_WORKLOAD};
 
-    /// ZeRO-3 shards the weights and pays for it with an all-gather before every block's forward
-    /// and backward; ZeRO-1 keeps whole weights and gathers once after the optimizer.
-    #[test]
-    fn zero3_trades_memory_for_gathers() {
+    /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes, PP2 × EP8, at ZeRO stage
+    /// `zero`, optionally overlapping its parameter gathers.
+    fn small(zero: &str, overlap: bool) -> (Cluster, Workload) {
         let t = Source::embedded(
             "topologies/h800-16.yaml",
             include_str!("../topologies/h800-16.yaml"),
         );
         let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+        let sets: Vec<Override> = [
+            "workload.model.num_hidden_layers=4",
+            "workload.model.first_k_dense_replace=1",
+            "workload.training.global_batch=64",
+            "workload.parallelism.pp=2",
+            "workload.parallelism.ep=8",
+            &format!("workload.parallelism.zero={zero}"),
+            &format!("workload.parallelism.overlap_param_gather={overlap}"),
+            "workload.training.phases=[{name: p, tokens: 1B}]",
+        ]
+        .iter()
+        .map(|s| Override::parse(s).unwrap())
+        .collect();
+        load(&t, &w, &sets).unwrap()
+    }
+
+    fn plan(zero: &str, overlap: bool) -> StepPlan {
+        let (c, w) = small(zero, overlap);
+        let cal = Calibration::embedded();
+        let net = FlowModel::new(&c, &cal);
+        step_plan(&Staging::new(&w, &w.layout, &c, &cal, &net), 1)
+    }
+
+    /// Where each ZeRO stage syncs: ZeRO-1 reduces gradients once per step and gathers the
+    /// updated weights after the optimizer (or block by block before the first forwards when
+    /// overlapped); ZeRO-2 reduces after every micro-batch (its gradients are sharded); ZeRO-3
+    /// (FSDP FULL_SHARD) reduces after every micro-batch and has no gather after the optimizer,
+    /// its weights staying sharded and gathered per block before use.
+    #[test]
+    fn zero_stages_place_their_syncs() {
+        let step_gathers = |p: &StepPlan| {
+            p.chunks
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .filter(|b| b.step_gather_ps > 0)
+                .count()
+        };
+        let blocks: usize = plan("1", false).chunks.iter().map(|c| c.blocks.len()).sum();
+        for (zero, overlap, every_mb, after_opt, per_block) in [
+            ("0", false, false, false, 0),
+            ("1", false, false, true, 0),
+            ("1", true, false, false, blocks),
+            ("2", false, true, true, 0),
+            ("2", true, true, false, blocks),
+            ("3", false, true, false, 0),
+            ("3", true, true, false, 0),
+        ] {
+            let p = plan(zero, overlap);
+            let what = format!("ZeRO-{zero} overlap {overlap}");
+            assert_eq!(p.grad_sync_every_microbatch, every_mb, "{what}");
+            assert_eq!(
+                p.param_gather_ps.iter().all(|&g| g > 0),
+                after_opt,
+                "{what}"
+            );
+            assert_eq!(
+                p.param_gather_ps.iter().any(|&g| g > 0),
+                after_opt,
+                "{what}"
+            );
+            assert_eq!(step_gathers(&p), per_block, "{what}");
+            assert!(p
+                .chunks
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .all(|b| b.grad_sync_ps > 0));
+        }
+    }
+
+    /// Overlapping the parameter gathers with the next step's forwards shortens the step, in
+    /// both engines, and never exposes more data-parallel time than gathering after the step.
+    #[test]
+    fn overlapped_param_gathers_shorten_the_step() {
+        let cal = Calibration::embedded();
+        for engine in ["des", "analytic"] {
+            let run = |overlap| {
+                let (c, w) = small("1", overlap);
+                if engine == "des" {
+                    estimate(&w, &w.layout, &c, &cal, false)
+                } else {
+                    crate::analytic::estimate(&w, &w.layout, &c, &cal)
+                }
+            };
+            let (plain, over) = (run(false), run(true));
+            let dp = |e: &Estimate| e.breakdown.exposed_comm_by_kind["dp"];
+            println!(
+                "{engine}: step {} -> {}, dp {} -> {}",
+                plain.step_time_s,
+                over.step_time_s,
+                dp(&plain),
+                dp(&over)
+            );
+            assert!(over.step_time_s < plain.step_time_s, "{engine}");
+            assert!(dp(&over) < dp(&plain), "{engine}");
+        }
+    }
+
+    /// ZeRO-3 shards the weights and pays for it with an all-gather before every block's forward
+    /// and backward; ZeRO-1 keeps whole weights and gathers once after the optimizer.
+    #[test]
+    fn zero3_trades_memory_for_gathers() {
         let run = |zero: &str| {
-            let sets: Vec<Override> = [
-                "workload.model.num_hidden_layers=4",
-                "workload.model.first_k_dense_replace=1",
-                "workload.training.global_batch=64",
-                "workload.parallelism.pp=2",
-                "workload.parallelism.ep=8",
-                &format!("workload.parallelism.zero={zero}"),
-                "workload.training.phases=[{name: p, tokens: 1B}]",
-            ]
-            .iter()
-            .map(|s| Override::parse(s).unwrap())
-            .collect();
-            let (c, wl) = load(&t, &w, &sets).unwrap();
+            let (c, wl) = small(zero, false);
             estimate(&wl, &wl.layout, &c, &Calibration::embedded(), false)
         };
         let (z1, z3) = (run("1"), run("3"));

@@ -18,6 +18,8 @@ pub struct Layout {
     pub dp: u64,
     pub vpp: u64,
     pub zero: u8,
+    /// ZeRO-1/2: each block's parameter all-gather overlaps the next step's first forwards.
+    pub overlap_param_gather: bool,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
@@ -206,6 +208,7 @@ impl Layout {
             dp,
             vpp: p.vpp,
             zero: p.zero,
+            overlap_param_gather: p.overlap_param_gather,
             schedule: p.schedule,
             micro_batch: p.micro_batch,
             micro_batches: m,
@@ -309,6 +312,7 @@ mod tests {
             dp,
             vpp: 1,
             zero: 0,
+            overlap_param_gather: false,
             schedule: Schedule::OneFOneB,
             micro_batch: 1,
             micro_batches: 8,

@@ -96,8 +96,13 @@ pub struct BlockPlan {
     pub fwd: Vec<SegPlan>,
     pub bwd: Vec<SegPlan>,
     pub wgrad: Vec<SegPlan>,
-    /// Gradient sync of this block's weights after its last backward (0: none).
+    /// Gradient sync of this block's weights after its last backward (0: none), or after every
+    /// backward with [`StepPlan::grad_sync_every_microbatch`].
     pub grad_sync_ps: u64,
+    /// All-gather of this block's updated weights (ZeRO-1/2 with overlapped parameter gathers):
+    /// issued one block ahead of compute from the start of the step, done before the block's
+    /// first forward (0: none).
+    pub step_gather_ps: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,9 +123,14 @@ pub struct StepPlan {
     pub vpp: u64,
     pub micro_batches: u64,
     pub chunks: Vec<ChunkPlan>,
-    /// Per pipeline rank: optimizer step and the parameter all-gather after it (ZeRO ≥ 1).
+    /// Per pipeline rank: optimizer step and the parameter all-gather after it (ZeRO-1/2
+    /// without overlapped parameter gathers).
     pub optimizer_ps: Vec<u64>,
     pub param_gather_ps: Vec<u64>,
+    /// Gradients are reduce-scattered after every micro-batch's backward, not once per step
+    /// (sharded gradients: ZeRO-2 and ZeRO-3 / FSDP FULL_SHARD keep no full gradient to
+    /// accumulate into).
+    pub grad_sync_every_microbatch: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
@@ -233,6 +243,12 @@ struct Rank<'p> {
     done: Vec<u32>,
     /// Gradient buckets issued: the optimizer waits for them.
     buckets: Vec<u32>,
+    /// Blocks with a parameter gather, in the order of their first forward; how many are
+    /// issued; the gather task of each block; whether each chunk ran its first forward.
+    gather_chain: Vec<(u32, usize)>,
+    gathers_issued: usize,
+    gather: Vec<Vec<Option<u32>>>,
+    forwarded: Vec<bool>,
 }
 
 impl Rank<'_> {
@@ -342,13 +358,47 @@ impl Builder {
     fn forward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
         let mut after = Vec::new();
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate() {
-            let first = self.tasks.len() as u32 + leading_parallel(&blk.fwd);
+            let gathered = self.param_wait(r, chunk, i);
+            let start = self.tasks.len() as u32;
+            let first = start + leading_parallel(&blk.fwd);
             after = self.emit(r, &blk.fwd, Pass::Fwd, after);
+            self.edges.extend(gathered.map(|g| (g, start)));
             if i == 0 {
                 self.first_forward(r, first, chunk, mb);
             }
         }
+        r.forwarded[chunk as usize] = true;
         *after.iter().max().expect("a forward has tasks")
+    }
+
+    /// Before block `bi`'s first forward of the step: the gather of its updated weights it must
+    /// wait for, if any. Gathers go out on the data-parallel stream in first-forward order, one
+    /// ahead of compute (Megatron's --overlap-param-gather: each bucket's forward pre-hook
+    /// dispatches the next bucket's all-gather, then waits for its own): the first at the start
+    /// of the step, each next one as the block before it starts its forward.
+    fn param_wait(&mut self, r: &mut Rank, chunk: u32, bi: usize) -> Option<u32> {
+        if r.forwarded[chunk as usize] || r.chunk(chunk).blocks[bi].step_gather_ps == 0 {
+            return None;
+        }
+        let pos = r
+            .gather_chain
+            .iter()
+            .position(|&x| x == (chunk, bi))
+            .expect("every gathered block is in the chain");
+        let upto = (pos + 1).min(r.gather_chain.len() - 1);
+        while r.gathers_issued <= upto {
+            let (c, b) = r.gather_chain[r.gathers_issued];
+            let deps: Vec<u32> = if r.gathers_issued <= pos {
+                Vec::new()
+            } else {
+                r.last_compute.into_iter().collect()
+            };
+            let work = r.chunk(c).blocks[b].step_gather_ps;
+            let t = self.dp(r, work, &deps);
+            r.gather[c as usize][b] = Some(t);
+            r.gathers_issued += 1;
+        }
+        r.gather[chunk as usize][bi]
     }
 
     /// The first task of a chunk's forward holds its activations and waits for its input.
@@ -470,7 +520,7 @@ impl Builder {
         r.last_w[chunk as usize][bi] = Some(w);
         let work = r.chunk(chunk).blocks[bi].grad_sync_ps;
         let last_pass = r.done[chunk as usize] + 1 == r.passes[chunk as usize];
-        if work > 0 && last_pass {
+        if work > 0 && (last_pass || r.plan.grad_sync_every_microbatch) {
             let t = self.dp(r, work, &[w]);
             r.buckets.push(t);
         }
@@ -570,8 +620,15 @@ impl Builder {
                     }
                 }
                 if fi < fseg.len() {
+                    let gathered = if fi == 0 {
+                        self.param_wait(r, fc, i)
+                    } else {
+                        None
+                    };
+                    let start = self.tasks.len() as u32;
                     let (id, first) =
                         self.emit_one(r, fseg[fi], Pass::Fwd, &mut f_after, &mut f_last);
+                    self.edges.extend(gathered.map(|g| (g, start)));
                     if first {
                         self.first_forward(r, id, fc, fmb);
                     }
@@ -590,6 +647,7 @@ impl Builder {
             }
         }
         r.done[bc as usize] += 1;
+        r.forwarded[fc as usize] = true;
         let (f_last, b_last) = (f_last.expect("forward ran"), b_last.expect("backward ran"));
         self.last_backward(r, b_last, bc);
         // DualPipe sends both results once the pair is done.
@@ -606,10 +664,29 @@ impl Builder {
     fn rank(&mut self, r: &mut Rank) {
         let p = r.plan;
         let program = schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64);
+        let mut first_forwards = Vec::new();
         for op in &program {
             match *op {
-                Op::B { chunk, .. } | Op::FB { b: (chunk, _), .. } => r.passes[chunk as usize] += 1,
-                _ => {}
+                Op::B { chunk, .. } => r.passes[chunk as usize] += 1,
+                Op::FB {
+                    f: (fc, _),
+                    b: (bc, _),
+                } => {
+                    r.passes[bc as usize] += 1;
+                    first_forwards.push(fc);
+                }
+                Op::F { chunk, .. } => first_forwards.push(chunk),
+                Op::W => {}
+            }
+        }
+        let mut seen = vec![false; p.chunks.len()];
+        for c in first_forwards {
+            if !std::mem::replace(&mut seen[c as usize], true) {
+                for (b, blk) in p.chunks[c as usize].blocks.iter().enumerate() {
+                    if blk.step_gather_ps > 0 {
+                        r.gather_chain.push((c, b));
+                    }
+                }
             }
         }
         let mut deferred: VecDeque<(u32, u32)> = VecDeque::new(); // (chunk, last B task)
@@ -710,6 +787,14 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                 passes: vec![0; chunks as usize],
                 done: vec![0; chunks as usize],
                 buckets: Vec::new(),
+                gather_chain: Vec::new(),
+                gathers_issued: 0,
+                gather: scaled
+                    .chunks
+                    .iter()
+                    .map(|c| vec![None; c.blocks.len()])
+                    .collect(),
+                forwarded: vec![false; chunks as usize],
             };
             b.rank(&mut r);
         }
