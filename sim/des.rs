@@ -563,10 +563,12 @@ mod tests {
         }
     }
 
-    /// Overlapped parameter gathers (ZeRO-1/2, --overlap-param-gather) go one block ahead of
-    /// the first forwards: a gather shorter than a block's forward exposes only the first
-    /// block's; a longer one exposes what the forwards cannot cover, the closed form's
-    /// total − window·(n−1)/n. Without overlap the whole gather follows the optimizer.
+    /// Overlapped parameter gathers (ZeRO-1/2, --overlap-param-gather) leave at the start of the
+    /// step, block after block, each needed by its block's first forward: a gather shorter than
+    /// a block's forward exposes only the first block's; a longer one exposes what the forwards
+    /// cannot cover, the closed form's total − window·(n−1)/n. Later pipeline stages gather
+    /// while they wait for their first activations, so overlapping never costs more than
+    /// gathering everything after the optimizer.
     #[test]
     fn overlapped_param_gathers_wait_only_for_the_first_block() {
         let (m, blocks, f) = (4u64, 8usize, 100u64);
@@ -600,6 +602,7 @@ mod tests {
             println!("{s:?} pp{pp}: gathers of 50 expose {short}");
             assert!(short <= 50 + 1, "{s:?}: {short}");
             assert_eq!(run(50, false) - without, 50 * blocks as u64 * (vpp));
+            assert!(run(150, true) <= run(150, false), "{s:?} pp{pp}");
             if pp == 1 {
                 // The first gather cannot hide; the longer ones outrun the forwards.
                 assert_eq!(short, 50);

@@ -100,8 +100,8 @@ pub struct BlockPlan {
     /// backward with [`StepPlan::grad_sync_every_microbatch`].
     pub grad_sync_ps: u64,
     /// All-gather of this block's updated weights (ZeRO-1/2 with overlapped parameter gathers):
-    /// issued one block ahead of compute from the start of the step, done before the block's
-    /// first forward (0: none).
+    /// issued at the start of the step in first-forward order, done before the block's first
+    /// forward (0: none).
     pub step_gather_ps: u64,
 }
 
@@ -243,10 +243,7 @@ struct Rank<'p> {
     done: Vec<u32>,
     /// Gradient buckets issued: the optimizer waits for them.
     buckets: Vec<u32>,
-    /// Blocks with a parameter gather, in the order of their first forward; how many are
-    /// issued; the gather task of each block; whether each chunk ran its first forward.
-    gather_chain: Vec<(u32, usize)>,
-    gathers_issued: usize,
+    /// The parameter gather of each block; whether each chunk ran its first forward.
     gather: Vec<Vec<Option<u32>>>,
     forwarded: Vec<bool>,
 }
@@ -372,31 +369,10 @@ impl Builder {
     }
 
     /// Before block `bi`'s first forward of the step: the gather of its updated weights it must
-    /// wait for, if any. Gathers go out on the data-parallel stream in first-forward order, one
-    /// ahead of compute (Megatron's --overlap-param-gather: each bucket's forward pre-hook
-    /// dispatches the next bucket's all-gather, then waits for its own): the first at the start
-    /// of the step, each next one as the block before it starts its forward.
-    fn param_wait(&mut self, r: &mut Rank, chunk: u32, bi: usize) -> Option<u32> {
-        if r.forwarded[chunk as usize] || r.chunk(chunk).blocks[bi].step_gather_ps == 0 {
+    /// wait for, if any.
+    fn param_wait(&self, r: &Rank, chunk: u32, bi: usize) -> Option<u32> {
+        if r.forwarded[chunk as usize] {
             return None;
-        }
-        let pos = r
-            .gather_chain
-            .iter()
-            .position(|&x| x == (chunk, bi))
-            .expect("every gathered block is in the chain");
-        let upto = (pos + 1).min(r.gather_chain.len() - 1);
-        while r.gathers_issued <= upto {
-            let (c, b) = r.gather_chain[r.gathers_issued];
-            let deps: Vec<u32> = if r.gathers_issued <= pos {
-                Vec::new()
-            } else {
-                r.last_compute.into_iter().collect()
-            };
-            let work = r.chunk(c).blocks[b].step_gather_ps;
-            let t = self.dp(r, work, &deps);
-            r.gather[c as usize][b] = Some(t);
-            r.gathers_issued += 1;
         }
         r.gather[chunk as usize][bi]
     }
@@ -679,12 +655,17 @@ impl Builder {
                 Op::W => {}
             }
         }
+        // Overlapped parameter gathers (Megatron's --overlap-param-gather) leave at the start of
+        // the step on every stage (its default --align-param-gather), one block after another
+        // in the order the forwards need them; each block's first forward waits for its own.
+        // Where a rank computes from the start this is Megatron's one-bucket-ahead chain (each
+        // forward pre-hook dispatching the next bucket): the stream runs them back to back.
         let mut seen = vec![false; p.chunks.len()];
         for c in first_forwards {
             if !std::mem::replace(&mut seen[c as usize], true) {
                 for (b, blk) in p.chunks[c as usize].blocks.iter().enumerate() {
                     if blk.step_gather_ps > 0 {
-                        r.gather_chain.push((c, b));
+                        r.gather[c as usize][b] = Some(self.dp(r, blk.step_gather_ps, &[]));
                     }
                 }
             }
@@ -787,8 +768,6 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                 passes: vec![0; chunks as usize],
                 done: vec![0; chunks as usize],
                 buckets: Vec::new(),
-                gather_chain: Vec::new(),
-                gathers_issued: 0,
                 gather: scaled
                     .chunks
                     .iter()
