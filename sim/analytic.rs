@@ -543,6 +543,16 @@ impl<'a> Staging<'a> {
     }
 }
 
+/// Exposed part of `n` equal transfers totalling `total` that become ready (or are needed) one
+/// by one, `window / n` apart, beside compute on their own stream: the last one, or all that the
+/// compute cannot cover.
+pub(crate) fn hidden_behind(total: f64, n: f64, window: f64) -> f64 {
+    if total <= 0.0 || n <= 0.0 {
+        return 0.0;
+    }
+    (total / n).max(total - window * (n - 1.0) / n)
+}
+
 /// Estimates one step of `w` at `layout` on `cluster`.
 pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Estimate {
     let ab = AlphaBeta::new(cluster, cal);
@@ -618,17 +628,44 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     );
 
     // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
-    let (pf, pb) = st.ex.p2p();
-    let pp_exposed = if layout.pp > 1 {
-        (layout.pp - 1) as f64 * (st.ab.time(&pf.op) + st.ab.time(&pb.op))
-    } else {
-        0.0
-    };
+    let pp_exposed: f64 = (1..layout.pp)
+        .map(|s| {
+            let (pf, pb) = st
+                .ex
+                .p2p(layout.stages_cross_nodes(s - 1, s, st.gpus_per_node));
+            st.ab.time(&pf.op) + st.ab.time(&pb.op)
+        })
+        .sum();
     *bd.exposed_comm_by_kind.entry("pp".into()).or_default() += pp_exposed;
 
-    // Data-parallel gradient sync after the last backward, then the optimizer.
+    // Data-parallel sync, one bucket per block. Gradient buckets leave as each block's weight
+    // gradients finish: once per step beside the last micro-batch's backward, or after every
+    // micro-batch with sharded gradients (ZeRO-2/3). Updated weights are gathered after the
+    // optimizer (ZeRO-1/2), or block by block before the first forwards (overlapped); ZeRO-3
+    // keeps them sharded.
     let params = st.rank_params(rank);
     let (rs, ag) = st.grad_sync(params);
+    let blocks: f64 = mine
+        .iter()
+        .map(|&(c, _)| {
+            let (a, b) = st.runs[c as usize];
+            (b - a + usize::from(c == 0) + usize::from(c as usize == st.runs.len() - 1)) as f64
+        })
+        .sum();
+    let one_mb = |f: &dyn Fn(&ChunkCost) -> f64| -> f64 {
+        mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
+    };
+    let backward = one_mb(&|c| c.bwd + c.wgrad);
+    let rs = if layout.zero >= 2 {
+        hidden_behind(mbs * rs, mbs * blocks, mbs * backward)
+    } else {
+        hidden_behind(rs, blocks, backward)
+    };
+    let ag = match layout.zero {
+        1 | 2 if layout.overlap_param_gather => hidden_behind(ag, blocks, one_mb(&|c| c.fwd)),
+        1 | 2 => ag,
+        _ => 0.0,
+    };
     *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag;
     bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
     bd.optimizer = st.optimizer_time(params);
@@ -667,6 +704,16 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Buckets that fit under their compute expose only the last; comm-bound ones expose all
+    /// the compute cannot cover (8 buckets of 150 beside 8 blocks of 100: 150 + 7·50 = 500).
+    #[test]
+    fn overlapped_buckets_expose_the_last_or_the_excess() {
+        assert_eq!(hidden_behind(8.0 * 50.0, 8.0, 800.0), 50.0);
+        assert_eq!(hidden_behind(8.0 * 150.0, 8.0, 800.0), 500.0);
+        assert_eq!(hidden_behind(300.0, 1.0, 1e9), 300.0);
+        assert_eq!(hidden_behind(0.0, 8.0, 800.0), 0.0);
+    }
 
     #[test]
     fn partition_is_optimal_on_small_cases() {

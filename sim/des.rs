@@ -22,7 +22,7 @@ use crate::workload::ops::{BlockWork, CommKind, Seg};
 use crate::workload::taskgraph::{
     self, BlockPlan, ChunkPlan, Group, Pass, SegKind, SegPlan, StepPlan, TaskGraph,
 };
-use crate::workload::Workload;
+use crate::workload::{schedule, Workload};
 use std::collections::BTreeMap;
 
 fn ps(s: f64) -> u64 {
@@ -127,8 +127,14 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
         fwd: price(st, &b.fwd),
         bwd: price(st, &b.bwd),
         wgrad: price(st, &b.wgrad),
-        grad_sync_ps: 0,
+        // Its gradient bucket, issued after its weight gradients.
+        grad_sync_ps: ps(st.grad_sync(params).0),
+        step_gather_ps: 0,
     };
+    // ZeRO-1/2 with overlapped parameter gathers: its updated weights, before its first forward.
+    if (1..=2).contains(&st.layout.zero) && st.layout.overlap_param_gather {
+        p.step_gather_ps = ps(st.grad_sync(params).1);
+    }
     let gather = st.param_gather(params);
     if gather > 0.0 {
         let seg = SegPlan {
@@ -149,11 +155,31 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
     p
 }
 
+/// A pipeline send from chunk `from` to chunk `to` (activations forward, gradients backward):
+/// 0 where both run on one rank (no pipeline, or DualPipeV's turn), priced across nodes where
+/// the two stages sit on different nodes for any micro-batch (DualPipe runs a chunk on two ranks).
+fn p2p_ps(st: &Staging, from: usize, to: Option<usize>, forward: bool) -> u64 {
+    let l = st.layout;
+    let Some(to) = to else { return 0 };
+    let m = l.micro_batches;
+    let ranks = [0, m - 1].map(|mb| {
+        let r = |c: usize| schedule::rank_of(l.schedule, l.pp, m, c as u32, mb as u32) as u64;
+        (r(from), r(to))
+    });
+    if ranks.iter().all(|(a, b)| a == b) {
+        return 0;
+    }
+    let cross = ranks
+        .iter()
+        .any(|&(a, b)| l.stages_cross_nodes(a, b, st.gpus_per_node));
+    let (pf, pb) = st.ex.p2p(cross);
+    ps(st.ab.time(if forward { &pf.op } else { &pb.op }))
+}
+
 /// The step as timed chunks, for `replicas` GPUs per stage.
 pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     let l = st.layout;
     let n = st.runs.len();
-    let (pf, pb) = st.ex.p2p();
     let mut chunks = Vec::with_capacity(n);
     for (c, &(a, b)) in st.runs.iter().enumerate() {
         let mut blocks = Vec::new();
@@ -177,18 +203,11 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             }
             blocks.push(block_plan(st, &st.last, (d, e)));
         }
-        // Gradient buckets: the chunk's sync split evenly over its blocks, each issued after
-        // that block's last weight gradients.
-        let sync = ps(st.grad_sync(st.chunk_params(c)).0);
-        let per = sync / blocks.len() as u64;
-        for bp in &mut blocks {
-            bp.grad_sync_ps = per;
-        }
         chunks.push(ChunkPlan {
             blocks,
             act_bytes: st.chunk_activations(c),
-            p2p_fwd_ps: ps(st.ab.time(&pf.op)),
-            p2p_bwd_ps: ps(st.ab.time(&pb.op)),
+            p2p_fwd_ps: p2p_ps(st, c, (c + 1 < n).then_some(c + 1), true),
+            p2p_bwd_ps: p2p_ps(st, c, c.checked_sub(1), false),
         });
     }
     let ranks = 0..l.pp;
@@ -228,9 +247,18 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             .clone()
             .map(|r| ps(st.optimizer_time(st.rank_params(r))))
             .collect(),
+        // ZeRO-3 keeps its weights sharded (each block gathers them before use), and overlapped
+        // gathers go block by block: only ZeRO-1/2 without overlap gathers after the optimizer.
         param_gather_ps: ranks
-            .map(|r| ps(st.grad_sync(st.rank_params(r)).1))
+            .map(|r| {
+                if (1..=2).contains(&l.zero) && !l.overlap_param_gather {
+                    ps(st.grad_sync(st.rank_params(r)).1)
+                } else {
+                    0
+                }
+            })
             .collect(),
+        grad_sync_every_microbatch: l.zero >= 2,
         dp_group: Group {
             size: (l.dp * l.cp) as u32,
             stride: l.tp as u32,
@@ -364,7 +392,6 @@ pub fn estimate(
 mod tests {
     use super::*;
     use crate::config::workload::Schedule;
-    use crate::workload::schedule;
 
     /// A pipeline of identical chunks: forward f, backward b, weight-gradient w picoseconds.
     fn uniform(s: Schedule, pp: u64, vpp: u64, m: u64, f: u64, b: u64, w: u64) -> (StepPlan, u64) {
@@ -380,6 +407,7 @@ mod tests {
                 bwd: vec![seg(b)],
                 wgrad: vec![seg(w)],
                 grad_sync_ps: 0,
+                step_gather_ps: 0,
             }],
             act_bytes: 1.0,
             p2p_fwd_ps: 0,
@@ -393,6 +421,7 @@ mod tests {
             chunks: vec![chunk; chunks as usize],
             optimizer_ps: vec![0; pp as usize],
             param_gather_ps: vec![0; pp as usize],
+            grad_sync_every_microbatch: false,
             dp_group: Group { size: 1, stride: 1 },
             replicas: 1,
             load: Vec::new(),
@@ -427,6 +456,163 @@ mod tests {
                 (simulated - formula).abs() <= chunk,
                 "{s:?}: simulated {simulated} vs formula {formula}"
             );
+        }
+    }
+
+    /// Chunks of `blocks` identical blocks (forward f, backward b, weight gradients w), each with
+    /// a gradient bucket of `sync` picoseconds.
+    #[allow(clippy::too_many_arguments)]
+    fn blocky(
+        s: Schedule,
+        pp: u64,
+        vpp: u64,
+        m: u64,
+        blocks: usize,
+        (f, b, w): (u64, u64, u64),
+        sync: u64,
+    ) -> StepPlan {
+        let (mut plan, _) = uniform(s, pp, vpp, m, f, b, w);
+        for c in &mut plan.chunks {
+            let blk = BlockPlan {
+                grad_sync_ps: sync,
+                ..c.blocks[0].clone()
+            };
+            c.blocks = vec![blk; blocks];
+        }
+        plan
+    }
+
+    /// Autograd computes each block's weight gradients right after its input gradients under
+    /// GPipe, 1F1B and interleaved 1F1B; ZB1P keeps a pass's weight gradients for later.
+    #[test]
+    fn weight_gradients_follow_their_blocks_backward() {
+        for (s, vpp) in [
+            (Schedule::Gpipe, 1),
+            (Schedule::OneFOneB, 1),
+            (Schedule::Interleaved, 2),
+            (Schedule::Zb1p, 1),
+        ] {
+            let g = taskgraph::build(&blocky(s, 2, vpp, 4, 3, (100, 200, 100), 0));
+            let passes: Vec<Pass> = g
+                .stream(0, taskgraph::COMPUTE)
+                .iter()
+                .map(|&t| g.tasks[t as usize].pass)
+                .filter(|p| matches!(p, Pass::Bwd | Pass::Wgrad))
+                .collect();
+            let pairs = passes
+                .windows(2)
+                .filter(|w| w == &[Pass::Bwd, Pass::Wgrad])
+                .count();
+            let bwd = passes.iter().filter(|&&p| p == Pass::Bwd).count();
+            if s == Schedule::Zb1p {
+                // One B→W switch per deferred pass: W runs after all of the pass's blocks.
+                assert_eq!(pairs * 3, bwd, "{s:?}: {passes:?}");
+            } else {
+                assert_eq!(pairs, bwd, "{s:?}: every block's B is followed by its W");
+            }
+        }
+    }
+
+    /// Gradient buckets leave as each block's weight gradients finish and hide under the rest
+    /// of the backward: with a bucket shorter than one block's backward, at most about one
+    /// bucket (the first block's, last to be ready) is exposed, whatever the block count.
+    #[test]
+    fn gradient_buckets_hide_under_the_backward() {
+        let (fbw, sync) = ((100, 200, 100), 150);
+        for (s, pp, vpp, m) in [
+            (Schedule::Gpipe, 1, 1, 4),
+            (Schedule::OneFOneB, 1, 1, 4),
+            (Schedule::OneFOneB, 4, 1, 8),
+            (Schedule::Interleaved, 2, 2, 4),
+        ] {
+            let run =
+                |sync| exec::run(&taskgraph::build(&blocky(s, pp, vpp, m, 8, fbw, sync))).makespan;
+            let (with, without) = (run(sync), run(0));
+            println!("{s:?} pp{pp}: {with} with buckets of {sync}, {without} without");
+            assert!(
+                with <= without + sync + 1,
+                "{s:?}: {} exposed, more than one bucket",
+                with - without
+            );
+        }
+    }
+
+    /// Sharded gradients (ZeRO-2/3) are reduce-scattered after every micro-batch's backward,
+    /// block by block, and still hide under the backward that follows each block's W.
+    #[test]
+    fn sharded_gradients_sync_every_micro_batch() {
+        let (m, blocks, sync) = (4u64, 8usize, 150u64);
+        for (s, pp, vpp) in [
+            (Schedule::OneFOneB, 1, 1),
+            (Schedule::OneFOneB, 2, 1),
+            (Schedule::Interleaved, 2, 2),
+        ] {
+            let run = |sync, every| {
+                let mut plan = blocky(s, pp, vpp, m, blocks, (100, 200, 100), sync);
+                plan.grad_sync_every_microbatch = every;
+                let g = taskgraph::build(&plan);
+                let dp = g.stream(0, taskgraph::DP).len();
+                (exec::run(&g).makespan, dp)
+            };
+            let chunks = schedule::chunk_count(s, pp, vpp) / pp;
+            let (with, dp) = run(sync, true);
+            let (once, dp_once) = run(sync, false);
+            let (without, _) = run(0, true);
+            assert_eq!(dp as u64, m * chunks * blocks as u64, "{s:?}");
+            assert_eq!(dp_once as u64, chunks * blocks as u64, "{s:?}");
+            assert!(with <= without + sync + 1, "{s:?}: {}", with - without);
+            assert!(once <= without + sync + 1, "{s:?}: {}", once - without);
+        }
+    }
+
+    /// Overlapped parameter gathers (ZeRO-1/2, --overlap-param-gather) leave at the start of the
+    /// step, block after block, each needed by its block's first forward: a gather shorter than
+    /// a block's forward exposes only the first block's; a longer one exposes what the forwards
+    /// cannot cover, the closed form's total − window·(n−1)/n. Later pipeline stages gather
+    /// while they wait for their first activations, so overlapping never costs more than
+    /// gathering everything after the optimizer.
+    #[test]
+    fn overlapped_param_gathers_wait_only_for_the_first_block() {
+        let (m, blocks, f) = (4u64, 8usize, 100u64);
+        for (s, pp, vpp) in [
+            (Schedule::OneFOneB, 1, 1),
+            (Schedule::Gpipe, 1, 1),
+            (Schedule::OneFOneB, 4, 1),
+            (Schedule::Interleaved, 2, 2),
+        ] {
+            let run = |gather: u64, overlap: bool| {
+                let mut plan = blocky(s, pp, vpp, m, blocks, (f, 200, 100), 0);
+                let per_rank = schedule::chunk_count(s, pp, vpp) / pp * blocks as u64;
+                if overlap {
+                    for c in &mut plan.chunks {
+                        for b in &mut c.blocks {
+                            b.step_gather_ps = gather;
+                        }
+                    }
+                } else {
+                    plan.param_gather_ps = vec![gather * per_rank; pp as usize];
+                }
+                let g = taskgraph::build(&plan);
+                if overlap && gather > 0 {
+                    // Gathered once, before the first micro-batch's forward only.
+                    assert_eq!(g.stream(0, taskgraph::DP).len() as u64, per_rank);
+                }
+                exec::run(&g).makespan
+            };
+            let without = run(0, true);
+            let short = run(50, true) - without;
+            println!("{s:?} pp{pp}: gathers of 50 expose {short}");
+            assert!(short <= 50 + 1, "{s:?}: {short}");
+            assert_eq!(run(50, false) - without, 50 * blocks as u64 * (vpp));
+            assert!(run(150, true) <= run(150, false), "{s:?} pp{pp}");
+            if pp == 1 {
+                // The first gather cannot hide; the longer ones outrun the forwards.
+                assert_eq!(short, 50);
+                let long = run(150, true) - without;
+                let n = blocks as f64;
+                let closed = crate::analytic::hidden_behind(150.0 * n, n, f as f64 * n);
+                assert!((long as f64 - closed).abs() <= 1.0, "{long} vs {closed}");
+            }
         }
     }
 
@@ -496,6 +682,29 @@ mod scenario_tests {
         assert!(err.abs() < 0.01);
     }
 
+    /// Without a pipeline there are no pipeline sends, even when a stage fills the node (a
+    /// send priced to "the next node" of a one-node cluster used to index past its GPUs).
+    #[test]
+    fn one_stage_on_one_node_sends_nothing() {
+        let (c, w) = small(&[
+            "workload.parallelism.pp=1",
+            "workload.parallelism.schedule=1f1b",
+            "topology.nodes=1",
+        ]);
+        assert_eq!((c.gpus(), w.layout.pp, w.layout.dp), (8, 1, 8));
+        let cal = Calibration::embedded();
+        let net = FlowModel::new(&c, &cal);
+        let st = Staging::new(&w, &w.layout, &c, &cal, &net);
+        let plan = step_plan(&st, 1);
+        assert!(plan
+            .chunks
+            .iter()
+            .all(|ch| ch.p2p_fwd_ps == 0 && ch.p2p_bwd_ps == 0));
+        let e = estimate(&w, &w.layout, &c, &cal, false);
+        assert_eq!(e.breakdown.exposed_comm_by_kind["pp"], 0.0);
+        assert!(e.step_time_s > 0.0);
+    }
+
     /// Hot experts slow the step: the all-to-all waits for the busiest GPU.
     #[test]
     fn skewed_routing_is_seeded_and_slower() {
@@ -536,29 +745,117 @@ mod zero_tests {
     use crate::config::{Override, Source};
     use crate::pipeline::{load, DEFAULT_WORKLOAD};
 
-    /// ZeRO-3 shards the weights and pays for it with an all-gather before every block's forward
-    /// and backward; ZeRO-1 keeps whole weights and gathers once after the optimizer.
-    #[test]
-    fn zero3_trades_memory_for_gathers() {
+    /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes, PP2 × EP8, at ZeRO stage
+    /// `zero`, optionally overlapping its parameter gathers.
+    fn small(zero: &str, overlap: bool) -> (Cluster, Workload) {
         let t = Source::embedded(
             "topologies/h800-16.yaml",
             include_str!("../topologies/h800-16.yaml"),
         );
         let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+        let sets: Vec<Override> = [
+            "workload.model.num_hidden_layers=4",
+            "workload.model.first_k_dense_replace=1",
+            "workload.training.global_batch=64",
+            "workload.parallelism.pp=2",
+            "workload.parallelism.ep=8",
+            &format!("workload.parallelism.zero={zero}"),
+            &format!("workload.parallelism.overlap_param_gather={overlap}"),
+            "workload.training.phases=[{name: p, tokens: 1B}]",
+        ]
+        .iter()
+        .map(|s| Override::parse(s).unwrap())
+        .collect();
+        load(&t, &w, &sets).unwrap()
+    }
+
+    fn plan(zero: &str, overlap: bool) -> StepPlan {
+        let (c, w) = small(zero, overlap);
+        let cal = Calibration::embedded();
+        let net = FlowModel::new(&c, &cal);
+        step_plan(&Staging::new(&w, &w.layout, &c, &cal, &net), 1)
+    }
+
+    /// Where each ZeRO stage syncs: ZeRO-1 reduces gradients once per step and gathers the
+    /// updated weights after the optimizer (or block by block before the first forwards when
+    /// overlapped); ZeRO-2 reduces after every micro-batch (its gradients are sharded); ZeRO-3
+    /// (FSDP FULL_SHARD) reduces after every micro-batch and has no gather after the optimizer,
+    /// its weights staying sharded and gathered per block before use.
+    #[test]
+    fn zero_stages_place_their_syncs() {
+        let step_gathers = |p: &StepPlan| {
+            p.chunks
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .filter(|b| b.step_gather_ps > 0)
+                .count()
+        };
+        let blocks: usize = plan("1", false).chunks.iter().map(|c| c.blocks.len()).sum();
+        for (zero, overlap, every_mb, after_opt, per_block) in [
+            ("0", false, false, false, 0),
+            ("1", false, false, true, 0),
+            ("1", true, false, false, blocks),
+            ("2", false, true, true, 0),
+            ("2", true, true, false, blocks),
+            ("3", false, true, false, 0),
+            ("3", true, true, false, 0),
+        ] {
+            let p = plan(zero, overlap);
+            let what = format!("ZeRO-{zero} overlap {overlap}");
+            assert_eq!(p.grad_sync_every_microbatch, every_mb, "{what}");
+            assert_eq!(
+                p.param_gather_ps.iter().all(|&g| g > 0),
+                after_opt,
+                "{what}"
+            );
+            assert_eq!(
+                p.param_gather_ps.iter().any(|&g| g > 0),
+                after_opt,
+                "{what}"
+            );
+            assert_eq!(step_gathers(&p), per_block, "{what}");
+            assert!(p
+                .chunks
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .all(|b| b.grad_sync_ps > 0));
+        }
+    }
+
+    /// Overlapping the parameter gathers with the next step's forwards shortens the step, in
+    /// both engines, and never exposes more data-parallel time than gathering after the step.
+    #[test]
+    fn overlapped_param_gathers_shorten_the_step() {
+        let cal = Calibration::embedded();
+        for engine in ["des", "analytic"] {
+            let run = |overlap| {
+                let (c, w) = small("1", overlap);
+                if engine == "des" {
+                    estimate(&w, &w.layout, &c, &cal, false)
+                } else {
+                    crate::analytic::estimate(&w, &w.layout, &c, &cal)
+                }
+            };
+            let (plain, over) = (run(false), run(true));
+            let dp = |e: &Estimate| e.breakdown.exposed_comm_by_kind["dp"];
+            println!(
+                "{engine}: step {} -> {}, dp {} -> {}",
+                plain.step_time_s,
+                over.step_time_s,
+                dp(&plain),
+                dp(&over)
+            );
+            assert!(over.step_time_s < plain.step_time_s, "{engine}");
+            assert!(dp(&over) < dp(&plain), "{engine}");
+        }
+    }
+
+    /// ZeRO-3 shards the weights and pays for it with an all-gather before every block's forward
+    /// and backward; ZeRO-1 keeps whole weights and gathers once after the optimizer.
+    #[test]
+    fn zero3_trades_memory_for_gathers() {
         let run = |zero: &str| {
-            let sets: Vec<Override> = [
-                "workload.model.num_hidden_layers=4",
-                "workload.model.first_k_dense_replace=1",
-                "workload.training.global_batch=64",
-                "workload.parallelism.pp=2",
-                "workload.parallelism.ep=8",
-                &format!("workload.parallelism.zero={zero}"),
-                "workload.training.phases=[{name: p, tokens: 1B}]",
-            ]
-            .iter()
-            .map(|s| Override::parse(s).unwrap())
-            .collect();
-            let (c, wl) = load(&t, &w, &sets).unwrap();
+            let (c, wl) = small(zero, false);
             estimate(&wl, &wl.layout, &c, &Calibration::embedded(), false)
         };
         let (z1, z3) = (run("1"), run("3"));

@@ -740,6 +740,10 @@ mod tests {
             dense_ffn: 4 * 12288,
             moe: None,
             mtp_depth: 0,
+            attention_bias: true,
+            mlp_bias: true,
+            hidden_dropout: 0.0,
+            attention_dropout: 0.0,
         };
         let per_seq = flops_per_token(Flops::MegatronCore, &m, 2048, 0.0) * 2048.0;
         assert!((per_seq / 2.20e15 - 1.0).abs() < 0.02, "{per_seq:e}");

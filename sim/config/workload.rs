@@ -279,6 +279,11 @@ pub struct ParallelismSpec {
     /// ZeRO stage 0–3.
     #[serde(default)]
     pub zero: u8,
+    /// ZeRO-1/2 (Megatron's distributed optimizer, `--overlap-param-gather`): all-gather the
+    /// updated parameters block by block, each before that block's first forward of the next
+    /// step and beside the compute, instead of all at once after the optimizer.
+    #[serde(default)]
+    pub overlap_param_gather: bool,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     #[serde(default = "one")]

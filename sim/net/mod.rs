@@ -227,11 +227,17 @@ impl<'a> FlowModel<'a> {
                 .time_s
             }
             CommOp::P2p { bytes, cross_node } => {
+                // GPU 0 and the same-position GPU of the next node, or a neighbour on its own.
                 let other = if cross_node {
                     co.cluster.gpus_per_node
                 } else {
                     1
                 };
+                assert!(
+                    other < co.cluster.gpus(),
+                    "a pipeline send to GPU {other} of a {}-GPU cluster (no such peer)",
+                    co.cluster.gpus()
+                );
                 co.collective(Op::SendRecv, &[0, other], bytes, Algorithm::Auto)
                     .time_s
             }

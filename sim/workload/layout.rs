@@ -18,6 +18,8 @@ pub struct Layout {
     pub dp: u64,
     pub vpp: u64,
     pub zero: u8,
+    /// ZeRO-1/2: each block's parameter all-gather overlaps the next step's first forwards.
+    pub overlap_param_gather: bool,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
@@ -216,6 +218,7 @@ impl Layout {
             dp,
             vpp: p.vpp,
             zero: p.zero,
+            overlap_param_gather: p.overlap_param_gather,
             schedule: p.schedule,
             micro_batch: p.micro_batch,
             micro_batches: m,
@@ -269,9 +272,28 @@ impl Layout {
     pub fn expert_dp(&self) -> u64 {
         self.tp * self.cp * self.dp / self.ep
     }
-    /// Whether neighbouring pipeline stages sit on different nodes.
+    /// Whether the same-position GPUs of pipeline stages `a` and `b` (a pipeline send goes from
+    /// a GPU to the one `tp·cp·dp` ranks away per stage) sit on different nodes for some position.
+    pub fn stages_cross_nodes(&self, a: u64, b: u64, gpn: u64) -> bool {
+        let stride = self.tp * self.cp * self.dp;
+        let (lo, hi) = (a.min(b), a.max(b));
+        if lo == hi {
+            return false;
+        }
+        let d = (hi - lo) * stride;
+        if d >= gpn {
+            return true;
+        }
+        // Stage `lo` holds GPUs lo·stride .. lo·stride + stride − 1; one of them is within `d` of
+        // its node's end exactly when the last one's offset in the node (no wrap: d < gpn, and a
+        // wrap reaches the node's last GPU) is at least gpn − d.
+        let first = (lo * stride) % gpn;
+        first + stride > gpn - d
+    }
+
+    /// Whether any pipeline send crosses nodes (false without a pipeline).
     pub fn pp_crosses_nodes(&self, gpn: u64) -> bool {
-        self.tp * self.cp * self.dp >= gpn
+        (1..self.pp).any(|s| self.stages_cross_nodes(s - 1, s, gpn))
     }
 }
 
@@ -286,5 +308,56 @@ pub fn span(size: u64, stride: u64, gpus_per_node: u64) -> Span {
         size,
         per_node,
         nodes: size.div_ceil(per_node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(tp: u64, pp: u64, dp: u64) -> Layout {
+        Layout {
+            tp,
+            pp,
+            ep: 1,
+            cp: 1,
+            dp,
+            vpp: 1,
+            zero: 0,
+            overlap_param_gather: false,
+            schedule: Schedule::OneFOneB,
+            micro_batch: 1,
+            micro_batches: 8,
+            seq_len: 2048,
+            global_batch: 8 * dp,
+            comm_sms: 0,
+            sequence_parallel: false,
+            tp_comm_overlap: false,
+        }
+    }
+
+    /// Stage s holds GPUs [s·tp·dp, (s+1)·tp·dp); a send crosses nodes when a GPU and its peer
+    /// one stage on sit on different 8-GPU nodes.
+    #[test]
+    fn pipeline_sends_cross_nodes_only_between_nodes() {
+        // No pipeline, no sends, whatever fills the node (the PP1 single-node regression).
+        assert!(!layout(8, 1, 1).pp_crosses_nodes(8));
+        assert!(!layout(1, 1, 8).pp_crosses_nodes(8));
+        // A whole stage per node or more: every boundary crosses.
+        assert!(layout(8, 2, 1).pp_crosses_nodes(8));
+        assert!(layout(8, 4, 4).stages_cross_nodes(2, 3, 8));
+        // A 4-stage pipeline of 2 GPUs per stage inside one node: none does.
+        assert!(!layout(2, 4, 1).pp_crosses_nodes(8));
+        // 4 GPUs per stage on 8-GPU nodes: 0→1 stays in node 0, 1→2 crosses, 2→3 stays in node 1.
+        let l = layout(2, 4, 2);
+        let crossing: Vec<bool> = (1..4).map(|s| l.stages_cross_nodes(s - 1, s, 8)).collect();
+        assert_eq!(crossing, [false, true, false]);
+        assert!(l.pp_crosses_nodes(8));
+        // Interleaving wraps from the last stage to the first: 3→0 crosses.
+        assert!(l.stages_cross_nodes(3, 0, 8));
+        // 3 GPUs per stage: stage 2 (GPUs 6–8) straddles the node edge, so 1→2 and 2→3 cross.
+        let l = layout(3, 4, 1);
+        let crossing: Vec<bool> = (1..4).map(|s| l.stages_cross_nodes(s - 1, s, 8)).collect();
+        assert_eq!(crossing, [false, true, true]);
     }
 }

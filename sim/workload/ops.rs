@@ -937,10 +937,10 @@ impl<'a> Expander<'a> {
         w
     }
 
-    /// Pipeline send of activations (forward) and their gradients (backward).
-    pub fn p2p(&self) -> (Comm, Comm) {
+    /// Pipeline send of activations (forward) and their gradients (backward), between stages on
+    /// different nodes or on one.
+    pub fn p2p(&self, cross_node: bool) -> (Comm, Comm) {
         let bytes = self.tokens() as f64 * self.model.hidden as f64 * 2.0 / self.layout.tp as f64;
-        let cross_node = self.layout.pp_crosses_nodes(self.gpus_per_node);
         let c = |name: &str| Comm {
             kind: CommKind::Pp,
             name: name.into(),

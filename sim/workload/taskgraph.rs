@@ -96,8 +96,13 @@ pub struct BlockPlan {
     pub fwd: Vec<SegPlan>,
     pub bwd: Vec<SegPlan>,
     pub wgrad: Vec<SegPlan>,
-    /// Gradient sync of this block's weights after its last backward (0: none).
+    /// Gradient sync of this block's weights after its last backward (0: none), or after every
+    /// backward with [`StepPlan::grad_sync_every_microbatch`].
     pub grad_sync_ps: u64,
+    /// All-gather of this block's updated weights (ZeRO-1/2 with overlapped parameter gathers):
+    /// issued at the start of the step in first-forward order, done before the block's first
+    /// forward (0: none).
+    pub step_gather_ps: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,9 +123,14 @@ pub struct StepPlan {
     pub vpp: u64,
     pub micro_batches: u64,
     pub chunks: Vec<ChunkPlan>,
-    /// Per pipeline rank: optimizer step and the parameter all-gather after it (ZeRO ≥ 1).
+    /// Per pipeline rank: optimizer step and the parameter all-gather after it (ZeRO-1/2
+    /// without overlapped parameter gathers).
     pub optimizer_ps: Vec<u64>,
     pub param_gather_ps: Vec<u64>,
+    /// Gradients are reduce-scattered after every micro-batch's backward, not once per step
+    /// (sharded gradients: ZeRO-2 and ZeRO-3 / FSDP FULL_SHARD keep no full gradient to
+    /// accumulate into).
+    pub grad_sync_every_microbatch: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
@@ -227,6 +237,15 @@ struct Rank<'p> {
     last_compute: Option<u32>,
     /// Last weight-gradient task of each block, for its gradient bucket.
     last_w: Vec<Vec<Option<u32>>>,
+    /// Backward passes of each chunk this rank runs in the step, and those whose weight
+    /// gradients are laid out so far.
+    passes: Vec<u32>,
+    done: Vec<u32>,
+    /// Gradient buckets issued: the optimizer waits for them.
+    buckets: Vec<u32>,
+    /// The parameter gather of each block; whether each chunk ran its first forward.
+    gather: Vec<Vec<Option<u32>>>,
+    forwarded: Vec<bool>,
 }
 
 impl Rank<'_> {
@@ -336,13 +355,26 @@ impl Builder {
     fn forward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
         let mut after = Vec::new();
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate() {
-            let first = self.tasks.len() as u32 + leading_parallel(&blk.fwd);
+            let gathered = self.param_wait(r, chunk, i);
+            let start = self.tasks.len() as u32;
+            let first = start + leading_parallel(&blk.fwd);
             after = self.emit(r, &blk.fwd, Pass::Fwd, after);
+            self.edges.extend(gathered.map(|g| (g, start)));
             if i == 0 {
                 self.first_forward(r, first, chunk, mb);
             }
         }
+        r.forwarded[chunk as usize] = true;
         *after.iter().max().expect("a forward has tasks")
+    }
+
+    /// Before block `bi`'s first forward of the step: the gather of its updated weights it must
+    /// wait for, if any.
+    fn param_wait(&self, r: &Rank, chunk: u32, bi: usize) -> Option<u32> {
+        if r.forwarded[chunk as usize] {
+            return None;
+        }
+        r.gather[chunk as usize][bi]
     }
 
     /// The first task of a chunk's forward holds its activations and waits for its input.
@@ -426,19 +458,60 @@ impl Builder {
         t.inflight = -1;
     }
 
-    /// Backward (input gradients) of one chunk: blocks in reverse. Returns the last task.
-    fn backward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
+    /// Backward of one chunk: blocks in reverse. With `with_w` each block's weight gradients
+    /// follow its input gradients, as autograd computes them layer by layer (each block's
+    /// gradient bucket can then leave during the rest of the backward); otherwise the input
+    /// gradients alone. Returns the last task, which frees the activations.
+    fn backward(&mut self, r: &mut Rank, chunk: u32, mb: u32, with_w: bool) -> u32 {
         let mut after = Vec::new();
-        for (i, blk) in r.chunk(chunk).blocks.clone().iter().rev().enumerate() {
+        let mut last = None;
+        let blocks = r.chunk(chunk).blocks.clone();
+        for (j, (i, blk)) in blocks.iter().enumerate().rev().enumerate() {
             let first = self.tasks.len() as u32 + leading_parallel(&blk.bwd);
             after = self.emit(r, &blk.bwd, Pass::Bwd, after);
-            if i == 0 {
+            if j == 0 {
                 self.first_backward(r, first, chunk, mb);
             }
+            let mut t = *after.iter().max().expect("a block's backward has tasks");
+            if with_w {
+                for s in &blk.wgrad {
+                    t = self.wgrad(r, s.ps, t);
+                }
+                self.grads_ready(r, chunk, i, t);
+            }
+            last = Some(t);
         }
-        let last = *after.iter().max().expect("a backward has tasks");
+        if with_w {
+            r.done[chunk as usize] += 1;
+        }
+        let last = last.expect("a backward has tasks");
         self.last_backward(r, last, chunk);
         last
+    }
+
+    /// Block `bi` of `chunk` has this backward pass's weight gradients once `w` is done. On the
+    /// chunk's last pass of the step its gradient bucket leaves right away, beside the rest of
+    /// the backward (Megatron's --overlap-grad-reduce, PyTorch DDP/FSDP hooks).
+    fn grads_ready(&mut self, r: &mut Rank, chunk: u32, bi: usize, w: u32) {
+        r.last_w[chunk as usize][bi] = Some(w);
+        let work = r.chunk(chunk).blocks[bi].grad_sync_ps;
+        let last_pass = r.done[chunk as usize] + 1 == r.passes[chunk as usize];
+        if work > 0 && (last_pass || r.plan.grad_sync_every_microbatch) {
+            let t = self.dp(r, work, &[w]);
+            r.buckets.push(t);
+        }
+    }
+
+    /// A data-parallel collective on the data-parallel stream.
+    fn dp(&mut self, r: &Rank, work: u64, deps: &[u32]) -> u32 {
+        let coll = self.instance(r, CommKind::Dp as u8, r.plan.dp_group);
+        self.add(
+            Task {
+                coll,
+                ..Task::new(r.gpu, DP, Pass::Comm(CommKind::Dp), work)
+            },
+            deps,
+        )
     }
 
     /// One weight-gradient task: after `after`, and no earlier than the compute task emitted
@@ -459,8 +532,9 @@ impl Builder {
             for s in &blk.wgrad {
                 prev = self.wgrad(r, s.ps, prev);
             }
-            r.last_w[chunk as usize][i] = Some(prev);
+            self.grads_ready(r, chunk, i, prev);
         }
+        r.done[chunk as usize] += 1;
         prev
     }
 
@@ -484,22 +558,6 @@ impl Builder {
         let first = last.is_none();
         *last = Some(id);
         (id, first)
-    }
-
-    /// A weight-gradient segment of block `bi` of chunk `chunk`, recorded for its gradient bucket.
-    fn block_wgrad(
-        &mut self,
-        r: &mut Rank,
-        work: u64,
-        after: u32,
-        chunk: u32,
-        bi: Option<usize>,
-    ) -> u32 {
-        let w = self.wgrad(r, work, after);
-        if let Some(bi) = bi {
-            r.last_w[chunk as usize][bi] = Some(w);
-        }
-        w
     }
 
     /// DualPipe's F&B: the forward of one micro-batch and the backward of another, block by
@@ -533,13 +591,20 @@ impl Builder {
                     }
                     bj += 1;
                     if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
-                        w_last = Some(self.block_wgrad(r, wseg[wk].ps, id, bc, bi));
+                        w_last = Some(self.wgrad(r, wseg[wk].ps, id));
                         wk += 1;
                     }
                 }
                 if fi < fseg.len() {
+                    let gathered = if fi == 0 {
+                        self.param_wait(r, fc, i)
+                    } else {
+                        None
+                    };
+                    let start = self.tasks.len() as u32;
                     let (id, first) =
                         self.emit_one(r, fseg[fi], Pass::Fwd, &mut f_after, &mut f_last);
+                    self.edges.extend(gathered.map(|g| (g, start)));
                     if first {
                         self.first_forward(r, id, fc, fmb);
                     }
@@ -549,10 +614,16 @@ impl Builder {
             // Weight segments the backward had no compute for.
             while wk < wseg.len() {
                 let after = b_last.expect("a backward segment ran");
-                w_last = Some(self.block_wgrad(r, wseg[wk].ps, after, bc, bi));
+                w_last = Some(self.wgrad(r, wseg[wk].ps, after));
                 wk += 1;
             }
+            if let Some(bi) = bi {
+                let ready = if wseg.is_empty() { b_last } else { w_last };
+                self.grads_ready(r, bc, bi, ready.expect("a backward segment ran"));
+            }
         }
+        r.done[bc as usize] += 1;
+        r.forwarded[fc as usize] = true;
         let (f_last, b_last) = (f_last.expect("forward ran"), b_last.expect("backward ran"));
         self.last_backward(r, b_last, bc);
         // DualPipe sends both results once the pair is done.
@@ -564,11 +635,43 @@ impl Builder {
         self.finish_backward(r, bc, bmb, &all);
     }
 
-    /// A rank's whole program, then its gradient buckets, optimizer and parameter gather.
+    /// A rank's whole program (gradient buckets leave as their weight gradients finish), then
+    /// its optimizer and parameter gather.
     fn rank(&mut self, r: &mut Rank) {
         let p = r.plan;
+        let program = schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64);
+        let mut first_forwards = Vec::new();
+        for op in &program {
+            match *op {
+                Op::B { chunk, .. } => r.passes[chunk as usize] += 1,
+                Op::FB {
+                    f: (fc, _),
+                    b: (bc, _),
+                } => {
+                    r.passes[bc as usize] += 1;
+                    first_forwards.push(fc);
+                }
+                Op::F { chunk, .. } => first_forwards.push(chunk),
+                Op::W => {}
+            }
+        }
+        // Overlapped parameter gathers (Megatron's --overlap-param-gather) leave at the start of
+        // the step on every stage (its default --align-param-gather), one block after another
+        // in the order the forwards need them; each block's first forward waits for its own.
+        // Where a rank computes from the start this is Megatron's one-bucket-ahead chain (each
+        // forward pre-hook dispatching the next bucket): the stream runs them back to back.
+        let mut seen = vec![false; p.chunks.len()];
+        for c in first_forwards {
+            if !std::mem::replace(&mut seen[c as usize], true) {
+                for (b, blk) in p.chunks[c as usize].blocks.iter().enumerate() {
+                    if blk.step_gather_ps > 0 {
+                        r.gather[c as usize][b] = Some(self.dp(r, blk.step_gather_ps, &[]));
+                    }
+                }
+            }
+        }
         let mut deferred: VecDeque<(u32, u32)> = VecDeque::new(); // (chunk, last B task)
-        for op in schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64) {
+        for op in program {
             match op {
                 Op::F { chunk, mb } => {
                     let t = self.forward(r, chunk, mb);
@@ -579,7 +682,7 @@ impl Builder {
                     mb,
                     defer_w: true,
                 } => {
-                    let last = self.backward(r, chunk, mb);
+                    let last = self.backward(r, chunk, mb, false);
                     self.finish_backward(r, chunk, mb, &[last]);
                     deferred.push_back((chunk, last));
                 }
@@ -589,9 +692,13 @@ impl Builder {
                     defer_w: false,
                 } => {
                     // Weight gradients computed with the backward: the gradient leaves after both.
-                    let last = self.backward(r, chunk, mb);
-                    let lw = self.weights(r, chunk, last);
-                    self.finish_backward(r, chunk, mb, &[last, lw]);
+                    let last = if w_with_b(p.schedule) {
+                        self.backward(r, chunk, mb, true)
+                    } else {
+                        let last = self.backward(r, chunk, mb, false);
+                        self.weights(r, chunk, last)
+                    };
+                    self.finish_backward(r, chunk, mb, &[last]);
                 }
                 Op::W => {
                     let (chunk, last) = deferred
@@ -602,25 +709,9 @@ impl Builder {
                 Op::FB { f, b } => self.overlapped(r, f, b),
             }
         }
-        let dp = |b: &mut Builder, r: &Rank, work: u64, deps: &[u32]| {
-            let coll = b.instance(r, CommKind::Dp as u8, p.dp_group);
-            b.add(
-                Task {
-                    coll,
-                    ..Task::new(r.gpu, DP, Pass::Comm(CommKind::Dp), work)
-                },
-                deps,
-            )
-        };
-        let mut opt_deps = Vec::new();
-        for (c, blocks) in r.last_w.clone().iter().enumerate() {
-            for (i, w) in blocks.iter().enumerate() {
-                let work = p.chunks[c].blocks[i].grad_sync_ps;
-                if let (Some(w), true) = (w, work > 0) {
-                    opt_deps.push(dp(self, r, work, &[*w]));
-                }
-            }
-        }
+        // The optimizer needs every weight gradient and every gradient bucket.
+        let mut opt_deps = r.buckets.clone();
+        opt_deps.extend(r.last_w.iter().flatten().flatten());
         opt_deps.extend(r.last_compute);
         let opt = self.add(
             Task::new(
@@ -632,7 +723,7 @@ impl Builder {
             &opt_deps,
         );
         if p.param_gather_ps[r.rank as usize] > 0 {
-            dp(self, r, p.param_gather_ps[r.rank as usize], &[opt]);
+            self.dp(r, p.param_gather_ps[r.rank as usize], &[opt]);
         }
     }
 }
@@ -674,6 +765,15 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                     .iter()
                     .map(|c| vec![None; c.blocks.len()])
                     .collect(),
+                passes: vec![0; chunks as usize],
+                done: vec![0; chunks as usize],
+                buckets: Vec::new(),
+                gather: scaled
+                    .chunks
+                    .iter()
+                    .map(|c| vec![None; c.blocks.len()])
+                    .collect(),
+                forwarded: vec![false; chunks as usize],
             };
             b.rank(&mut r);
         }
@@ -702,6 +802,17 @@ fn leading_parallel(segs: &[SegPlan]) -> u32 {
             ..
         })
     ) as u32
+}
+
+/// Whether a backward that does not defer its weight gradients computes them block by block
+/// with its input gradients (PyTorch autograd under GPipe, 1F1B and interleaved 1F1B), rather
+/// than after the whole chunk's input gradients on the second compute stream (DualPipe's
+/// plain backward chunks, laid out as in its trace).
+fn w_with_b(s: Schedule) -> bool {
+    matches!(
+        s,
+        Schedule::Gpipe | Schedule::OneFOneB | Schedule::Interleaved
+    )
 }
 
 /// The stream weight gradients run on: DualPipe's go to a second compute stream that shares
