@@ -733,6 +733,22 @@ mod trace_tests {
     use crate::config::{Override, Source};
     use crate::pipeline::{load, DEFAULT_TOPOLOGY, DEFAULT_WORKLOAD};
 
+    /// The default DeepSeek-V3 cluster and one MoE layer's work (forward, backward, weights).
+    fn ds_moe_layer() -> (Cluster, ChunkWork) {
+        let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
+        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
+        let (cluster, wl) = load(&t, &w, &[] as &[Override]).unwrap();
+        let ex = Expander {
+            model: &wl.model,
+            layout: &wl.layout,
+            precision: &wl.precision,
+            recompute: wl.recompute,
+            gpus_per_node: 8,
+        };
+        let work = ex.block(LayerKind::Moe).flatten();
+        (cluster, work)
+    }
+
     /// The trace's compute-stream kernels of one layer pair: (phase, stream, kernel, µs per layer).
     fn trace_rows() -> Vec<(String, String, String, f64)> {
         let text = include_str!("../tests/reference/deepseek-v3-h800-kernels.csv");
@@ -768,17 +784,7 @@ mod trace_tests {
             .map(|r| r.3)
             .sum();
         assert!((measured - 8607.0).abs() < 1.0, "memory class {measured}");
-        let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
-        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
-        let (cluster, wl) = load(&t, &w, &[] as &[Override]).unwrap();
-        let ex = Expander {
-            model: &wl.model,
-            layout: &wl.layout,
-            precision: &wl.precision,
-            recompute: wl.recompute,
-            gpus_per_node: 8,
-        };
-        let work = ex.block(LayerKind::Moe).flatten();
+        let (cluster, work) = ds_moe_layer();
         let bytes: Vec<f64> = work
             .fwd
             .iter()
@@ -820,20 +826,10 @@ mod trace_tests {
     /// H800 profile trace's per-layer phase totals (reference §6.2): F 8,974, B 14,647, W 8,766 µs.
     #[test]
     fn moe_layer_pair_against_the_trace() {
-        let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
-        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
-        let (cluster, wl) = load(&t, &w, &[] as &[Override]).unwrap();
+        let (cluster, work) = ds_moe_layer();
         let cal = Calibration::embedded();
         let km = KernelModel::new(&cluster.gpu, &cal);
         let ab = AlphaBeta::new(&cluster, &cal);
-        let ex = Expander {
-            model: &wl.model,
-            layout: &wl.layout,
-            precision: &wl.precision,
-            recompute: wl.recompute,
-            gpus_per_node: 8,
-        };
-        let work = ex.block(LayerKind::Moe).flatten();
         let c = cost(&work, &km, 112, &ab as &dyn CommCost);
         for (pass, ks) in [
             ("fwd", &work.fwd),
