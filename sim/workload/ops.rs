@@ -164,6 +164,22 @@ fn mem(name: &str, bytes: f64) -> Kernel {
     }
 }
 
+/// Communication the next compute waits for.
+fn block(c: Comm) -> Seg {
+    Seg::Comm {
+        comm: c,
+        parallel: false,
+    }
+}
+
+/// Communication running beside the compute before it.
+fn beside(c: Comm) -> Seg {
+    Seg::Comm {
+        comm: c,
+        parallel: true,
+    }
+}
+
 impl<'a> Expander<'a> {
     fn tokens(&self) -> u64 {
         self.layout.tokens_per_microbatch()
@@ -290,6 +306,21 @@ impl<'a> Expander<'a> {
         }
     }
 
+    /// A part without sequence parallelism: its kernels, its side communication beside them,
+    /// then (under tensor parallelism) the blocking all-reduce `allreduce` names.
+    fn all_reduced(&self, ks: Vec<Kernel>, side: Vec<Comm>, allreduce: Option<String>) -> Vec<Seg> {
+        let mut v = vec![Seg::Compute(ks)];
+        v.extend(side.into_iter().map(beside));
+        if let Some(name) = allreduce {
+            v.push(block(self.tp_comm(
+                name,
+                |bytes, span| CommOp::AllReduce { bytes, span },
+                false,
+            )));
+        }
+        v
+    }
+
     /// Forward segments of one part of a block (`tag` attn or mlp, linears `lins`, kernels `ks`)
     /// with its tensor-parallel collectives; `side` runs beside the part's non-GEMM compute
     /// (the context-parallel ring). `re`: the forward repeated by full recompute.
@@ -316,14 +347,6 @@ impl<'a> Expander<'a> {
                 format!("tp.{tag}_{base}")
             }
         };
-        let block = |c: Comm| Seg::Comm {
-            comm: c,
-            parallel: false,
-        };
-        let beside = |c: Comm| Seg::Comm {
-            comm: c,
-            parallel: true,
-        };
         let mut v = Vec::new();
         let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
         let ag = |c| {
@@ -341,15 +364,7 @@ impl<'a> Expander<'a> {
             )
         };
         if !tp || !lay.sequence_parallel {
-            v.push(Seg::Compute(ks));
-            v.extend(side.into_iter().map(beside));
-            if tp {
-                v.push(block(self.tp_comm(
-                    nm("allreduce"),
-                    |bytes, span| CommOp::AllReduce { bytes, span },
-                    false,
-                )));
-            }
+            v = self.all_reduced(ks, side, tp.then(|| nm("allreduce")));
         } else if !lay.tp_comm_overlap {
             v.push(block(ag(false)));
             v.push(Seg::Compute(ks));
@@ -394,14 +409,6 @@ impl<'a> Expander<'a> {
     ) -> Vec<Seg> {
         let lay = self.layout;
         let nm = |base: &str| format!("tp.{tag}_{base}");
-        let block = |c: Comm| Seg::Comm {
-            comm: c,
-            parallel: false,
-        };
-        let beside = |c: Comm| Seg::Comm {
-            comm: c,
-            parallel: true,
-        };
         let ag = |name: &str, c| {
             self.tp_comm(nm(name), |bytes, span| CommOp::AllGather { bytes, span }, c)
         };
@@ -415,16 +422,7 @@ impl<'a> Expander<'a> {
         let mut v = Vec::new();
         let tp = lins.iter().any(|l| l.tp_split.is_some()) && lay.tp > 1;
         if !tp || !lay.sequence_parallel {
-            v.push(Seg::Compute(ks));
-            v.extend(side.into_iter().map(beside));
-            if tp {
-                v.push(block(self.tp_comm(
-                    nm("allreduce"),
-                    |bytes, span| CommOp::AllReduce { bytes, span },
-                    false,
-                )));
-            }
-            return v;
+            return self.all_reduced(ks, side, tp.then(|| nm("allreduce")));
         }
         let overlap = lay.tp_comm_overlap;
         let margin = if overlap { UB_SM_MARGIN } else { 0 };
@@ -480,10 +478,7 @@ impl<'a> Expander<'a> {
                 .cloned()
                 .collect::<Vec<_>>()
         };
-        let comm = |c: Comm| Seg::Comm {
-            comm: c,
-            parallel: false,
-        };
+        let comm = block;
         let m = self.model;
         let (attn_l, ffn_l) = match kind {
             Some(k) => (m.attention_linears(), m.ffn_linears_of(k)),
@@ -830,14 +825,8 @@ impl<'a> Expander<'a> {
             None,
         );
         // MTP blocks carry their own expert traffic: keep it, after the compute.
-        b.fwd.extend(w.comm_fwd.into_iter().map(|c| Seg::Comm {
-            comm: c,
-            parallel: false,
-        }));
-        b.bwd.extend(w.comm_bwd.into_iter().map(|c| Seg::Comm {
-            comm: c,
-            parallel: false,
-        }));
+        b.fwd.extend(w.comm_fwd.into_iter().map(block));
+        b.bwd.extend(w.comm_bwd.into_iter().map(block));
         b
     }
 
