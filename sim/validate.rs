@@ -403,8 +403,9 @@ fn predict(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
     }
 }
 
-/// FLOPs per token of `m` at sequence length `s` under a published convention.
-pub fn flops_per_token(conv: Flops, m: &Model, s: u64, model_flops: f64) -> f64 {
+/// FLOPs per token of `m` at sequence length `s` under a published convention; `None` for a
+/// kernel-level convention (`flash_bench`), which has no per-token meaning.
+pub fn flops_per_token(conv: Flops, m: &Model, s: u64, model_flops: f64) -> Option<f64> {
     let (l, h, v, f) = (
         m.layers as f64,
         m.hidden as f64,
@@ -421,21 +422,29 @@ pub fn flops_per_token(conv: Flops, m: &Model, s: u64, model_flops: f64) -> f64 
         Attention::Mla { heads, .. } => (heads as f64, heads as f64, 1.0),
     };
     let g = if m.gated_ffn { 1.5 } else { 1.0 };
-    match conv {
+    Some(match conv {
         Flops::Model => model_flops,
         Flops::Megatron2021 => 96.0 * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h)),
         Flops::MegatronCore => {
             12.0 * l * h * h * ((1.0 + kv / heads + s / h) * q + g * f / h + v / (2.0 * l * h))
         }
-        Flops::FlashBench => f64::NAN,
-    }
+        Flops::FlashBench => return None,
+    })
 }
 
 fn predict_run(c: &Case, (sum, model): &(Summary, Model)) -> Result<f64, Diagnostic> {
     let s = &c.spec;
     let tflops = |c: &Case| -> Result<f64, Diagnostic> {
         let conv = need(c, &c.spec.flops, "flops", "the source's FLOP convention")?;
-        let fpt = flops_per_token(conv, model, sum.layout.seq_len, sum.model.flops_per_token);
+        let fpt = flops_per_token(conv, model, sum.layout.seq_len, sum.model.flops_per_token)
+            .ok_or_else(|| {
+                Diagnostic::new(
+                    &c.file,
+                    "flops: flash_bench for a whole run",
+                    "model, megatron2021 or megatron_core (flash_bench is for attention cases)",
+                )
+                .at(format!("cases.{}.flops", c.index))
+            })?;
         Ok(sum.tokens_per_gpu_s * fpt / 1e12)
     };
     Ok(match s.metric {
@@ -745,11 +754,11 @@ mod tests {
             hidden_dropout: 0.0,
             attention_dropout: 0.0,
         };
-        let per_seq = flops_per_token(Flops::MegatronCore, &m, 2048, 0.0) * 2048.0;
+        let per_seq = flops_per_token(Flops::MegatronCore, &m, 2048, 0.0).unwrap() * 2048.0;
         assert!((per_seq / 2.20e15 - 1.0).abs() < 0.02, "{per_seq:e}");
         // SC21 counts a fourth (recompute) pass: 4/3 of the three-pass figure, give or take
         // the attention and logit terms.
-        let sc21 = flops_per_token(Flops::Megatron2021, &m, 2048, 0.0) * 2048.0;
+        let sc21 = flops_per_token(Flops::Megatron2021, &m, 2048, 0.0).unwrap() * 2048.0;
         assert!(
             (sc21 / per_seq - 4.0 / 3.0).abs() < 0.05,
             "{}",
