@@ -7,6 +7,7 @@
 //! synchronization and the optimizer step. Fast enough for sweeps.
 
 use crate::config::workload::Schedule;
+use crate::config::workload::{Dtype, PrecisionSpec};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp};
 use crate::topo::Cluster;
@@ -199,6 +200,43 @@ pub fn partition(costs: &[f64], k: usize) -> Vec<(usize, usize)> {
     runs
 }
 
+/// Parameters of one block of `kind` on a GPU: (replicated weights, routed-expert weights).
+fn block_params(model: &Model, l: &Layout, kind: LayerKind) -> (f64, f64) {
+    let (mut dense_p, mut expert_p) = (model.block_vector_params(kind) as f64, 0.0);
+    for lin in model.block_linears(kind) {
+        let p = lin.params() as f64;
+        match lin.part {
+            Part::RoutedExperts => expert_p += p / l.ep as f64,
+            _ if lin.tp_split.is_some() => dense_p += p / l.tp as f64,
+            _ => dense_p += p,
+        }
+    }
+    (dense_p, expert_p)
+}
+
+/// Bytes per gradient element that memory-bound passes move before the data-parallel reduction.
+/// Sharded gradients (ZeRO-2/3) leave every micro-batch's backward in the working precision and
+/// are copied into one contiguous reduce buffer (PyTorch FSDP's flat gradient, DeepSpeed's reduce
+/// bucket), then cast to the reduction precision where it differs; accumulated gradients
+/// (ZeRO-0/1) are cast once per step where their precision differs. The buffer is then divided
+/// by the group size in place (FSDP's gradient pre-divide; DDP's and Megatron-Core's gradient
+/// scaling before the reduce-scatter).
+fn grad_prep_bytes(pr: &PrecisionSpec, zero: u8) -> f64 {
+    let to_comm = |from: Dtype| {
+        if from == pr.grad_comm {
+            0.0
+        } else {
+            from.bytes() + pr.grad_comm.bytes()
+        }
+    };
+    let before = if zero >= 2 {
+        2.0 * pr.params.bytes() + to_comm(pr.params)
+    } else {
+        to_comm(pr.grads)
+    };
+    before + 2.0 * pr.grad_comm.bytes()
+}
+
 /// The step cut into pipeline chunks, with each block's work and the models that price it.
 /// Shared by the analytic and the discrete-event engines.
 pub struct Staging<'a> {
@@ -245,17 +283,49 @@ impl<'a> Staging<'a> {
             recompute: w.recompute,
             gpus_per_node: gpn,
         };
-        let dense = ex.block(LayerKind::Dense);
-        let moe = model.moe.map(|_| ex.block(LayerKind::Moe));
-        let first = ex.extras(Extras {
+        let mut dense = ex.block(LayerKind::Dense);
+        let mut moe = model.moe.map(|_| ex.block(LayerKind::Moe));
+        let mut first = ex.extras(Extras {
             embedding: true,
             ..Default::default()
         });
-        let last = ex.extras(Extras {
+        let mut last = ex.extras(Extras {
             head: true,
             mtp_depth: model.mtp_depth,
             ..Default::default()
         });
+        // Sharded gradients are prepared for their reduction after every micro-batch's backward.
+        if layout.zero >= 2 {
+            let per = grad_prep_bytes(&w.precision, layout.zero);
+            let synced = |(d, e): (f64, f64)| {
+                d * f64::from(layout.dp * layout.cp > 1) + e * f64::from(layout.expert_dp() > 1)
+            };
+            let prep = |b: &mut BlockWork, params: (f64, f64)| {
+                let bytes = per * synced(params);
+                if bytes > 0.0 {
+                    b.wgrad.push(Seg::Compute(vec![Kernel::memory(
+                        "grad.reduce_prep",
+                        bytes,
+                    )]));
+                }
+            };
+            prep(&mut dense, block_params(model, layout, LayerKind::Dense));
+            if let Some(b) = moe.as_mut() {
+                prep(b, block_params(model, layout, LayerKind::Moe));
+            }
+            let tp = layout.tp as f64;
+            prep(&mut first, ((model.vocab * model.hidden) as f64 / tp, 0.0));
+            let mtp = block_params(model, layout, model.mtp_layer_kind());
+            let depth = model.mtp_depth as f64;
+            prep(
+                &mut last,
+                (
+                    model.head_linear().params() as f64 / tp
+                        + depth * (mtp.0 + model.mtp_projection().params() as f64),
+                    depth * mtp.1,
+                ),
+            );
+        }
         let price = |b: &BlockWork| cost_block(b, &km, sms, ab);
         let dense_c = price(&dense);
         let moe_c = moe.as_ref().map(price);
@@ -330,18 +400,7 @@ impl<'a> Staging<'a> {
 
     /// Parameters of one block of `kind` on a GPU: (replicated weights, routed-expert weights).
     pub fn block_params(&self, kind: LayerKind) -> (f64, f64) {
-        let model = &self.w.model;
-        let l = self.layout;
-        let (mut dense_p, mut expert_p) = (model.block_vector_params(kind) as f64, 0.0);
-        for lin in model.block_linears(kind) {
-            let p = lin.params() as f64;
-            match lin.part {
-                Part::RoutedExperts => expert_p += p / l.ep as f64,
-                _ if lin.tp_split.is_some() => dense_p += p / l.tp as f64,
-                _ => dense_p += p,
-            }
-        }
-        (dense_p, expert_p)
+        block_params(&self.w.model, self.layout, kind)
     }
 
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
@@ -448,6 +507,41 @@ impl<'a> Staging<'a> {
         let (a, b) = one(params.0, dg);
         let (c, d) = one(params.1, eg);
         (a + c, b + d)
+    }
+
+    /// Accumulated gradients' (ZeRO-0/1) preparation for their once-a-step reduction, seconds
+    /// (sharded gradients pay theirs in every micro-batch's backward: see `Staging::new`).
+    pub fn grad_prep_time(&self, params: (f64, f64)) -> f64 {
+        let (dg, eg) = self.dp_groups();
+        let elems = params.0 * f64::from(dg.size > 1) + params.1 * f64::from(eg.size > 1);
+        if self.layout.zero >= 2 || elems == 0.0 {
+            return 0.0;
+        }
+        let bytes = elems * grad_prep_bytes(&self.w.precision, self.layout.zero);
+        self.km
+            .time(&KernelShape::Memory { bytes }, self.sms)
+            .as_secs_f64()
+    }
+
+    /// SMs a data-parallel collective holds while it runs: NCCL's channels for the bandwidth
+    /// the group reaches (a 1 GiB all-gather, as nccl-tests measures it), one SM each.
+    pub fn dp_comm_sms(&self) -> u32 {
+        let (dg, eg) = self.dp_groups();
+        let g = if dg.size > 1 || self.w.model.moe.is_none() {
+            dg
+        } else {
+            eg
+        };
+        if g.size <= 1 {
+            return 0;
+        }
+        let bytes = f64::from(1u32 << 30);
+        let t = self.ab.time(&CommOp::AllGather { bytes, span: g });
+        let n = g.size as f64;
+        let busbw = bytes * (n - 1.0) / n / t;
+        let net = &self.km.cal.network;
+        let sms = (busbw / net.nccl_sm_bandwidth.value.bytes_per_s).ceil() as u32;
+        sms.clamp(1, net.nccl_max_channels.value)
     }
 
     /// Gradient clipping and AdamW over this rank's shard. Clipping reads the gradients once for
@@ -645,6 +739,7 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     // keeps them sharded.
     let params = st.rank_params(rank);
     let (rs, ag) = st.grad_sync(params);
+    let rs = rs + st.grad_prep_time(params);
     let blocks: f64 = mine
         .iter()
         .map(|&(c, _)| {
@@ -656,17 +751,28 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
     };
     let backward = one_mb(&|c| c.bwd + c.wgrad);
+    let rs_total = if layout.zero >= 2 { mbs * rs } else { rs };
     let rs = if layout.zero >= 2 {
-        hidden_behind(mbs * rs, mbs * blocks, mbs * backward)
+        hidden_behind(rs_total, mbs * blocks, mbs * backward)
     } else {
         hidden_behind(rs, blocks, backward)
     };
-    let ag = match layout.zero {
-        1 | 2 if layout.overlap_param_gather => hidden_behind(ag, blocks, one_mb(&|c| c.fwd)),
-        1 | 2 => ag,
-        _ => 0.0,
+    let (ag, ag_hidden) = match layout.zero {
+        1 | 2 if layout.overlap_param_gather => {
+            let e = hidden_behind(ag, blocks, one_mb(&|c| c.fwd));
+            (e, ag - e)
+        }
+        1 | 2 => (ag, 0.0),
+        _ => (0.0, 0.0),
     };
     *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag;
+    // While a data-parallel collective hides behind compute it holds its NCCL channels' SMs:
+    // the compute beside it does that share of its work later.
+    let held = f64::from(st.dp_comm_sms()) / f64::from(st.sms.max(1));
+    let (slow_b, slow_f) = ((rs_total - rs) * held, ag_hidden * held);
+    bd.backward += slow_b;
+    bd.forward += slow_f;
+    bd.compute += slow_b + slow_f;
     bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
     bd.optimizer = st.optimizer_time(params);
 
@@ -691,7 +797,7 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         }
     }
     Estimate {
-        step_time_s: steady + bd.bubble + pp_exposed + rs + ag + bd.optimizer,
+        step_time_s: steady + bd.bubble + pp_exposed + rs + ag + slow_b + slow_f + bd.optimizer,
         breakdown: bd,
         memory: mem,
         chunks: chunks.clone(),
@@ -713,6 +819,43 @@ mod tests {
         assert_eq!(hidden_behind(8.0 * 150.0, 8.0, 800.0), 500.0);
         assert_eq!(hidden_behind(300.0, 1.0, 1e9), 300.0);
         assert_eq!(hidden_behind(0.0, 8.0, 800.0), 0.0);
+    }
+
+    /// FSDP with BF16 weights and FP32 reduction moves 18 bytes per gradient element in every
+    /// micro-batch (copy 2+2, cast 2+4, pre-divide 4+4); Megatron's FP32 gradient buffer only
+    /// its once-a-step scaling (4+4); BF16 reduction of BF16 gradients 2+2 plus the copy.
+    #[test]
+    fn gradients_are_copied_cast_and_averaged_before_their_reduction() {
+        use Dtype::{Bf16, Fp32};
+        let pr = |params, grads, grad_comm| PrecisionSpec {
+            params,
+            grads,
+            grad_comm,
+            ..crate::workload::ops::tests::gpt(&[]).1.precision
+        };
+        assert_eq!(grad_prep_bytes(&pr(Bf16, Fp32, Fp32), 3), 18.0);
+        assert_eq!(grad_prep_bytes(&pr(Bf16, Fp32, Fp32), 1), 8.0);
+        assert_eq!(grad_prep_bytes(&pr(Bf16, Bf16, Bf16), 2), 8.0);
+        assert_eq!(grad_prep_bytes(&pr(Bf16, Bf16, Fp32), 0), 14.0);
+    }
+
+    /// A data-parallel group of one GPU per node runs at one NIC's ~47 GB/s: 4 NCCL channels of
+    /// 11.875 GB/s; no data parallelism, no channels.
+    #[test]
+    fn data_parallel_collectives_hold_the_channels_their_bandwidth_needs() {
+        let cal = Calibration::embedded();
+        let sms = |sets: &[&str]| {
+            let (c, w) = crate::workload::ops::tests::gpt(sets);
+            let ab = AlphaBeta::new(&c, &cal);
+            Staging::new(&w, &w.layout, &c, &cal, &ab).dp_comm_sms()
+        };
+        assert_eq!(sms(&[]), 4, "TP8 on two nodes: DP2 over InfiniBand");
+        assert_eq!(sms(&["topology.nodes=1"]), 0);
+        let in_node = sms(&["topology.nodes=1", "workload.parallelism.tp=1"]);
+        assert!(
+            (4..=32).contains(&in_node) && in_node > 4,
+            "NVLink ring: {in_node}"
+        );
     }
 
     #[test]

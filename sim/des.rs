@@ -127,8 +127,9 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
         fwd: price(st, &b.fwd),
         bwd: price(st, &b.bwd),
         wgrad: price(st, &b.wgrad),
-        // Its gradient bucket, issued after its weight gradients.
-        grad_sync_ps: ps(st.grad_sync(params).0),
+        // Its gradient bucket, issued after its weight gradients (and, accumulated over the
+        // step, prepared for the reduction just before it).
+        grad_sync_ps: ps(st.grad_sync(params).0 + st.grad_prep_time(params)),
         step_gather_ps: 0,
     };
     // ZeRO-1/2 with overlapped parameter gathers: its updated weights, before its first forward.
@@ -263,6 +264,8 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             size: (l.dp * l.cp) as u32,
             stride: l.tp as u32,
         },
+        compute_sms: st.sms,
+        dp_sms: st.dp_comm_sms(),
         replicas,
         load,
     }
@@ -423,6 +426,8 @@ mod tests {
             param_gather_ps: vec![0; pp as usize],
             grad_sync_every_microbatch: false,
             dp_group: Group { size: 1, stride: 1 },
+            compute_sms: 132,
+            dp_sms: 0,
             replicas: 1,
             load: Vec::new(),
         };

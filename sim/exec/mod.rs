@@ -4,11 +4,14 @@
 //! stream is free. Compute and weight-gradient streams share the GPU's compute SMs by processor
 //! sharing: with two kernels resident each progresses at half speed, so completions are
 //! re-planned (and stale ones cancelled lazily) whenever one starts or ends. Communication runs
-//! on the SMs reserved for it, pipeline sends and data-parallel sync on their own streams.
+//! on the SMs reserved for it, pipeline sends and data-parallel sync on their own streams. A
+//! data-parallel NCCL collective holds its channels' SMs while it runs, so the compute kernels
+//! resident meanwhile progress at the share of SMs left to them.
 //! A collective starts on all members together once every member has reached it.
 
 use crate::engine::Sim;
-use crate::workload::taskgraph::{TaskGraph, COMPUTE, SOLO, STREAMS, WGRAD};
+use crate::workload::ops::CommKind;
+use crate::workload::taskgraph::{Pass, Task, TaskGraph, COMPUTE, SOLO, STREAMS, WGRAD};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,8 @@ struct State<'g> {
     peak_mem: Vec<f64>,
     inflight: Vec<i32>,
     peak_inflight: Vec<i32>,
+    /// SMs held by running NCCL collectives, per GPU.
+    held: Vec<u32>,
     done: usize,
 }
 
@@ -49,7 +54,31 @@ fn is_compute(stream: u8) -> bool {
     stream == COMPUTE || stream == WGRAD
 }
 
+/// SMs a task keeps from compute kernels while it runs.
+fn held_sms(g: &TaskGraph, t: &Task) -> u32 {
+    match t.pass {
+        Pass::Comm(CommKind::Dp) => g.dp_sms,
+        _ => 0,
+    }
+}
+
 impl<'g> State<'g> {
+    /// Speed of compute kernels on `gpu` relative to having all their SMs.
+    fn rate(&self, gpu: usize) -> f64 {
+        let s = self.g.compute_sms.max(1);
+        s.saturating_sub(self.held[gpu]).max(1) as f64 / s as f64
+    }
+
+    /// Re-plans `gpu`'s compute kernels as `sms` SMs are taken (> 0) or given back (< 0).
+    fn hold(&mut self, sim: &mut Sim<u32>, gpu: usize, sms: i64) {
+        if sms == 0 {
+            return;
+        }
+        self.advance(gpu, sim.now());
+        self.held[gpu] = (self.held[gpu] as i64 + sms) as u32;
+        self.replan(sim, gpu);
+    }
+
     fn stream_id(&self, t: u32) -> usize {
         let task = &self.g.tasks[t as usize];
         task.gpu as usize * STREAMS + task.stream as usize
@@ -111,6 +140,7 @@ impl<'g> State<'g> {
             self.inflight[gpu] += task.inflight as i32;
             self.peak_inflight[gpu] = self.peak_inflight[gpu].max(self.inflight[gpu]);
         }
+        self.hold(sim, gpu, held_sms(self.g, &task) as i64);
         if is_compute(task.stream) {
             self.advance(gpu, now);
             let slot = if task.stream == COMPUTE { 0 } else { 1 };
@@ -127,7 +157,7 @@ impl<'g> State<'g> {
         let act = self.active[gpu];
         let n = act.iter().filter(|&&a| a != NONE).count();
         if n > 0 {
-            let dt = (now - self.last_update[gpu]) as f64 / n as f64;
+            let dt = (now - self.last_update[gpu]) as f64 * self.rate(gpu) / n as f64;
             for a in act.into_iter().filter(|&a| a != NONE) {
                 self.remaining[a as usize] = (self.remaining[a as usize] - dt).max(0.0);
             }
@@ -138,9 +168,10 @@ impl<'g> State<'g> {
     fn replan(&mut self, sim: &mut Sim<u32>, gpu: usize) {
         let act = self.active[gpu];
         let n = act.iter().filter(|&&a| a != NONE).count() as f64;
+        let slow = n / self.rate(gpu);
         for a in act.into_iter().filter(|&a| a != NONE) {
             sim.cancel(a);
-            let at = sim.now() + (self.remaining[a as usize] * n).ceil() as u64;
+            let at = sim.now() + (self.remaining[a as usize] * slow).ceil() as u64;
             sim.schedule(at, a, a);
         }
     }
@@ -157,6 +188,7 @@ impl<'g> State<'g> {
         if task.inflight < 0 {
             self.inflight[gpu] += task.inflight as i32;
         }
+        self.hold(sim, gpu, -(held_sms(self.g, &task) as i64));
         if is_compute(task.stream) {
             self.advance(gpu, now);
             let slot = if task.stream == COMPUTE { 0 } else { 1 };
@@ -198,6 +230,7 @@ pub fn run(g: &TaskGraph) -> Outcome {
         peak_mem: vec![0.0; gpus],
         inflight: vec![0; gpus],
         peak_inflight: vec![0; gpus],
+        held: vec![0; gpus],
         done: 0,
     };
     let mut sim: Sim<u32> = Sim::new(n);
@@ -225,5 +258,55 @@ pub fn run(g: &TaskGraph) -> Outcome {
         end: st.end,
         peak_mem: st.peak_mem,
         peak_inflight: st.peak_inflight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::taskgraph::{Task, COMM, DP};
+
+    /// One GPU: a compute kernel of `work` ps beside a data-parallel collective of `comm` ps
+    /// that holds `dp_sms` of the 100 compute SMs. Returns when the kernel ends.
+    fn kernel_end(work: u64, comm: u64, dp_sms: u32, kind: CommKind) -> u64 {
+        let stream = if kind == CommKind::Dp { DP } else { COMM };
+        let tasks = vec![
+            Task::new(0, COMPUTE, Pass::Fwd, work),
+            Task::new(0, stream, Pass::Comm(kind), comm),
+        ];
+        let mut stream_start = vec![0u32];
+        let mut stream_tasks = Vec::new();
+        for s in 0..STREAMS as u8 {
+            stream_tasks.extend((0..tasks.len() as u32).filter(|&t| tasks[t as usize].stream == s));
+            stream_start.push(stream_tasks.len() as u32);
+        }
+        let g = TaskGraph {
+            gpus: 1,
+            deps: vec![0; tasks.len()],
+            succ_start: vec![0; tasks.len() + 1],
+            succ: Vec::new(),
+            tasks,
+            stream_start,
+            stream_tasks,
+            coll_members: Vec::new(),
+            compute_sms: 100,
+            dp_sms,
+        };
+        let o = run(&g);
+        assert_eq!(o.end[1], comm, "the collective runs its own time");
+        o.end[0]
+    }
+
+    /// NCCL's CTAs take whole SMs: while a collective holding k of S SMs runs, a compute kernel
+    /// progresses at (S - k) / S and finishes the rest at full speed afterwards.
+    #[test]
+    fn a_data_parallel_collective_slows_the_compute_beside_it_by_its_sms() {
+        // 400 ps at half speed do 200 of the 1000; the other 800 follow: 1200.
+        assert_eq!(kernel_end(1000, 400, 50, CommKind::Dp), 1200);
+        // A collective longer than the kernel: 1000 of work at 3/4 speed.
+        assert_eq!(kernel_end(1000, 5000, 25, CommKind::Dp), 1334);
+        // No SMs held, or a collective that is not NCCL data-parallel traffic: no slowdown.
+        assert_eq!(kernel_end(1000, 400, 0, CommKind::Dp), 1000);
+        assert_eq!(kernel_end(1000, 400, 50, CommKind::Ep), 1000);
     }
 }

@@ -4,7 +4,7 @@
 //! it takes them from here.
 
 use crate::config::{parse_doc, Diagnostic, Source};
-use crate::units::Time;
+use crate::units::{Bandwidth, Time};
 use serde::{Deserialize, Serialize};
 
 pub const CALIBRATION_YAML: &str = include_str!("../../topologies/calibration.yaml");
@@ -79,6 +79,10 @@ pub struct NetworkCal {
     pub nccl_ring_efficiency_ampere: Constant<f64>,
     pub nvls_efficiency: Constant<f64>,
     pub collective_latency: Constant<Time>,
+    /// Bandwidth one NCCL channel (one CTA, one SM) carries: NCCL launches as many channels as
+    /// its topology's bandwidth needs, up to [`NetworkCal::nccl_max_channels`].
+    pub nccl_sm_bandwidth: Constant<Bandwidth>,
+    pub nccl_max_channels: Constant<u32>,
 }
 
 impl NetworkCal {
@@ -108,5 +112,23 @@ impl Calibration {
     }
     pub fn parse(src: &Source) -> Result<Calibration, Diagnostic> {
         parse_doc(src, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NCCL's per-channel bandwidth: 16 SMs carry a DGX A100's 190 GB/s (nccl #689).
+    #[test]
+    fn nccl_sm_bandwidth_from_the_dgx_a100_channel_count() {
+        let cal = Calibration::embedded();
+        let per_sm = cal.network.nccl_sm_bandwidth.value.bytes_per_s;
+        assert!((per_sm * 16.0 - 190e9).abs() < 1e6, "{per_sm}");
+        // An H100 NVLink ring (~370 GB/s) needs all of NCCL's default 32 channels.
+        assert_eq!(
+            (370e9 / per_sm).ceil() as u32,
+            cal.network.nccl_max_channels.value
+        );
     }
 }

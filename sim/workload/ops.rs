@@ -156,11 +156,14 @@ pub struct Expander<'a> {
     pub gpus_per_node: u64,
 }
 
-fn mem(name: &str, bytes: f64) -> Kernel {
-    Kernel {
-        name: name.to_string(),
-        shape: KernelShape::Memory { bytes },
-        sm_margin: 0,
+impl Kernel {
+    /// A memory-bound kernel moving `bytes`.
+    pub fn memory(name: &str, bytes: f64) -> Kernel {
+        Kernel {
+            name: name.to_string(),
+            shape: KernelShape::Memory { bytes },
+            sm_margin: 0,
+        }
     }
 }
 
@@ -262,9 +265,11 @@ impl<'a> Expander<'a> {
             // FP8 backward quantizes the output gradient per token for Dgrad, and per channel
             // with a transpose (plus a transpose of the cached FP8 input) for Wgrad.
             let rows = (m * groups) as f64;
-            w.bwd
-                .push(mem(&format!("{}.grad_cast", l.name), 3.0 * rows * n as f64));
-            w.wgrad.push(mem(
+            w.bwd.push(Kernel::memory(
+                &format!("{}.grad_cast", l.name),
+                3.0 * rows * n as f64,
+            ));
+            w.wgrad.push(Kernel::memory(
                 &format!("{}.wgrad_cast_transpose", l.name),
                 3.0 * rows * n as f64 + 2.0 * rows * k as f64,
             ));
@@ -276,11 +281,14 @@ impl<'a> Expander<'a> {
         if fwd_bytes <= 0.0 {
             return;
         }
-        w.fwd.push(mem(&format!("{name}.fwd"), fwd_bytes));
+        w.fwd
+            .push(Kernel::memory(&format!("{name}.fwd"), fwd_bytes));
         if recompute {
-            w.bwd.push(mem(&format!("{name}.recompute"), fwd_bytes));
+            w.bwd
+                .push(Kernel::memory(&format!("{name}.recompute"), fwd_bytes));
         }
-        w.bwd.push(mem(&format!("{name}.bwd"), 2.0 * fwd_bytes));
+        w.bwd
+            .push(Kernel::memory(&format!("{name}.bwd"), 2.0 * fwd_bytes));
     }
 
     /// A tensor-parallel collective of a block part (`attn` or `mlp`) over its full activation.
@@ -544,11 +552,13 @@ impl<'a> Expander<'a> {
         if self.model.hidden_dropout <= 0.0 {
             return;
         }
-        w.fwd.push(mem(&format!("{name}.fwd"), elems));
+        w.fwd.push(Kernel::memory(&format!("{name}.fwd"), elems));
         if self.recompute == Recompute::Full {
-            w.bwd.push(mem(&format!("{name}.recompute"), elems));
+            w.bwd
+                .push(Kernel::memory(&format!("{name}.recompute"), elems));
         }
-        w.bwd.push(mem(&format!("{name}.bwd"), 5.0 * elems));
+        w.bwd
+            .push(Kernel::memory(&format!("{name}.bwd"), 5.0 * elems));
     }
 
     /// Bias gradients of `lins`: each a reduction reading the BF16 output gradient once
@@ -574,7 +584,7 @@ impl<'a> Expander<'a> {
                 2.0 * n as f64 * rows
             })
             .sum();
-        w.bwd.push(mem(name, bytes));
+        w.bwd.push(Kernel::memory(name, bytes));
     }
 
     /// One transformer block.
@@ -669,7 +679,7 @@ impl<'a> Expander<'a> {
             sm_margin: 0,
         });
         // Flash-attention backward pre/post-processing: dO·O row sums and the FP32 dQ accumulator.
-        w.bwd.push(mem(
+        w.bwd.push(Kernel::memory(
             "attention.core.bwd_pre_post",
             t * heads as f64 * (dv as f64 * 4.0 + dqk as f64 * 8.0),
         ));
@@ -844,15 +854,17 @@ impl<'a> Expander<'a> {
             )
         };
         if e.embedding {
-            w.fwd.push(mem("embedding.gather", 4.0 * h * t));
+            w.fwd.push(Kernel::memory("embedding.gather", 4.0 * h * t));
             if m.hidden_dropout > 0.0 {
                 // Embedding dropout (unfused): read, write and mask out; backward likewise.
                 let ts = if sp { t / self.layout.tp as f64 } else { t };
-                w.fwd.push(mem("embedding.dropout.fwd", 5.0 * h * ts));
-                w.bwd.push(mem("embedding.dropout.bwd", 5.0 * h * ts));
+                w.fwd
+                    .push(Kernel::memory("embedding.dropout.fwd", 5.0 * h * ts));
+                w.bwd
+                    .push(Kernel::memory("embedding.dropout.bwd", 5.0 * h * ts));
             }
             w.wgrad
-                .push(mem("embedding.wgrad_scatter_add", 10.0 * h * t));
+                .push(Kernel::memory("embedding.wgrad_scatter_add", 10.0 * h * t));
             // The vocabulary-parallel embedding sums its partial lookups: all-reduce, or
             // reduce-scatter into the sequence-parallel region.
             if tp {
@@ -902,13 +914,13 @@ impl<'a> Expander<'a> {
             self.gemms(&m.head_linear(), w, false);
             let logits = (m.vocab / self.layout.tp) as f64 * t;
             for (op, per_logit) in CROSS_ENTROPY_FWD {
-                w.fwd.push(mem(
+                w.fwd.push(Kernel::memory(
                     &format!("{name}.cross_entropy.{op}"),
                     per_logit * logits,
                 ));
             }
             for (op, per_logit) in CROSS_ENTROPY_BWD {
-                w.bwd.push(mem(
+                w.bwd.push(Kernel::memory(
                     &format!("{name}.cross_entropy.{op}"),
                     per_logit * logits,
                 ));
@@ -940,7 +952,7 @@ impl<'a> Expander<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Override, Source};
     use crate::net::AlphaBeta;

@@ -133,6 +133,11 @@ pub struct StepPlan {
     pub grad_sync_every_microbatch: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
+    /// SMs compute kernels may use (the GPU's, less any reserved for expert-parallel traffic).
+    pub compute_sms: u32,
+    /// SMs a data-parallel NCCL collective holds while it runs: one CTA per channel, and NCCL's
+    /// CTAs never share an SM with compute kernels, which slow down meanwhile.
+    pub dp_sms: u32,
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
     pub replicas: u32,
     /// Routed-expert load relative to balanced, by `[chunk][block][position in the EP group]`
@@ -187,6 +192,9 @@ pub struct TaskGraph {
     pub stream_tasks: Vec<u32>,
     /// Members of each collective instance.
     pub coll_members: Vec<u32>,
+    /// As [`StepPlan::compute_sms`] and [`StepPlan::dp_sms`].
+    pub compute_sms: u32,
+    pub dp_sms: u32,
 }
 
 impl TaskGraph {
@@ -789,7 +797,7 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
         );
         b.edges.push((from, task));
     }
-    finish(b, gpus)
+    finish(b, gpus, plan)
 }
 
 /// 1 if a pass opens with a segment that runs beside the previous compute (a prefetch), whose
@@ -825,7 +833,7 @@ fn wgrad_stream(s: Schedule) -> u8 {
     }
 }
 
-fn finish(b: Builder, gpus: u32) -> TaskGraph {
+fn finish(b: Builder, gpus: u32, plan: &StepPlan) -> TaskGraph {
     let n = b.tasks.len();
     let mut deps = vec![0u32; n];
     let mut count = vec![0u32; n + 1];
@@ -861,5 +869,7 @@ fn finish(b: Builder, gpus: u32) -> TaskGraph {
         stream_start,
         stream_tasks,
         coll_members: b.coll_members,
+        compute_sms: plan.compute_sms,
+        dp_sms: plan.dp_sms,
     }
 }
