@@ -765,11 +765,21 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         1 | 2 => (ag, 0.0),
         _ => (0.0, 0.0),
     };
-    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag;
+    // ZeRO-3 gathers every block's weights before its forward and again before its backward,
+    // each prefetched beside the block before it.
+    let g3 = if layout.zero >= 3 {
+        mbs * st.param_gather(params)
+    } else {
+        0.0
+    };
+    let g3_f = hidden_behind(g3, mbs * blocks, mbs * one_mb(&|c| c.fwd));
+    let g3_b = hidden_behind(g3, mbs * blocks, mbs * backward);
+    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag + g3_f + g3_b;
     // While a data-parallel collective hides behind compute it holds its NCCL channels' SMs:
     // the compute beside it does that share of its work later.
     let held = f64::from(st.dp_comm_sms()) / f64::from(st.sms.max(1));
-    let (slow_b, slow_f) = ((rs_total - rs) * held, ag_hidden * held);
+    let slow_b = (rs_total - rs + g3 - g3_b) * held;
+    let slow_f = (ag_hidden + g3 - g3_f) * held;
     bd.backward += slow_b;
     bd.forward += slow_f;
     bd.compute += slow_b + slow_f;
@@ -797,7 +807,16 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         }
     }
     Estimate {
-        step_time_s: steady + bd.bubble + pp_exposed + rs + ag + slow_b + slow_f + bd.optimizer,
+        step_time_s: steady
+            + bd.bubble
+            + pp_exposed
+            + rs
+            + ag
+            + g3_f
+            + g3_b
+            + slow_b
+            + slow_f
+            + bd.optimizer,
         breakdown: bd,
         memory: mem,
         chunks: chunks.clone(),
