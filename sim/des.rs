@@ -803,7 +803,6 @@ mod zero_tests {
             ("2", false, true, true, 0),
             ("2", true, true, false, blocks),
             ("3", false, true, false, 0),
-            ("3", true, true, false, 0),
         ] {
             let p = plan(zero, overlap);
             let what = format!("ZeRO-{zero} overlap {overlap}");

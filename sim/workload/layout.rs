@@ -202,6 +202,15 @@ impl Layout {
                 format!("fewer than the chip's {} SMs", gpu.sms.value),
             ));
         }
+        if p.overlap_param_gather && !(1..=2).contains(&p.zero) {
+            return Err(e(
+                "overlap_param_gather",
+                format!("true with zero: {}", p.zero),
+                "zero: 1 or 2 (it overlaps the sharded optimizer's parameter all-gather, which \
+                 ZeRO-0 does not have and ZeRO-3 replaces by gathers before every use)"
+                    .into(),
+            ));
+        }
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",

@@ -1141,6 +1141,31 @@ pricing: {gpu_hour: \"$2\"}
         assert!(format!("{e:?}").contains("sequence_parallel"), "{e:?}");
     }
 
+    /// Overlapped parameter gathers belong to a sharded optimizer (ZeRO-1/2): asked for with
+    /// ZeRO-0 or ZeRO-3 they are an error, not silently ignored.
+    #[test]
+    fn overlap_param_gather_requires_zero_1_or_2() {
+        for zero in ["0", "3"] {
+            let e = try_gpt(&[
+                "workload.parallelism.overlap_param_gather=true",
+                &format!("workload.parallelism.zero={zero}"),
+            ])
+            .unwrap_err();
+            let msg = format!("{e:?}");
+            assert!(
+                msg.contains("overlap_param_gather") && msg.contains("zero: 1 or 2"),
+                "{msg}"
+            );
+        }
+        for zero in ["1", "2"] {
+            assert!(try_gpt(&[
+                "workload.parallelism.overlap_param_gather=true",
+                &format!("workload.parallelism.zero={zero}"),
+            ])
+            .is_ok());
+        }
+    }
+
     /// The output head's loss kernels move 52 B per logit (38 forward, 14 backward), as
     /// Megatron's FP32 vocabulary-parallel cross entropy reads and writes them.
     #[test]
