@@ -6,8 +6,7 @@
 //! traffic), the pipeline bubble from the schedule's formula, data-parallel gradient
 //! synchronization and the optimizer step. Fast enough for sweeps.
 
-use crate::config::workload::Schedule;
-use crate::config::workload::{Dtype, PrecisionSpec};
+use crate::config::workload::{Dtype, PrecisionSpec, Schedule};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp};
 use crate::topo::Cluster;
@@ -214,6 +213,30 @@ fn block_params(model: &Model, l: &Layout, kind: LayerKind) -> (f64, f64) {
     (dense_p, expert_p)
 }
 
+/// Parameters of the embedding (first chunk) on a GPU: (replicated weights, routed-expert weights).
+fn embedding_params(model: &Model, l: &Layout) -> (f64, f64) {
+    ((model.vocab * model.hidden / l.tp) as f64, 0.0)
+}
+
+/// Parameters of the output head and the MTP modules (last chunk) on a GPU.
+fn head_params(model: &Model, l: &Layout) -> (f64, f64) {
+    let head = model.head_linear().params() as f64 / l.tp as f64;
+    if model.mtp_depth == 0 {
+        return (head, 0.0);
+    }
+    let depth = model.mtp_depth as f64;
+    let (d, e) = block_params(model, l, model.mtp_layer_kind());
+    (
+        head + depth * (d + model.mtp_projection().params() as f64),
+        depth * e,
+    )
+}
+
+/// Gradient elements of `params` (replicated, routed-expert) that a data-parallel group reduces.
+fn synced(l: &Layout, (d, e): (f64, f64)) -> f64 {
+    d * f64::from(l.dp * l.cp > 1) + e * f64::from(l.expert_dp() > 1)
+}
+
 /// Bytes per gradient element that memory-bound passes move before the data-parallel reduction.
 /// Sharded gradients (ZeRO-2/3) leave every micro-batch's backward in the working precision and
 /// are copied into one contiguous reduce buffer (PyTorch FSDP's flat gradient, DeepSpeed's reduce
@@ -297,11 +320,8 @@ impl<'a> Staging<'a> {
         // Sharded gradients are prepared for their reduction after every micro-batch's backward.
         if layout.zero >= 2 {
             let per = grad_prep_bytes(&w.precision, layout.zero);
-            let synced = |(d, e): (f64, f64)| {
-                d * f64::from(layout.dp * layout.cp > 1) + e * f64::from(layout.expert_dp() > 1)
-            };
             let prep = |b: &mut BlockWork, params: (f64, f64)| {
-                let bytes = per * synced(params);
+                let bytes = per * synced(layout, params);
                 if bytes > 0.0 {
                     b.wgrad.push(Seg::Compute(vec![Kernel::memory(
                         "grad.reduce_prep",
@@ -313,18 +333,8 @@ impl<'a> Staging<'a> {
             if let Some(b) = moe.as_mut() {
                 prep(b, block_params(model, layout, LayerKind::Moe));
             }
-            let tp = layout.tp as f64;
-            prep(&mut first, ((model.vocab * model.hidden) as f64 / tp, 0.0));
-            let mtp = block_params(model, layout, model.mtp_layer_kind());
-            let depth = model.mtp_depth as f64;
-            prep(
-                &mut last,
-                (
-                    model.head_linear().params() as f64 / tp
-                        + depth * (mtp.0 + model.mtp_projection().params() as f64),
-                    depth * mtp.1,
-                ),
-            );
+            prep(&mut first, embedding_params(model, layout));
+            prep(&mut last, head_params(model, layout));
         }
         let price = |b: &BlockWork| cost_block(b, &km, sms, ab);
         let dense_c = price(&dense);
@@ -405,38 +415,21 @@ impl<'a> Staging<'a> {
 
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
     pub fn chunk_params(&self, c: usize) -> (f64, f64) {
-        let model = &self.w.model;
-        let l = self.layout;
-        let (mut dense_p, mut expert_p) = (0.0, 0.0);
-        let mut add = |(d, e): (f64, f64), times: f64| {
-            dense_p += d * times;
-            expert_p += e * times;
-        };
+        let (model, l) = (&self.w.model, self.layout);
         let (a, b) = self.runs[c];
-        for &k in &self.kinds[a..b] {
-            add(self.block_params(k), 1.0);
-        }
-        let last = c == self.runs.len() - 1;
-        if last && model.mtp_depth > 0 {
-            add(
-                self.block_params(model.mtp_layer_kind()),
-                model.mtp_depth as f64,
-            );
-            add(
-                (model.mtp_projection().params() as f64, 0.0),
-                model.mtp_depth as f64,
-            );
-        }
+        let mut parts: Vec<(f64, f64)> = self.kinds[a..b]
+            .iter()
+            .map(|&k| self.block_params(k))
+            .collect();
         if c == 0 {
-            add(((model.vocab * model.hidden / l.tp) as f64, 0.0), 1.0);
+            parts.push(embedding_params(model, l));
         }
-        if last {
-            add(
-                (model.head_linear().params() as f64 / l.tp as f64, 0.0),
-                1.0,
-            );
+        if c == self.runs.len() - 1 {
+            parts.push(head_params(model, l));
         }
-        (dense_p, expert_p)
+        parts
+            .into_iter()
+            .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1))
     }
 
     /// ZeRO-3 gathers a block's sharded weights before each use: seconds per gather.
@@ -512,8 +505,7 @@ impl<'a> Staging<'a> {
     /// Accumulated gradients' (ZeRO-0/1) preparation for their once-a-step reduction, seconds
     /// (sharded gradients pay theirs in every micro-batch's backward: see `Staging::new`).
     pub fn grad_prep_time(&self, params: (f64, f64)) -> f64 {
-        let (dg, eg) = self.dp_groups();
-        let elems = params.0 * f64::from(dg.size > 1) + params.1 * f64::from(eg.size > 1);
+        let elems = synced(self.layout, params);
         if self.layout.zero >= 2 || elems == 0.0 {
             return 0.0;
         }
