@@ -16,7 +16,7 @@ use crate::hw::Calibration;
 use crate::net::FlowModel;
 use crate::topo::Cluster;
 use crate::units::Time;
-use crate::workload::layout::Layout;
+use crate::workload::layout::{span, Layout, Span};
 use crate::workload::model::LayerKind;
 use crate::workload::ops::{BlockWork, CommKind, Seg};
 use crate::workload::taskgraph::{
@@ -40,6 +40,19 @@ fn group(kind: CommKind, l: &Layout) -> Group {
         CommKind::Cp => g(l.cp, l.tp),
         CommKind::Pp | CommKind::Dp => g(1, 1),
     }
+}
+
+/// Whether each kind of traffic (indexed by `CommKind`) crosses nodes, through the GPU's NIC.
+fn nic_traffic(l: &Layout, gpn: u64, moe: bool) -> [bool; 5] {
+    let across = |s: Span| s.size > 1 && s.nodes > 1;
+    let mut nic = [false; 5];
+    nic[CommKind::Ep as usize] = across(l.ep_span(gpn));
+    nic[CommKind::Tp as usize] = across(l.tp_span(gpn));
+    nic[CommKind::Cp as usize] = across(l.cp_span(gpn));
+    nic[CommKind::Pp as usize] = l.pp > 1 && l.stages_cross_nodes(0, 1, gpn);
+    nic[CommKind::Dp as usize] =
+        across(span(l.dp * l.cp, l.tp, gpn)) || (moe && across(span(l.expert_dp(), l.ep, gpn)));
+    nic
 }
 
 fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
@@ -266,6 +279,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         },
         compute_sms: st.sms,
         dp_sms: st.dp_comm_sms(),
+        nic: nic_traffic(l, st.gpus_per_node, st.w.model.moe.is_some()),
         replicas,
         load,
     }
@@ -428,6 +442,7 @@ mod tests {
             dp_group: Group { size: 1, stride: 1 },
             compute_sms: 132,
             dp_sms: 0,
+            nic: [false; 5],
             replicas: 1,
             load: Vec::new(),
         };

@@ -7,7 +7,11 @@
 //! on the SMs reserved for it, pipeline sends and data-parallel sync on their own streams. A
 //! data-parallel NCCL collective holds its channels' SMs while it runs, so the compute kernels
 //! resident meanwhile progress at the share of SMs left to them.
-//! A collective starts on all members together once every member has reached it.
+//! A collective starts on all members together once every member has reached it. Transfers that
+//! cross nodes at once share the GPU's NIC by processor sharing, as compute kernels share SMs:
+//! each is priced alone, and k of them each progress at 1/k (NVLink, several times faster, is not
+//! shared). A collective progresses at the rate its first member's GPU allows (its members are
+//! symmetric).
 
 use crate::engine::Sim;
 use crate::workload::ops::CommKind;
@@ -45,7 +49,25 @@ struct State<'g> {
     peak_inflight: Vec<i32>,
     /// SMs held by running NCCL collectives, per GPU.
     held: Vec<u32>,
+    /// Running transfers through each GPU's NIC.
+    on_nic: Vec<u32>,
+    /// Running transfers (jobs) led by each GPU, and the jobs (free slots reused).
+    led: Vec<Vec<u32>>,
+    jobs: Vec<Job>,
+    free_jobs: Vec<u32>,
     done: usize,
+}
+
+/// A running transfer: one communication task, or the members of a collective.
+#[derive(Default)]
+struct Job {
+    /// Its first member, whose GPU sets its rate; the others (collectives only).
+    leader: u32,
+    others: Vec<u32>,
+    /// Standalone work left (ps), when that was last brought up to date, and the current rate.
+    remaining: f64,
+    last: u64,
+    rate: f64,
 }
 
 const NONE: u32 = u32::MAX;
@@ -59,6 +81,14 @@ fn held_sms(g: &TaskGraph, t: &Task) -> u32 {
     match t.pass {
         Pass::Comm(CommKind::Dp) => g.dp_sms,
         _ => 0,
+    }
+}
+
+/// Whether a task is a transfer through its GPU's NIC.
+fn crosses_nodes(g: &TaskGraph, t: &Task) -> bool {
+    match t.pass {
+        Pass::Comm(kind) if !is_compute(t.stream) => g.nic[kind as usize],
+        _ => false,
     }
 }
 
@@ -98,7 +128,8 @@ impl<'g> State<'g> {
         }
         let coll = self.g.tasks[t as usize].coll;
         if coll == SOLO {
-            self.start_task(sim, t);
+            let w = self.g.tasks[t as usize].work;
+            self.start_with(sim, &[t], w);
             return;
         }
         if !self.arrived[t as usize] {
@@ -113,19 +144,28 @@ impl<'g> State<'g> {
                     .map(|&m| self.g.tasks[m as usize].work)
                     .max()
                     .unwrap_or(0);
-                for m in members {
-                    self.start_with(sim, m, work);
-                }
+                self.start_with(sim, &members, work);
             }
         }
     }
 
-    fn start_task(&mut self, sim: &mut Sim<u32>, t: u32) {
-        let w = self.g.tasks[t as usize].work;
-        self.start_with(sim, t, w);
+    /// Starts `members` (one task, or a collective's) with `work` ps of standalone time.
+    fn start_with(&mut self, sim: &mut Sim<u32>, members: &[u32], work: u64) {
+        for &t in members {
+            self.begin(sim, t, work);
+        }
+        let lead = self.g.tasks[members[0] as usize];
+        if crosses_nodes(self.g, &lead) {
+            self.start_job(sim, members, work);
+        } else if !is_compute(lead.stream) {
+            for &t in members {
+                sim.schedule(sim.now() + work, t, t);
+            }
+        }
     }
 
-    fn start_with(&mut self, sim: &mut Sim<u32>, t: u32, work: u64) {
+    /// A task's start: its stream, memory, SMs held, and (compute) its share of the SMs.
+    fn begin(&mut self, sim: &mut Sim<u32>, t: u32, work: u64) {
         let s = self.stream_id(t);
         self.busy[s] = true;
         let now = sim.now();
@@ -147,8 +187,80 @@ impl<'g> State<'g> {
             self.active[gpu][slot] = t;
             self.remaining[t as usize] = work as f64;
             self.replan(sim, gpu);
-        } else {
-            sim.schedule(now + work, t, t);
+        }
+    }
+
+    /// Starts a transfer through the NIC; it ends when its work is done at its rate.
+    fn start_job(&mut self, sim: &mut Sim<u32>, members: &[u32], work: u64) {
+        let job = Job {
+            leader: members[0],
+            others: members[1..].to_vec(),
+            remaining: work as f64,
+            last: sim.now(),
+            rate: 1.0,
+        };
+        let j = match self.free_jobs.pop() {
+            Some(j) => {
+                self.jobs[j as usize] = job;
+                j
+            }
+            None => {
+                self.jobs.push(job);
+                self.jobs.len() as u32 - 1
+            }
+        };
+        let gpu = self.lead_gpu(j);
+        self.led[gpu].push(j);
+        for &m in members {
+            let gpu = self.g.tasks[m as usize].gpu as usize;
+            self.load(sim, gpu, 1);
+        }
+    }
+
+    fn lead_gpu(&self, j: u32) -> usize {
+        self.g.tasks[self.jobs[j as usize].leader as usize].gpu as usize
+    }
+
+    /// Adds `delta` transfers to `gpu`'s NIC and re-plans the transfers that GPU leads.
+    fn load(&mut self, sim: &mut Sim<u32>, gpu: usize, delta: i64) {
+        let now = sim.now();
+        for &j in &self.led[gpu] {
+            let job = &mut self.jobs[j as usize];
+            job.remaining = (job.remaining - (now - job.last) as f64 * job.rate).max(0.0);
+            job.last = now;
+        }
+        self.on_nic[gpu] = (self.on_nic[gpu] as i64 + delta) as u32;
+        let (n, rate) = (
+            self.g.tasks.len() as u32,
+            1.0 / self.on_nic[gpu].max(1) as f64,
+        );
+        for k in 0..self.led[gpu].len() {
+            let j = self.led[gpu][k];
+            let job = &mut self.jobs[j as usize];
+            job.rate = rate;
+            sim.cancel(job.leader);
+            let at = now + (job.remaining / job.rate).ceil() as u64;
+            sim.schedule(at, job.leader, n + j);
+        }
+    }
+
+    /// A transfer's work is done: it leaves the NICs it shared, and its members complete.
+    fn finish_job(&mut self, sim: &mut Sim<u32>, j: u32) {
+        let gpu = self.lead_gpu(j);
+        let at = self.led[gpu]
+            .iter()
+            .position(|&x| x == j)
+            .expect("a finishing job is led by its leader's GPU");
+        self.led[gpu].swap_remove(at);
+        let job = std::mem::take(&mut self.jobs[j as usize]);
+        self.free_jobs.push(j);
+        let members: Vec<u32> = std::iter::once(job.leader).chain(job.others).collect();
+        for &m in &members {
+            let g = self.g.tasks[m as usize].gpu as usize;
+            self.load(sim, g, -1);
+        }
+        for m in members {
+            self.complete(sim, m);
         }
     }
 
@@ -231,6 +343,10 @@ pub fn run(g: &TaskGraph) -> Outcome {
         inflight: vec![0; gpus],
         peak_inflight: vec![0; gpus],
         held: vec![0; gpus],
+        on_nic: vec![0; gpus],
+        led: vec![Vec::new(); gpus],
+        jobs: Vec::new(),
+        free_jobs: Vec::new(),
         done: 0,
     };
     let mut sim: Sim<u32> = Sim::new(n);
@@ -239,7 +355,14 @@ pub fn run(g: &TaskGraph) -> Outcome {
             st.try_stream(&mut sim, gpu, s);
         }
     }
-    sim.run(|sim, _, t| st.complete(sim, t));
+    let n_tasks = n as u32;
+    sim.run(|sim, _, p| {
+        if p >= n_tasks {
+            st.finish_job(sim, p - n_tasks);
+        } else {
+            st.complete(sim, p);
+        }
+    });
     if st.done != n {
         let stuck = (0..n)
             .find(|&t| st.end[t] == 0 && st.deps_left[t] == 0)
@@ -264,35 +387,52 @@ pub fn run(g: &TaskGraph) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::taskgraph::{Task, COMM, DP};
+    use crate::workload::taskgraph::{COMM, DP};
 
-    /// One GPU: a compute kernel of `work` ps beside a data-parallel collective of `comm` ps
-    /// that holds `dp_sms` of the 100 compute SMs. Returns when the kernel ends.
+    /// One GPU with 100 compute SMs running `tasks`, with dependencies `edges` (from, to).
+    fn graph(tasks: Vec<Task>, edges: &[(u32, u32)], dp_sms: u32, nic: [bool; 5]) -> TaskGraph {
+        let n = tasks.len();
+        let mut deps = vec![0u32; n];
+        let mut succ_start = vec![0u32; n + 1];
+        let mut sorted = edges.to_vec();
+        sorted.sort_unstable();
+        for &(from, to) in &sorted {
+            deps[to as usize] += 1;
+            succ_start[from as usize + 1] += 1;
+        }
+        for k in 0..n {
+            succ_start[k + 1] += succ_start[k];
+        }
+        let mut stream_start = vec![0u32];
+        let mut stream_tasks = Vec::new();
+        for s in 0..STREAMS as u8 {
+            stream_tasks.extend((0..n as u32).filter(|&t| tasks[t as usize].stream == s));
+            stream_start.push(stream_tasks.len() as u32);
+        }
+        TaskGraph {
+            gpus: 1,
+            tasks,
+            deps,
+            succ_start,
+            succ: sorted.iter().map(|&(_, to)| to).collect(),
+            stream_start,
+            stream_tasks,
+            coll_members: Vec::new(),
+            compute_sms: 100,
+            dp_sms,
+            nic,
+        }
+    }
+
+    /// A compute kernel of `work` ps beside a `kind` collective of `comm` ps that holds `dp_sms`
+    /// of the 100 compute SMs. Returns when the kernel ends.
     fn kernel_end(work: u64, comm: u64, dp_sms: u32, kind: CommKind) -> u64 {
         let stream = if kind == CommKind::Dp { DP } else { COMM };
         let tasks = vec![
             Task::new(0, COMPUTE, Pass::Fwd, work),
             Task::new(0, stream, Pass::Comm(kind), comm),
         ];
-        let mut stream_start = vec![0u32];
-        let mut stream_tasks = Vec::new();
-        for s in 0..STREAMS as u8 {
-            stream_tasks.extend((0..tasks.len() as u32).filter(|&t| tasks[t as usize].stream == s));
-            stream_start.push(stream_tasks.len() as u32);
-        }
-        let g = TaskGraph {
-            gpus: 1,
-            deps: vec![0; tasks.len()],
-            succ_start: vec![0; tasks.len() + 1],
-            succ: Vec::new(),
-            tasks,
-            stream_start,
-            stream_tasks,
-            coll_members: Vec::new(),
-            compute_sms: 100,
-            dp_sms,
-        };
-        let o = run(&g);
+        let o = run(&graph(tasks, &[], dp_sms, [false; 5]));
         assert_eq!(o.end[1], comm, "the collective runs its own time");
         o.end[0]
     }
@@ -308,5 +448,29 @@ mod tests {
         // No SMs held, or a collective that is not NCCL data-parallel traffic: no slowdown.
         assert_eq!(kernel_end(1000, 400, 0, CommKind::Dp), 1000);
         assert_eq!(kernel_end(1000, 400, 50, CommKind::Ep), 1000);
+    }
+
+    /// Transfers through one NIC share it: an expert all-to-all of 100 ps and a gradient
+    /// reduce-scatter of 100 ps that starts 50 ps later (after a 50 ps kernel). The first runs
+    /// alone for 50, then both at half speed until it ends at 150; the second finishes its last
+    /// 50 alone at 200. Traffic that stays in the node does not share.
+    #[test]
+    fn transfers_through_one_nic_share_it() {
+        let tasks = || {
+            vec![
+                Task::new(0, COMPUTE, Pass::Fwd, 50),
+                Task::new(0, COMM, Pass::Comm(CommKind::Ep), 100),
+                Task::new(0, DP, Pass::Comm(CommKind::Dp), 100),
+            ]
+        };
+        let mut nic = [false; 5];
+        nic[CommKind::Ep as usize] = true;
+        nic[CommKind::Dp as usize] = true;
+        let o = run(&graph(tasks(), &[(0, 2)], 0, nic));
+        assert_eq!((o.start[2], o.end[1], o.end[2]), (50, 150, 200));
+        // The reduce-scatter inside the node: nothing shared.
+        nic[CommKind::Dp as usize] = false;
+        let o = run(&graph(tasks(), &[(0, 2)], 0, nic));
+        assert_eq!((o.end[1], o.end[2]), (100, 150));
     }
 }

@@ -138,6 +138,8 @@ pub struct StepPlan {
     /// SMs a data-parallel NCCL collective holds while it runs: one CTA per channel, and NCCL's
     /// CTAs never share an SM with compute kernels, which slow down meanwhile.
     pub dp_sms: u32,
+    /// Whether each kind of traffic (indexed by `CommKind`) goes through the GPU's NIC.
+    pub nic: [bool; 5],
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
     pub replicas: u32,
     /// Routed-expert load relative to balanced, by `[chunk][block][position in the EP group]`
@@ -192,9 +194,10 @@ pub struct TaskGraph {
     pub stream_tasks: Vec<u32>,
     /// Members of each collective instance.
     pub coll_members: Vec<u32>,
-    /// As [`StepPlan::compute_sms`] and [`StepPlan::dp_sms`].
+    /// As [`StepPlan::compute_sms`], [`StepPlan::dp_sms`] and [`StepPlan::nic`].
     pub compute_sms: u32,
     pub dp_sms: u32,
+    pub nic: [bool; 5],
 }
 
 impl TaskGraph {
@@ -871,5 +874,6 @@ fn finish(b: Builder, gpus: u32, plan: &StepPlan) -> TaskGraph {
         coll_members: b.coll_members,
         compute_sms: plan.compute_sms,
         dp_sms: plan.dp_sms,
+        nic: plan.nic,
     }
 }
