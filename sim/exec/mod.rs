@@ -254,12 +254,12 @@ impl<'g> State<'g> {
         self.led[gpu].swap_remove(at);
         let job = std::mem::take(&mut self.jobs[j as usize]);
         self.free_jobs.push(j);
-        let members: Vec<u32> = std::iter::once(job.leader).chain(job.others).collect();
-        for &m in &members {
+        let members = || std::iter::once(job.leader).chain(job.others.iter().copied());
+        for m in members() {
             let g = self.g.tasks[m as usize].gpu as usize;
             self.load(sim, g, -1);
         }
-        for m in members {
+        for m in members() {
             self.complete(sim, m);
         }
     }
