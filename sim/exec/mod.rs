@@ -391,36 +391,18 @@ mod tests {
 
     /// One GPU with 100 compute SMs running `tasks`, with dependencies `edges` (from, to).
     fn graph(tasks: Vec<Task>, edges: &[(u32, u32)], dp_sms: u32, nic: [bool; 5]) -> TaskGraph {
-        let n = tasks.len();
-        let mut deps = vec![0u32; n];
-        let mut succ_start = vec![0u32; n + 1];
-        let mut sorted = edges.to_vec();
-        sorted.sort_unstable();
-        for &(from, to) in &sorted {
-            deps[to as usize] += 1;
-            succ_start[from as usize + 1] += 1;
-        }
-        for k in 0..n {
-            succ_start[k + 1] += succ_start[k];
-        }
-        let mut stream_start = vec![0u32];
-        let mut stream_tasks = Vec::new();
-        for s in 0..STREAMS as u8 {
-            stream_tasks.extend((0..n as u32).filter(|&t| tasks[t as usize].stream == s));
-            stream_start.push(stream_tasks.len() as u32);
-        }
+        let streams: Vec<Vec<u32>> = (0..STREAMS as u8)
+            .map(|s| {
+                (0..tasks.len() as u32)
+                    .filter(|&t| tasks[t as usize].stream == s)
+                    .collect()
+            })
+            .collect();
         TaskGraph {
-            gpus: 1,
-            tasks,
-            deps,
-            succ_start,
-            succ: sorted.iter().map(|&(_, to)| to).collect(),
-            stream_start,
-            stream_tasks,
-            coll_members: Vec::new(),
             compute_sms: 100,
             dp_sms,
             nic,
+            ..TaskGraph::assemble(1, tasks, edges.to_vec(), &streams, Vec::new())
         }
     }
 

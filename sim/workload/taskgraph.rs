@@ -837,43 +837,62 @@ fn wgrad_stream(s: Schedule) -> u8 {
 }
 
 fn finish(b: Builder, gpus: u32, plan: &StepPlan) -> TaskGraph {
-    let n = b.tasks.len();
-    let mut deps = vec![0u32; n];
-    let mut count = vec![0u32; n + 1];
-    let mut edges = b.edges;
-    edges.sort_unstable();
-    edges.dedup();
-    for &(from, to) in &edges {
-        deps[to as usize] += 1;
-        count[from as usize + 1] += 1;
-    }
-    for i in 0..n {
-        count[i + 1] += count[i];
-    }
-    let mut fill = count.clone();
-    let mut succ = vec![0u32; edges.len()];
-    for &(from, to) in &edges {
-        succ[fill[from as usize] as usize] = to;
-        fill[from as usize] += 1;
-    }
-    let mut stream_start = Vec::with_capacity(b.streams.len() + 1);
-    let mut stream_tasks = Vec::with_capacity(n);
-    stream_start.push(0);
-    for s in &b.streams {
-        stream_tasks.extend_from_slice(s);
-        stream_start.push(stream_tasks.len() as u32);
-    }
     TaskGraph {
-        gpus,
-        tasks: b.tasks,
-        deps,
-        succ_start: count,
-        succ,
-        stream_start,
-        stream_tasks,
-        coll_members: b.coll_members,
         compute_sms: plan.compute_sms,
         dp_sms: plan.dp_sms,
         nic: plan.nic,
+        ..TaskGraph::assemble(gpus, b.tasks, b.edges, &b.streams, b.coll_members)
+    }
+}
+
+impl TaskGraph {
+    /// A graph of `tasks` on `gpus` GPUs: `edges` (from, to) become dependency counts and CSR
+    /// successors, `streams` (indexed `gpu * STREAMS + stream`) the FIFO order of each stream.
+    /// No SMs are set aside and no traffic crosses nodes until the caller says so.
+    pub fn assemble(
+        gpus: u32,
+        tasks: Vec<Task>,
+        mut edges: Vec<(u32, u32)>,
+        streams: &[Vec<u32>],
+        coll_members: Vec<u32>,
+    ) -> TaskGraph {
+        let n = tasks.len();
+        let mut deps = vec![0u32; n];
+        let mut count = vec![0u32; n + 1];
+        edges.sort_unstable();
+        edges.dedup();
+        for &(from, to) in &edges {
+            deps[to as usize] += 1;
+            count[from as usize + 1] += 1;
+        }
+        for i in 0..n {
+            count[i + 1] += count[i];
+        }
+        let mut fill = count.clone();
+        let mut succ = vec![0u32; edges.len()];
+        for &(from, to) in &edges {
+            succ[fill[from as usize] as usize] = to;
+            fill[from as usize] += 1;
+        }
+        let mut stream_start = Vec::with_capacity(streams.len() + 1);
+        let mut stream_tasks = Vec::with_capacity(n);
+        stream_start.push(0);
+        for s in streams {
+            stream_tasks.extend_from_slice(s);
+            stream_start.push(stream_tasks.len() as u32);
+        }
+        TaskGraph {
+            gpus,
+            tasks,
+            deps,
+            succ_start: count,
+            succ,
+            stream_start,
+            stream_tasks,
+            coll_members,
+            compute_sms: 0,
+            dp_sms: 0,
+            nic: [false; 5],
+        }
     }
 }
