@@ -145,7 +145,7 @@ fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> Chun
         .fwd
         .iter()
         .chain(&work.bwd)
-        .filter(|k| matches!(k.shape, KernelShape::Attention { .. }))
+        .filter(|k| matches!(k.shape, KernelShape::Attention(_)))
         .map(|k| km.busy(&k.shape, sms).as_secs_f64())
         .sum();
     let mut comm = BTreeMap::new();

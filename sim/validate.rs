@@ -8,7 +8,7 @@
 
 use crate::config::workload::{AttentionKernelSpec, Dtype};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
-use crate::hw::{AttentionKernel, Calibration, Catalog, KernelModel, KernelShape};
+use crate::hw::{AttentionKernel, AttentionShape, Calibration, Catalog, KernelModel, KernelShape};
 use crate::net::collective::{Algorithm, Op};
 use crate::netcli::{self, CollectiveOp, MoeArgs};
 use crate::pipeline::{self, Engine};
@@ -522,7 +522,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
             });
             let seq = need(c, &s.seq, "seq", shape_dims)?;
             let shape = |backward| -> Result<KernelShape, Diagnostic> {
-                Ok(KernelShape::Attention {
+                Ok(KernelShape::Attention(AttentionShape {
                     backward,
                     batch: s.batch.unwrap_or(1),
                     heads: need(c, &s.heads, "heads", shape_dims)?,
@@ -531,7 +531,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
                     d_qk: need(c, &s.d_qk, "d_qk", shape_dims)?,
                     d_v: need(c, &s.d_v, "d_v", shape_dims)?,
                     causal: s.causal,
-                })
+                }))
             };
             let t = |b| -> Result<(f64, f64), Diagnostic> {
                 let k = shape(b)?;

@@ -26,19 +26,24 @@ pub enum KernelShape {
         /// Weight-gradient GEMM accumulating into an FP32 gradient (read-modify-write epilogue).
         wgrad: bool,
     },
-    /// Flash attention over `batch × heads` sequences of `seq` tokens.
-    Attention {
-        backward: bool,
-        batch: u64,
-        heads: u64,
-        seq_q: u64,
-        seq_kv: u64,
-        d_qk: u64,
-        d_v: u64,
-        causal: bool,
-    },
+    /// Flash attention over `batch × heads` sequences.
+    Attention(AttentionShape),
     /// Memory-bound kernel moving `bytes` to and from HBM.
     Memory { bytes: f64 },
+}
+
+/// An attention core: `batch × heads` sequences of `seq_q` queries against `seq_kv` keys, with
+/// query/key and value head dimensions `d_qk` and `d_v`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionShape {
+    pub backward: bool,
+    pub batch: u64,
+    pub heads: u64,
+    pub seq_q: u64,
+    pub seq_kv: u64,
+    pub d_qk: u64,
+    pub d_v: u64,
+    pub causal: bool,
 }
 
 impl KernelShape {
@@ -48,7 +53,7 @@ impl KernelShape {
             KernelShape::Gemm {
                 m, n, k, groups, ..
             } => 2.0 * (m * n * k * groups) as f64,
-            KernelShape::Attention {
+            KernelShape::Attention(AttentionShape {
                 backward,
                 batch,
                 heads,
@@ -57,7 +62,7 @@ impl KernelShape {
                 d_qk,
                 d_v,
                 causal,
-            } => {
+            }) => {
                 let pairs = if causal {
                     seq_q as f64 * (seq_kv as f64 + 1.0) / 2.0
                 } else {
@@ -156,16 +161,16 @@ impl<'a> KernelModel<'a> {
                 dtype,
                 wgrad,
             } => self.gemm_secs(m, n, k, groups, dtype, wgrad, sms),
-            KernelShape::Attention { .. } => match self.attention {
-                AttentionKernel::Flash3 => self.attention_secs(k, sms),
+            KernelShape::Attention(a) => match self.attention {
+                AttentionKernel::Flash3 => self.attention_secs(&a, sms),
                 AttentionKernel::Flash2 => {
                     let rel = match self.gpu.architecture {
                         Architecture::Ampere => self.cal.attention.flash2_rate_ampere.value,
                         _ => self.cal.attention.flash2_rate_hopper.value,
                     };
-                    self.attention_secs(k, sms) / rel
+                    self.attention_secs(&a, sms) / rel
                 }
-                AttentionKernel::Unfused => self.unfused_attention_secs(k, sms),
+                AttentionKernel::Unfused => self.unfused_attention_secs(&a, sms),
             },
             KernelShape::Memory { bytes } => {
                 bytes
@@ -231,8 +236,8 @@ impl<'a> KernelModel<'a> {
     /// a fused scale-mask-softmax reading and writing the whole score matrix (causal masking
     /// saves nothing here); backward: dV = PᵀdO, dP = dO·Vᵀ, the softmax backward (reads P and
     /// dP, writes dS), dQ = dS·K and dK = dSᵀQ.
-    fn unfused_attention_secs(&self, k: &KernelShape, sms: u32) -> f64 {
-        let KernelShape::Attention {
+    fn unfused_attention_secs(&self, shape: &AttentionShape, sms: u32) -> f64 {
+        let AttentionShape {
             backward,
             batch,
             heads,
@@ -241,10 +246,7 @@ impl<'a> KernelModel<'a> {
             d_qk,
             d_v,
             ..
-        } = *k
-        else {
-            unreachable!()
-        };
+        } = *shape;
         let g = batch * heads;
         let gemm = |m, n, k| self.gemm_secs(m, n, k, g, Dtype::Bf16, false, sms);
         let scores = (g * seq_q * seq_kv) as f64;
@@ -264,8 +266,8 @@ impl<'a> KernelModel<'a> {
         }
     }
 
-    fn attention_secs(&self, k: &KernelShape, sms: u32) -> f64 {
-        let KernelShape::Attention {
+    fn attention_secs(&self, shape: &AttentionShape, sms: u32) -> f64 {
+        let AttentionShape {
             backward,
             batch,
             heads,
@@ -274,10 +276,7 @@ impl<'a> KernelModel<'a> {
             d_qk,
             d_v,
             causal,
-        } = *k
-        else {
-            unreachable!()
-        };
+        } = *shape;
         let a = &self.cal.attention;
         let b = a.block.value;
         let per_sm = self
@@ -328,7 +327,7 @@ pub(crate) mod tests {
 
     /// DeepSeek-V3's attention core for one 4096-token micro-batch: 128 heads, qk 192 / v 128.
     fn ds_attention(backward: bool) -> KernelShape {
-        KernelShape::Attention {
+        KernelShape::Attention(AttentionShape {
             backward,
             batch: 1,
             heads: 128,
@@ -337,7 +336,7 @@ pub(crate) mod tests {
             d_qk: 192,
             d_v: 128,
             causal: true,
-        }
+        })
     }
 
     fn us(model: &KernelModel, k: &KernelShape) -> f64 {
@@ -609,15 +608,17 @@ pub(crate) mod tests {
         ] {
             let gpu = cat.get(chip).unwrap().1;
             let heads = 2048 / d;
-            let shape = |backward| KernelShape::Attention {
-                backward,
-                batch: 2,
-                heads,
-                seq_q: 8192,
-                seq_kv: 8192,
-                d_qk: d,
-                d_v: d,
-                causal: true,
+            let shape = |backward| {
+                KernelShape::Attention(AttentionShape {
+                    backward,
+                    batch: 2,
+                    heads,
+                    seq_q: 8192,
+                    seq_kv: 8192,
+                    d_qk: d,
+                    d_v: d,
+                    causal: true,
+                })
             };
             let fa3 = KernelModel::new(gpu, &cal).with_attention(AttentionKernel::Flash3);
             let sms = gpu.sms.value;
@@ -649,15 +650,17 @@ pub(crate) mod tests {
         let cal = Calibration::embedded();
         for chip in ["H100", "A100"] {
             let gpu = cat.get(chip).unwrap().1;
-            let shape = |backward| KernelShape::Attention {
-                backward,
-                batch: 2,
-                heads: 16,
-                seq_q: 8192,
-                seq_kv: 8192,
-                d_qk: 128,
-                d_v: 128,
-                causal: true,
+            let shape = |backward| {
+                KernelShape::Attention(AttentionShape {
+                    backward,
+                    batch: 2,
+                    heads: 16,
+                    seq_q: 8192,
+                    seq_kv: 8192,
+                    d_qk: 128,
+                    d_v: 128,
+                    causal: true,
+                })
             };
             let sms = gpu.sms.value;
             let total = |k: AttentionKernel| {

@@ -6,7 +6,7 @@
 //! and the communication each pass issues.
 
 use crate::config::workload::{Dtype, PrecisionSpec, Recompute, Schedule};
-use crate::hw::KernelShape;
+use crate::hw::{AttentionShape, KernelShape};
 use crate::net::{CommOp, MoeRoute};
 use crate::workload::layout::{Layout, Span};
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
@@ -637,7 +637,7 @@ impl<'a> Expander<'a> {
         let seq = lay.seq_len;
         let core = |backward| {
             if lay.cp == 1 {
-                KernelShape::Attention {
+                KernelShape::Attention(AttentionShape {
                     backward,
                     batch: lay.micro_batch,
                     heads,
@@ -646,10 +646,10 @@ impl<'a> Expander<'a> {
                     d_qk: dqk,
                     d_v: dv,
                     causal: true,
-                }
+                })
             } else {
                 // Load-balanced context parallelism: each rank does 1/cp of the causal work.
-                KernelShape::Attention {
+                KernelShape::Attention(AttentionShape {
                     backward,
                     batch: lay.micro_batch,
                     heads,
@@ -658,7 +658,7 @@ impl<'a> Expander<'a> {
                     d_qk: dqk,
                     d_v: dv,
                     causal: false,
-                }
+                })
             }
         };
         w.fwd.push(Kernel {
