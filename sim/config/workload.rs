@@ -145,9 +145,10 @@ pub struct TrainingSpec {
     /// Global batch in sequences.
     pub global_batch: u64,
     pub recompute: Recompute,
-    /// Attention kernel: `auto` (FlashAttention-3 on Hopper and later, FlashAttention-2 on
-    /// Ampere), `flash3`, `flash2`, or `unfused` (batched GEMMs around a softmax over the
-    /// materialised score matrix, as in Megatron-LM before flash attention).
+    /// Attention kernel: `auto` (the fused warp-specialised kernel on Hopper and later, i.e.
+    /// FlashAttention-3 on Hopper and cuDNN/FlashAttention-4 on Blackwell; FlashAttention-2 on
+    /// Ampere), `flash3` (that fused kernel), `flash2`, or `unfused` (batched GEMMs around a
+    /// softmax over the materialised score matrix, as in Megatron-LM before flash attention).
     #[serde(default)]
     pub attention_kernel: AttentionKernelSpec,
     /// The run, phase by phase.

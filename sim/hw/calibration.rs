@@ -45,9 +45,17 @@ pub struct AttentionCal {
     pub block: Constant<u64>,
     pub fwd_efficiency: Constant<f64>,
     pub bwd_efficiency: Constant<f64>,
-    /// FlashAttention-2's throughput relative to the FA3 block model, by architecture.
+    /// Blackwell's fused attention (cuDNN, FlashAttention-4; FA3 does not run there): its own
+    /// block efficiencies and per-query-tile cost in cycles.
+    pub blackwell_fwd_efficiency: Constant<f64>,
+    pub blackwell_bwd_efficiency: Constant<f64>,
+    pub blackwell_fwd_tile_cycles: Constant<f64>,
+    pub blackwell_bwd_tile_cycles: Constant<f64>,
+    /// FlashAttention-2's throughput relative to the chip's fused-attention block model, by
+    /// architecture.
     pub flash2_rate_hopper: Constant<f64>,
     pub flash2_rate_ampere: Constant<f64>,
+    pub flash2_rate_blackwell: Constant<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

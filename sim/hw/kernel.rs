@@ -85,7 +85,9 @@ impl KernelShape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttentionKernel {
-    /// FlashAttention-3 (Hopper warp-specialised): the block model calibrated on the H800 trace.
+    /// The architecture's warp-specialised fused attention: FlashAttention-3 on Hopper (the block
+    /// model calibrated on the H800 trace); on Blackwell, where FA3 does not run, cuDNN's or
+    /// FlashAttention-4's (the same blocks with Blackwell constants from cuDNN's benchmark).
     Flash3,
     /// FlashAttention-2: the same blocks at the rate measured for FA2 on the chip's architecture.
     Flash2,
@@ -102,7 +104,8 @@ impl AttentionKernel {
             AttentionKernel::Unfused => "unfused",
         }
     }
-    /// The best flash attention the architecture runs: FA3 needs Hopper's TMA and wgmma.
+    /// The best flash attention the architecture runs: the fused kernels need Hopper's TMA and
+    /// wgmma or Blackwell's tcgen05.
     pub fn default_for(arch: Architecture) -> AttentionKernel {
         match arch {
             Architecture::Ampere => AttentionKernel::Flash2,
@@ -164,9 +167,11 @@ impl<'a> KernelModel<'a> {
             KernelShape::Attention(a) => match self.attention {
                 AttentionKernel::Flash3 => self.attention_secs(&a, sms),
                 AttentionKernel::Flash2 => {
+                    let cal = &self.cal.attention;
                     let rel = match self.gpu.architecture {
-                        Architecture::Ampere => self.cal.attention.flash2_rate_ampere.value,
-                        _ => self.cal.attention.flash2_rate_hopper.value,
+                        Architecture::Ampere => cal.flash2_rate_ampere.value,
+                        Architecture::Hopper => cal.flash2_rate_hopper.value,
+                        Architecture::Blackwell => cal.flash2_rate_blackwell.value,
                     };
                     self.attention_secs(&a, sms) / rel
                 }
@@ -283,10 +288,28 @@ impl<'a> KernelModel<'a> {
             .gpu
             .flops_per_sm_cycle(Dtype::Bf16)
             .expect("every chip has BF16");
-        let (eff, gemms) = if backward {
-            (a.bwd_efficiency.value, (3 * d_qk + 2 * d_v) as f64)
-        } else {
-            (a.fwd_efficiency.value, (d_qk + d_v) as f64)
+        let blackwell = self.gpu.architecture == Architecture::Blackwell;
+        let (eff, overhead, gemms) = match (backward, blackwell) {
+            (false, false) => (
+                a.fwd_efficiency.value,
+                self.cal.gemm.tile_overhead_cycles.value,
+                (d_qk + d_v) as f64,
+            ),
+            (true, false) => (
+                a.bwd_efficiency.value,
+                self.cal.gemm.tile_overhead_cycles.value,
+                (3 * d_qk + 2 * d_v) as f64,
+            ),
+            (false, true) => (
+                a.blackwell_fwd_efficiency.value,
+                a.blackwell_fwd_tile_cycles.value,
+                (d_qk + d_v) as f64,
+            ),
+            (true, true) => (
+                a.blackwell_bwd_efficiency.value,
+                a.blackwell_bwd_tile_cycles.value,
+                (3 * d_qk + 2 * d_v) as f64,
+            ),
         };
         let block_cycles = 2.0 * (b * b) as f64 * gemms / (per_sm * eff);
         let q_tiles = seq_q.div_ceil(b);
@@ -300,7 +323,6 @@ impl<'a> KernelModel<'a> {
             q_tiles * kv_blocks
         };
         let tiles = batch * heads * q_tiles;
-        let overhead = self.cal.gemm.tile_overhead_cycles.value;
         let total =
             (batch * heads * blocks_per_seq) as f64 * block_cycles + tiles as f64 * overhead;
         // Balanced over SMs, but no faster than the longest tile.
@@ -647,6 +669,12 @@ pub(crate) mod tests {
         for (chip, d, measured, c) in [
             ("H100", 128, 327.9, cal.attention.flash2_rate_hopper.value),
             ("A100", 64, 179.5, cal.attention.flash2_rate_ampere.value),
+            (
+                "GB200",
+                128,
+                373.9,
+                cal.attention.flash2_rate_blackwell.value,
+            ),
         ] {
             let gpu = cat.get(chip).unwrap().1;
             let heads = 2048 / d;
@@ -680,6 +708,86 @@ pub(crate) mod tests {
             let t2 = fa2.time(&shape(false), sms).as_secs_f64()
                 + fa2.time(&shape(true), sms).as_secs_f64();
             assert!((flops / t2 / 1e12 / measured - 1.0).abs() < 0.01);
+        }
+    }
+
+    /// Blackwell's fused-attention constants are fitted on NVIDIA's cuDNN SDPA benchmark at
+    /// DeepSeek-V3's MLA shape on GB200 (cudnn-frontend results/dsv3/gb200, cuDNN 9.26; batch 2,
+    /// 128 heads, qk 192 / v 128, causal, BF16). The block model's time is linear in 1/e and in
+    /// the per-tile cycles, so a least-squares fit on the relative error is a 2x2 solve.
+    #[test]
+    fn blackwell_attention_from_cudnn_sdpa() {
+        let cat = Catalog::embedded();
+        let cal = Calibration::embedded();
+        let gb200 = cat.get("GB200").unwrap().1;
+        let seqs = [2048u64, 4096, 8192, 16384, 32768];
+        let fwd_ms = [0.311, 0.944, 3.341, 12.147, 51.593];
+        let bwd_ms = [1.029, 3.262, 11.369, 49.095, 205.631];
+        for (backward, measured) in [(false, fwd_ms), (true, bwd_ms)] {
+            let time = |seq: u64, e: f64, tile: f64| {
+                let mut c = cal.clone();
+                let a = &mut c.attention;
+                if backward {
+                    (
+                        a.blackwell_bwd_efficiency.value,
+                        a.blackwell_bwd_tile_cycles.value,
+                    ) = (e, tile);
+                } else {
+                    (
+                        a.blackwell_fwd_efficiency.value,
+                        a.blackwell_fwd_tile_cycles.value,
+                    ) = (e, tile);
+                }
+                let shape = KernelShape::Attention(AttentionShape {
+                    backward,
+                    batch: 2,
+                    heads: 128,
+                    seq_q: seq,
+                    seq_kv: seq,
+                    d_qk: 192,
+                    d_v: 128,
+                    causal: true,
+                });
+                KernelModel::new(gb200, &c).time(&shape, 148).as_secs_f64() * 1e3
+            };
+            // t = A/e + B·tile; minimise Σ (t/m − 1)² over (1/e, tile).
+            let (mut s, mut v) = ([[0.0f64; 2]; 2], [0.0f64; 2]);
+            for (&seq, &m) in seqs.iter().zip(&measured) {
+                let a = time(seq, 1.0, 0.0);
+                let row = [a / m, (time(seq, 1.0, 1000.0) - a) / 1000.0 / m];
+                for i in 0..2 {
+                    v[i] += row[i];
+                    for j in 0..2 {
+                        s[i][j] += row[i] * row[j];
+                    }
+                }
+            }
+            let det = s[0][0] * s[1][1] - s[0][1] * s[1][0];
+            let inv_e = (v[0] * s[1][1] - s[0][1] * v[1]) / det;
+            let tile = (s[0][0] * v[1] - s[1][0] * v[0]) / det;
+            let e = 1.0 / inv_e;
+            let a = &cal.attention;
+            let (ce, ct) = if backward {
+                (
+                    a.blackwell_bwd_efficiency.value,
+                    a.blackwell_bwd_tile_cycles.value,
+                )
+            } else {
+                (
+                    a.blackwell_fwd_efficiency.value,
+                    a.blackwell_fwd_tile_cycles.value,
+                )
+            };
+            println!("GB200 cuDNN backward={backward}: e = {e:.4}, tile = {tile:.0} cycles");
+            assert!((ce / e - 1.0).abs() < 0.005, "efficiency {ce} vs {e:.4}");
+            assert!(
+                (ct / tile - 1.0).abs() < 0.01,
+                "tile cycles {ct} vs {tile:.0}"
+            );
+            for (&seq, &m) in seqs.iter().zip(&measured) {
+                let err = time(seq, ce, ct) / m - 1.0;
+                assert!(err.abs() < 0.11, "seq {seq}: {:+.1}%", err * 100.0);
+            }
         }
     }
 
