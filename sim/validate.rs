@@ -6,7 +6,7 @@
 //! are relative to the directory `validate` runs in (the repository root). Cases run in
 //! parallel; results keep the suites' order, so output is the same at any thread count.
 
-use crate::config::workload::{AttentionKernelSpec, Dtype};
+use crate::config::workload::{AttentionKernelSpec, Dtype, Fp8Scaling};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::hw::{AttentionKernel, AttentionShape, Calibration, Catalog, KernelModel, KernelShape};
 use crate::net::collective::{Algorithm, Op};
@@ -141,6 +141,9 @@ pub struct CaseSpec {
     pub dtype: Option<Dtype>,
     #[serde(default)]
     pub wgrad: bool,
+    /// FP8 GEMM scaling: `blockwise` (DeepGEMM, the default) or `tensorwise` (cuBLASLt).
+    #[serde(default)]
+    pub scaling: Fp8Scaling,
     #[serde(default)]
     pub attention_kernel: Option<AttentionKernelSpec>,
     #[serde(default)]
@@ -509,6 +512,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
                 k: need(c, &s.k, "k", shape_dims)?,
                 groups: s.groups.unwrap_or(1),
                 dtype: need(c, &s.dtype, "dtype", "fp8, bf16, fp16 or fp32")?,
+                scaling: s.scaling,
                 wgrad: s.wgrad,
             };
             (km.time(&k, sms).as_secs_f64(), k.flops())

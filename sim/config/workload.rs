@@ -127,6 +127,22 @@ pub struct PrecisionSpec {
     /// MoE dispatch payload (combine is always in the activation's BF16).
     #[serde(default = "bf16")]
     pub dispatch: Dtype,
+    /// How FP8 GEMMs are scaled, which decides the kernels that run them.
+    #[serde(default)]
+    pub fp8_scaling: Fp8Scaling,
+}
+
+/// FP8 scaling recipe of the linear layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fp8Scaling {
+    /// Fine-grained scales (1×128 activation tiles, 128×128 weight blocks), DeepSeek-V3 §3.3:
+    /// DeepGEMM kernels, priced with the H800 trace's efficiencies.
+    #[default]
+    Blockwise,
+    /// One scale per tensor (Transformer Engine's delayed or current scaling): cuBLASLt GEMMs,
+    /// priced with the cuBLASLt FP8 measurements.
+    Tensorwise,
 }
 
 fn bf16() -> Dtype {

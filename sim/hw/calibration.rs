@@ -35,6 +35,7 @@ pub struct GemmCal {
     pub mma_efficiency_fp8: Constant<f64>,
     pub mma_efficiency_bf16_ampere: Constant<f64>,
     pub mma_efficiency_bf16_hopper: Constant<f64>,
+    pub mma_efficiency_blackwell: Constant<f64>,
     pub mma_efficiency_wgrad_fp8: Constant<f64>,
     pub tile_overhead_cycles: Constant<f64>,
 }

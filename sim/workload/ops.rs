@@ -237,6 +237,7 @@ impl<'a> Expander<'a> {
             k,
             groups,
             dtype,
+            scaling: self.precision.fp8_scaling,
             wgrad,
         };
         w.fwd.push(Kernel {
