@@ -33,9 +33,9 @@ pub struct GemmCal {
     pub tile_n: Constant<u64>,
     pub tile_k: Constant<u64>,
     pub mma_efficiency_fp8: Constant<f64>,
-    pub mma_efficiency_bf16_ampere: Constant<f64>,
-    pub mma_efficiency_bf16_hopper: Constant<f64>,
-    pub mma_efficiency_blackwell: Constant<f64>,
+    pub mma_efficiency_cublaslt_ampere: Constant<f64>,
+    pub mma_efficiency_cublaslt_hopper: Constant<f64>,
+    pub mma_efficiency_cublaslt_blackwell: Constant<f64>,
     pub mma_efficiency_wgrad_fp8: Constant<f64>,
     pub tile_overhead_cycles: Constant<f64>,
 }

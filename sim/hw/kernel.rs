@@ -229,9 +229,9 @@ impl<'a> KernelModel<'a> {
         let eff = match (blockwise, wgrad, self.gpu.architecture) {
             (true, true, _) => g.mma_efficiency_wgrad_fp8.value,
             (true, false, _) => g.mma_efficiency_fp8.value,
-            (false, _, Architecture::Ampere) => g.mma_efficiency_bf16_ampere.value,
-            (false, _, Architecture::Hopper) => g.mma_efficiency_bf16_hopper.value,
-            (false, _, Architecture::Blackwell) => g.mma_efficiency_blackwell.value,
+            (false, _, Architecture::Ampere) => g.mma_efficiency_cublaslt_ampere.value,
+            (false, _, Architecture::Hopper) => g.mma_efficiency_cublaslt_hopper.value,
+            (false, _, Architecture::Blackwell) => g.mma_efficiency_cublaslt_blackwell.value,
         };
         let tiles = groups * m.div_ceil(tm) * n.div_ceil(tn);
         let waves = tiles.div_ceil(sms as u64);
@@ -589,7 +589,7 @@ pub(crate) mod tests {
         0.5 * (lo + hi)
     }
 
-    /// `gemm.mma_efficiency_bf16_hopper` is derived from Azure's H100 cuBLASLt FP8 GEMM at
+    /// `gemm.mma_efficiency_cublaslt_hopper` is derived from Azure's H100 cuBLASLt FP8 GEMM at
     /// 8192³ (1,290.1 TFLOPS): the tile model on 132 SMs reproduces it at this efficiency.
     #[test]
     fn hopper_gemm_efficiency_from_cublaslt() {
@@ -600,7 +600,7 @@ pub(crate) mod tests {
         let flops = 2.0 * (n * n * n) as f64;
         let secs = |e: f64| {
             let mut c = cal.clone();
-            c.gemm.mma_efficiency_bf16_hopper.value = e;
+            c.gemm.mma_efficiency_cublaslt_hopper.value = e;
             let g = KernelShape::Gemm {
                 m: n,
                 n,
@@ -613,7 +613,7 @@ pub(crate) mod tests {
             KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
         };
         let e = solve(0.1, 1.0, flops / 1290.1e12, secs);
-        let c = cal.gemm.mma_efficiency_bf16_hopper.value;
+        let c = cal.gemm.mma_efficiency_cublaslt_hopper.value;
         println!("H100 cuBLASLt FP8 8192^3 1290.1 TFLOPS gives e = {e:.4} (calibration {c})");
         assert!(
             (c / e - 1.0).abs() < 0.005,
@@ -637,7 +637,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// `gemm.mma_efficiency_blackwell` is derived from Azure's GB200 cuBLASLt FP8 GEMM at 8192³
+    /// `gemm.mma_efficiency_cublaslt_blackwell` is derived from Azure's GB200 cuBLASLt FP8 GEMM at 8192³
     /// (2,876.6 TFLOPS, steady state) the same way as Hopper's from H100's.
     #[test]
     fn blackwell_gemm_efficiency_from_cublaslt() {
@@ -656,10 +656,10 @@ pub(crate) mod tests {
         };
         let e = solve(0.1, 1.0, 2.0 * (n * n * n) as f64 / 2876.6e12, |e| {
             let mut c = cal.clone();
-            c.gemm.mma_efficiency_blackwell.value = e;
+            c.gemm.mma_efficiency_cublaslt_blackwell.value = e;
             KernelModel::new(gb200, &c).time(&g, 148).as_secs_f64()
         });
-        let c = cal.gemm.mma_efficiency_blackwell.value;
+        let c = cal.gemm.mma_efficiency_cublaslt_blackwell.value;
         println!("GB200 cuBLASLt FP8 8192^3 2876.6 TFLOPS gives e = {e:.4} (calibration {c})");
         assert!(
             (c / e - 1.0).abs() < 0.005,
@@ -667,7 +667,7 @@ pub(crate) mod tests {
         );
         // Blackwell reaches a smaller share of its doubled tensor peak in the same benchmark
         // (58.7% against H100's 65.2%).
-        assert!(c < cal.gemm.mma_efficiency_bf16_hopper.value);
+        assert!(c < cal.gemm.mma_efficiency_cublaslt_hopper.value);
     }
 
     /// Why BF16 GEMMs on Hopper may share the FP8 efficiency: stas00/ml-engineering's Maximum
@@ -697,7 +697,7 @@ pub(crate) mod tests {
             solve(0.1, 1.5, target, |e| {
                 let mut c = cal.clone();
                 c.gemm.mma_efficiency_fp8.value = e;
-                c.gemm.mma_efficiency_bf16_hopper.value = e;
+                c.gemm.mma_efficiency_cublaslt_hopper.value = e;
                 KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
             })
         };
@@ -709,7 +709,7 @@ pub(crate) mod tests {
             "BF16 {bf16:.4} vs FP8 {fp8:.4}"
         );
         // Above the steady-state fit, as runs above the power-limited clock should be.
-        let steady = cal.gemm.mma_efficiency_bf16_hopper.value;
+        let steady = cal.gemm.mma_efficiency_cublaslt_hopper.value;
         assert!(bf16 > steady && bf16 < 1.0, "{bf16:.4} vs steady {steady}");
     }
 
