@@ -8,7 +8,9 @@
 
 use crate::config::workload::{AttentionKernelSpec, Dtype, Fp8Scaling};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
-use crate::hw::{AttentionKernel, AttentionShape, Calibration, Catalog, KernelModel, KernelShape};
+use crate::hw::{
+    AttentionKernel, AttentionShape, Calibration, Catalog, GemmShape, KernelModel, KernelShape,
+};
 use crate::net::collective::{Algorithm, Op};
 use crate::netcli::{self, CollectiveOp, MoeArgs};
 use crate::pipeline::{self, Engine};
@@ -506,7 +508,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
     let mut km = KernelModel::new(gpu, cal);
     let (secs, flops) = match s.kind {
         Kind::Gemm => {
-            let k = KernelShape::Gemm {
+            let k = KernelShape::Gemm(GemmShape {
                 m: need(c, &s.m, "m", shape_dims)?,
                 n: need(c, &s.n, "n", shape_dims)?,
                 k: need(c, &s.k, "k", shape_dims)?,
@@ -514,7 +516,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
                 dtype: need(c, &s.dtype, "dtype", "fp8, bf16, fp16 or fp32")?,
                 scaling: s.scaling,
                 wgrad: s.wgrad,
-            };
+            });
             (km.time(&k, sms).as_secs_f64(), k.flops())
         }
         _ => {

@@ -17,21 +17,26 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub enum KernelShape {
     /// `groups` independent GEMMs of `m × k` by `k × n` (grouped expert GEMMs have groups > 1).
-    Gemm {
-        m: u64,
-        n: u64,
-        k: u64,
-        groups: u64,
-        dtype: Dtype,
-        /// FP8 scaling (which library runs an FP8 GEMM); ignored for other types.
-        scaling: Fp8Scaling,
-        /// Weight-gradient GEMM accumulating into an FP32 gradient (read-modify-write epilogue).
-        wgrad: bool,
-    },
+    /// A (grouped) GEMM.
+    Gemm(GemmShape),
     /// Flash attention over `batch × heads` sequences.
     Attention(AttentionShape),
     /// Memory-bound kernel moving `bytes` to and from HBM.
     Memory { bytes: f64 },
+}
+
+/// `groups` GEMMs of m×k by k×n.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GemmShape {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub groups: u64,
+    pub dtype: Dtype,
+    /// FP8 scaling (which library runs an FP8 GEMM); ignored for other types.
+    pub scaling: Fp8Scaling,
+    /// Weight-gradient GEMM accumulating into an FP32 gradient (read-modify-write epilogue).
+    pub wgrad: bool,
 }
 
 /// An attention core: `batch × heads` sequences of `seq_q` queries against `seq_kv` keys, with
@@ -52,9 +57,9 @@ impl KernelShape {
     /// FLOPs the kernel executes (causal attention counts half the score matrix).
     pub fn flops(&self) -> f64 {
         match *self {
-            KernelShape::Gemm {
+            KernelShape::Gemm(GemmShape {
                 m, n, k, groups, ..
-            } => 2.0 * (m * n * k * groups) as f64,
+            }) => 2.0 * (m * n * k * groups) as f64,
             KernelShape::Attention(AttentionShape {
                 backward,
                 batch,
@@ -158,15 +163,7 @@ impl<'a> KernelModel<'a> {
         assert!(sms > 0, "a kernel needs at least one SM");
         let min = self.cal.memory.min_kernel_time.value.as_secs_f64();
         let s = match *k {
-            KernelShape::Gemm {
-                m,
-                n,
-                k,
-                groups,
-                dtype,
-                scaling,
-                wgrad,
-            } => self.gemm_secs(m, n, k, groups, (dtype, scaling), wgrad, sms),
+            KernelShape::Gemm(g) => self.gemm_secs(&g, sms),
             KernelShape::Attention(a) => match self.attention {
                 AttentionKernel::Flash3 => self.attention_secs(&a, sms),
                 AttentionKernel::Flash2 => {
@@ -204,17 +201,16 @@ impl<'a> KernelModel<'a> {
         Time::from_secs_f64(self.time(k, sms).as_secs_f64() / (1.0 - f))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_secs(
-        &self,
-        m: u64,
-        n: u64,
-        k: u64,
-        groups: u64,
-        (dtype, scaling): (Dtype, Fp8Scaling),
-        wgrad: bool,
-        sms: u32,
-    ) -> f64 {
+    fn gemm_secs(&self, shape: &GemmShape, sms: u32) -> f64 {
+        let GemmShape {
+            m,
+            n,
+            k,
+            groups,
+            dtype,
+            scaling,
+            wgrad,
+        } = *shape;
         let g = &self.cal.gemm;
         let (tm, tn, tk) = (g.tile_m.value, g.tile_n.value, g.tile_k.value);
         let per_sm = self.gpu.flops_per_sm_cycle(dtype).unwrap_or_else(|| {
@@ -261,15 +257,16 @@ impl<'a> KernelModel<'a> {
         } = *shape;
         let g = batch * heads;
         let gemm = |m, n, k| {
-            self.gemm_secs(
+            let shape = GemmShape {
                 m,
                 n,
                 k,
-                g,
-                (Dtype::Bf16, Fp8Scaling::Tensorwise),
-                false,
-                sms,
-            )
+                groups: g,
+                dtype: Dtype::Bf16,
+                scaling: Fp8Scaling::default(),
+                wgrad: false,
+            };
+            self.gemm_secs(&shape, sms)
         };
         let scores = (g * seq_q * seq_kv) as f64;
         let mem = |bytes_per_score: f64| {
@@ -354,7 +351,7 @@ pub(crate) mod tests {
     use crate::hw::catalog::Catalog;
 
     fn gemm(m: u64, n: u64, k: u64, groups: u64, wgrad: bool) -> KernelShape {
-        KernelShape::Gemm {
+        KernelShape::Gemm(GemmShape {
             m,
             n,
             k,
@@ -362,7 +359,7 @@ pub(crate) mod tests {
             dtype: Dtype::Fp8,
             scaling: Fp8Scaling::Blockwise,
             wgrad,
-        }
+        })
     }
 
     /// DeepSeek-V3's attention core for one 4096-token micro-batch: 128 heads, qk 192 / v 128.
@@ -601,7 +598,7 @@ pub(crate) mod tests {
         let secs = |e: f64| {
             let mut c = cal.clone();
             c.gemm.mma_efficiency_cublaslt_hopper.value = e;
-            let g = KernelShape::Gemm {
+            let g = KernelShape::Gemm(GemmShape {
                 m: n,
                 n,
                 k: n,
@@ -609,7 +606,7 @@ pub(crate) mod tests {
                 dtype: Dtype::Fp8,
                 scaling: Fp8Scaling::Tensorwise,
                 wgrad: false,
-            };
+            });
             KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
         };
         let e = solve(0.1, 1.0, flops / 1290.1e12, secs);
@@ -620,7 +617,7 @@ pub(crate) mod tests {
             "calibration {c} vs derived {e:.4}"
         );
         // The BF16 path uses the same efficiency (see hopper_bf16_and_fp8_share_one_efficiency).
-        let bf = KernelShape::Gemm {
+        let bf = KernelShape::Gemm(GemmShape {
             m: n,
             n,
             k: n,
@@ -628,7 +625,7 @@ pub(crate) mod tests {
             dtype: Dtype::Bf16,
             scaling: Fp8Scaling::Tensorwise,
             wgrad: false,
-        };
+        });
         let tf = flops / KernelModel::new(h100, &cal).time(&bf, 132).as_secs_f64() / 1e12;
         // (The epilogue is a smaller share of a BF16 tile, so slightly more than half of 1,290.)
         assert!(
@@ -645,7 +642,7 @@ pub(crate) mod tests {
         let cal = Calibration::embedded();
         let gb200 = cat.get("GB200").unwrap().1;
         let n = 8192;
-        let g = KernelShape::Gemm {
+        let g = KernelShape::Gemm(GemmShape {
             m: n,
             n,
             k: n,
@@ -653,7 +650,7 @@ pub(crate) mod tests {
             dtype: Dtype::Fp8,
             scaling: Fp8Scaling::Tensorwise,
             wgrad: false,
-        };
+        });
         let e = solve(0.1, 1.0, 2.0 * (n * n * n) as f64 / 2876.6e12, |e| {
             let mut c = cal.clone();
             c.gemm.mma_efficiency_cublaslt_blackwell.value = e;
@@ -684,7 +681,7 @@ pub(crate) mod tests {
         let cal = Calibration::embedded();
         let h100 = cat.get("H100").unwrap().1;
         let fit = |(m, n, k): (u64, u64, u64), dtype: Dtype, tflops: f64| {
-            let g = KernelShape::Gemm {
+            let g = KernelShape::Gemm(GemmShape {
                 m,
                 n,
                 k,
@@ -692,7 +689,7 @@ pub(crate) mod tests {
                 dtype,
                 scaling: Fp8Scaling::Tensorwise,
                 wgrad: false,
-            };
+            });
             let target = 2.0 * (m * n * k) as f64 / (tflops * 1e12);
             solve(0.1, 1.5, target, |e| {
                 let mut c = cal.clone();

@@ -6,4 +6,4 @@ pub mod kernel;
 
 pub use calibration::Calibration;
 pub use catalog::{Catalog, GpuSpec};
-pub use kernel::{AttentionKernel, AttentionShape, KernelModel, KernelShape};
+pub use kernel::{AttentionKernel, AttentionShape, GemmShape, KernelModel, KernelShape};

@@ -6,7 +6,7 @@
 //! and the communication each pass issues.
 
 use crate::config::workload::{Dtype, PrecisionSpec, Recompute, Schedule};
-use crate::hw::{AttentionShape, KernelShape};
+use crate::hw::{AttentionShape, GemmShape, KernelShape};
 use crate::net::{CommOp, MoeRoute};
 use crate::workload::layout::{Layout, Span};
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
@@ -231,14 +231,16 @@ impl<'a> Expander<'a> {
         } else {
             (t, 1)
         };
-        let g = |m, n, k, wgrad| KernelShape::Gemm {
-            m,
-            n,
-            k,
-            groups,
-            dtype,
-            scaling: self.precision.fp8_scaling,
-            wgrad,
+        let g = |m, n, k, wgrad| {
+            KernelShape::Gemm(GemmShape {
+                m,
+                n,
+                k,
+                groups,
+                dtype,
+                scaling: self.precision.fp8_scaling,
+                wgrad,
+            })
         };
         w.fwd.push(Kernel {
             name: format!("{}.fwd", l.name),
