@@ -302,27 +302,23 @@ impl<'a> KernelModel<'a> {
             .gpu
             .flops_per_sm_cycle(Dtype::Bf16)
             .expect("every chip has BF16");
+        let gemms = if backward {
+            3 * d_qk + 2 * d_v
+        } else {
+            d_qk + d_v
+        } as f64;
+        let hopper_tile = self.cal.gemm.tile_overhead_cycles.value;
         let blackwell = self.gpu.architecture == Architecture::Blackwell;
-        let (eff, overhead, gemms) = match (backward, blackwell) {
-            (false, false) => (
-                a.fwd_efficiency.value,
-                self.cal.gemm.tile_overhead_cycles.value,
-                (d_qk + d_v) as f64,
-            ),
+        let (eff, overhead) = match (blackwell, backward) {
+            (false, false) => (a.fwd_efficiency.value, hopper_tile),
+            (false, true) => (a.bwd_efficiency.value, hopper_tile),
             (true, false) => (
-                a.bwd_efficiency.value,
-                self.cal.gemm.tile_overhead_cycles.value,
-                (3 * d_qk + 2 * d_v) as f64,
-            ),
-            (false, true) => (
                 a.blackwell_fwd_efficiency.value,
                 a.blackwell_fwd_tile_cycles.value,
-                (d_qk + d_v) as f64,
             ),
             (true, true) => (
                 a.blackwell_bwd_efficiency.value,
                 a.blackwell_bwd_tile_cycles.value,
-                (3 * d_qk + 2 * d_v) as f64,
             ),
         };
         let block_cycles = 2.0 * (b * b) as f64 * gemms / (per_sm * eff);
