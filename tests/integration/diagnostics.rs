@@ -84,6 +84,13 @@ case!(unknown_set_path, ["--set", "workload.parallelism.epp=32"]);
 case!(set_without_document, ["--set", "parallelism.ep=32"]);
 case!(fp8_on_a_chip_without_fp8, ["--set", "topology.gpu=A100"]);
 case!(
+    unknown_fp8_scaling,
+    [
+        "--set",
+        "workload.training.precision.fp8_scaling=per_tensor"
+    ]
+);
+case!(
     dualpipe_needs_an_even_micro_batch_count,
     ["--set", "workload.training.global_batch=15488"]
 );
