@@ -47,7 +47,7 @@ model_fields! {
     intermediate_size: u64,
     vocab_size: u64,
     tie_word_embeddings: bool,
-    /// `silu` (SwiGLU, three matrices) or `gelu`/`gelu_new`/`relu` (two matrices).
+    /// `silu` (SwiGLU, three matrices) or `gelu`/`gelu_new`/`relu`/`relu2` (two matrices).
     hidden_act: String,
     #[serde(alias = "num_local_experts", alias = "num_experts")]
     n_routed_experts: u64,

@@ -201,12 +201,13 @@ impl Model {
         };
         let gated_ffn = match s.hidden_act.as_deref().unwrap_or("silu") {
             "silu" | "swiglu" | "swish" => true,
-            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu" => false,
+            // relu2: squared ReLU (Nemotron-4), two matrices like GELU.
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu" | "relu2" => false,
             other => {
                 return Err(Diagnostic::new(
                     file,
                     format!("\"{other}\""),
-                    "one of silu, swiglu, gelu, gelu_new, gelu_pytorch_tanh, relu",
+                    "one of silu, swiglu, gelu, gelu_new, gelu_pytorch_tanh, relu, relu2",
                 )
                 .at("model.hidden_act"))
             }
