@@ -582,85 +582,83 @@ pub(crate) mod tests {
         0.5 * (lo + hi)
     }
 
-    /// `gemm.mma_efficiency_cublaslt_hopper` is derived from Azure's H100 cuBLASLt FP8 GEMM at
-    /// 8192³ (1,290.1 TFLOPS): the tile model on 132 SMs reproduces it at this efficiency.
-    #[test]
-    fn hopper_gemm_efficiency_from_cublaslt() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
-        let h100 = cat.get("H100").unwrap().1;
-        let n = 8192;
-        let flops = 2.0 * (n * n * n) as f64;
-        let secs = |e: f64| {
-            let mut c = cal.clone();
-            c.gemm.mma_efficiency_cublaslt_hopper.value = e;
-            let g = KernelShape::Gemm(GemmShape {
-                m: n,
-                n,
-                k: n,
-                groups: 1,
-                dtype: Dtype::Fp8,
-                scaling: Fp8Scaling::Tensorwise,
-                wgrad: false,
-            });
-            KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
-        };
-        let e = solve(0.1, 1.0, flops / 1290.1e12, secs);
-        let c = cal.gemm.mma_efficiency_cublaslt_hopper.value;
-        println!("H100 cuBLASLt FP8 8192^3 1290.1 TFLOPS gives e = {e:.4} (calibration {c})");
-        assert!(
-            (c / e - 1.0).abs() < 0.005,
-            "calibration {c} vs derived {e:.4}"
-        );
-        // The BF16 path uses the same efficiency (see hopper_bf16_and_fp8_share_one_efficiency).
-        let bf = KernelShape::Gemm(GemmShape {
-            m: n,
+    /// A cuBLASLt-style GEMM: one group, per-tensor scales if FP8, no gradient accumulation.
+    fn plain_gemm((m, n, k): (u64, u64, u64), dtype: Dtype) -> KernelShape {
+        KernelShape::Gemm(GemmShape {
+            m,
             n,
-            k: n,
+            k,
             groups: 1,
-            dtype: Dtype::Bf16,
+            dtype,
             scaling: Fp8Scaling::Tensorwise,
             wgrad: false,
+        })
+    }
+
+    /// The efficiency at which the tile model runs `shape` on every SM of `chip` at `tflops`,
+    /// with `set` writing the candidate efficiency into the calibration.
+    fn fit_efficiency(
+        chip: &str,
+        shape: &KernelShape,
+        tflops: f64,
+        set: impl Fn(&mut Calibration, f64),
+    ) -> f64 {
+        let cat = Catalog::embedded();
+        let cal = Calibration::embedded();
+        let gpu = cat.get(chip).unwrap().1;
+        solve(0.1, 1.5, shape.flops() / (tflops * 1e12), |e| {
+            let mut c = cal.clone();
+            set(&mut c, e);
+            KernelModel::new(gpu, &c)
+                .time(shape, gpu.sms.value)
+                .as_secs_f64()
+        })
+    }
+
+    /// `gemm.mma_efficiency_cublaslt_hopper` and `_blackwell` are derived from Azure's cuBLASLt
+    /// FP8 GEMMs at 8192³ (random data, 10,000 warm-up iterations: steady state): H100 1,290.1
+    /// TFLOPS, GB200 2,876.6.
+    #[test]
+    fn cublaslt_gemm_efficiencies_from_azure() {
+        let cal = Calibration::embedded();
+        let g = plain_gemm((8192, 8192, 8192), Dtype::Fp8);
+        let hopper = fit_efficiency("H100", &g, 1290.1, |c, e| {
+            c.gemm.mma_efficiency_cublaslt_hopper.value = e
         });
-        let tf = flops / KernelModel::new(h100, &cal).time(&bf, 132).as_secs_f64() / 1e12;
-        // (The epilogue is a smaller share of a BF16 tile, so slightly more than half of 1,290.)
+        let blackwell = fit_efficiency("GB200", &g, 2876.6, |c, e| {
+            c.gemm.mma_efficiency_cublaslt_blackwell.value = e
+        });
+        for (name, derived, c) in [
+            (
+                "H100",
+                hopper,
+                cal.gemm.mma_efficiency_cublaslt_hopper.value,
+            ),
+            (
+                "GB200",
+                blackwell,
+                cal.gemm.mma_efficiency_cublaslt_blackwell.value,
+            ),
+        ] {
+            println!("{name} cuBLASLt FP8 8192^3 gives e = {derived:.4} (calibration {c})");
+            assert!(
+                (c / derived - 1.0).abs() < 0.005,
+                "{name}: calibration {c} vs derived {derived:.4}"
+            );
+        }
+        // Blackwell reaches a smaller share of its doubled tensor peak in the same benchmark
+        // (58.7% against H100's 65.2%).
+        assert!(blackwell < hopper);
+        // The BF16 path uses the same efficiency (see hopper_bf16_and_fp8_share_one_efficiency);
+        // the epilogue is a smaller share of a BF16 tile, so slightly more than half of 1,290.
+        let cat = Catalog::embedded();
+        let h100 = cat.get("H100").unwrap().1;
+        let bf = plain_gemm((8192, 8192, 8192), Dtype::Bf16);
+        let tf = bf.flops() / KernelModel::new(h100, &cal).time(&bf, 132).as_secs_f64() / 1e12;
         assert!(
             tf > 0.6 * 989.4 && tf < 0.72 * 989.4,
             "BF16 8192^3 {tf:.0} TFLOPS"
         );
-    }
-
-    /// `gemm.mma_efficiency_cublaslt_blackwell` is derived from Azure's GB200 cuBLASLt FP8 GEMM at 8192³
-    /// (2,876.6 TFLOPS, steady state) the same way as Hopper's from H100's.
-    #[test]
-    fn blackwell_gemm_efficiency_from_cublaslt() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
-        let gb200 = cat.get("GB200").unwrap().1;
-        let n = 8192;
-        let g = KernelShape::Gemm(GemmShape {
-            m: n,
-            n,
-            k: n,
-            groups: 1,
-            dtype: Dtype::Fp8,
-            scaling: Fp8Scaling::Tensorwise,
-            wgrad: false,
-        });
-        let e = solve(0.1, 1.0, 2.0 * (n * n * n) as f64 / 2876.6e12, |e| {
-            let mut c = cal.clone();
-            c.gemm.mma_efficiency_cublaslt_blackwell.value = e;
-            KernelModel::new(gb200, &c).time(&g, 148).as_secs_f64()
-        });
-        let c = cal.gemm.mma_efficiency_cublaslt_blackwell.value;
-        println!("GB200 cuBLASLt FP8 8192^3 2876.6 TFLOPS gives e = {e:.4} (calibration {c})");
-        assert!(
-            (c / e - 1.0).abs() < 0.005,
-            "calibration {c} vs derived {e:.4}"
-        );
-        // Blackwell reaches a smaller share of its doubled tensor peak in the same benchmark
-        // (58.7% against H100's 65.2%).
-        assert!(c < cal.gemm.mma_efficiency_cublaslt_hopper.value);
     }
 
     /// Why BF16 GEMMs on Hopper may share the FP8 efficiency: stas00/ml-engineering's Maximum
@@ -673,25 +671,10 @@ pub(crate) mod tests {
     /// 10,000), so only their ratio is used.
     #[test]
     fn hopper_bf16_and_fp8_share_one_efficiency() {
-        let cat = Catalog::embedded();
         let cal = Calibration::embedded();
-        let h100 = cat.get("H100").unwrap().1;
-        let fit = |(m, n, k): (u64, u64, u64), dtype: Dtype, tflops: f64| {
-            let g = KernelShape::Gemm(GemmShape {
-                m,
-                n,
-                k,
-                groups: 1,
-                dtype,
-                scaling: Fp8Scaling::Tensorwise,
-                wgrad: false,
-            });
-            let target = 2.0 * (m * n * k) as f64 / (tflops * 1e12);
-            solve(0.1, 1.5, target, |e| {
-                let mut c = cal.clone();
-                c.gemm.mma_efficiency_fp8.value = e;
-                c.gemm.mma_efficiency_cublaslt_hopper.value = e;
-                KernelModel::new(h100, &c).time(&g, 132).as_secs_f64()
+        let fit = |dims, dtype, tflops| {
+            fit_efficiency("H100", &plain_gemm(dims, dtype), tflops, |c, e| {
+                c.gemm.mma_efficiency_cublaslt_hopper.value = e
             })
         };
         let bf16 = fit((2048, 2048, 13312), Dtype::Bf16, 794.5);
