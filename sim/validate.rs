@@ -198,6 +198,9 @@ pub struct CaseResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
     pub source: String,
+    /// Why a case does not gate (required for those; `None` for gating cases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// A case with where it came from, for messages.
@@ -357,6 +360,7 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
                 calibration: s.calibration,
                 failure,
                 source: s.source.clone(),
+                why: s.why.clone(),
             }
         })
         .collect()
@@ -718,6 +722,32 @@ pub fn table(results: &[CaseResult]) -> String {
     out
 }
 
+/// The Markdown notes under the table in `results/validation.md`: each case that does not gate,
+/// with its result and the reason it does not count towards the exit code.
+pub fn not_gating_notes(results: &[CaseResult]) -> String {
+    let mut out = String::new();
+    for r in results.iter().filter(|r| !r.gating) {
+        let error = r
+            .error
+            .map(|e| format!("{:+.1}%", e * 100.0))
+            .unwrap_or_else(|| "no prediction".into());
+        out.push_str(&format!(
+            "- **{}** ({error}, {}): {}\n",
+            r.case,
+            if r.pass {
+                "within tolerance"
+            } else {
+                "outside tolerance"
+            },
+            r.why.as_deref().unwrap_or("")
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("\n## Cases that do not gate, and why\n\n{out}")
+}
+
 /// `{"cases": [...]}`.
 pub fn json(results: &[CaseResult]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({ "cases": results }))
@@ -727,6 +757,39 @@ pub fn json(results: &[CaseResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The notes under the Markdown table list exactly the cases that do not gate, each with its
+    /// error and its reason, and are absent when every case gates.
+    #[test]
+    fn notes_list_each_case_that_does_not_gate_with_its_reason() {
+        let row = |case: &str, error: f64, gating: bool, why: Option<&str>| CaseResult {
+            case: case.into(),
+            metric: Metric::StepTimeS,
+            predicted: Some(1.0 + error),
+            published: 1.0,
+            error: Some(error),
+            tolerance: 0.15,
+            pass: error.abs() <= 0.15,
+            gating,
+            calibration: false,
+            failure: None,
+            source: "a paper".into(),
+            why: why.map(str::to_string),
+        };
+        let gating = row("a", 0.05, true, None);
+        assert_eq!(not_gating_notes(std::slice::from_ref(&gating)), "");
+        let notes = not_gating_notes(&[
+            gating,
+            row("b", -0.247, false, Some("settings unpublished")),
+            row("c", 0.10, false, Some("older kernel")),
+        ]);
+        assert_eq!(
+            notes,
+            "\n## Cases that do not gate, and why\n\n\
+             - **b** (-24.7%, outside tolerance): settings unpublished\n\
+             - **c** (+10.0%, within tolerance): older kernel\n"
+        );
+    }
 
     #[test]
     fn tolerances_parse_as_percentages() {
