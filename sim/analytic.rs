@@ -869,6 +869,33 @@ mod tests {
         );
     }
 
+    /// ZeRO-1 shards the master copy and both moments over data parallelism: FP32 everything
+    /// is 4 + 2 x 4 bytes per parameter per DP rank, Apex's BF16-state optimizer without a master
+    /// copy (`master: none`) 2 x 2; weights and gradients stay whole.
+    #[test]
+    fn optimizer_state_bytes_follow_the_master_copy_and_moment_dtypes() {
+        let cal = Calibration::embedded();
+        let mem = |sets: &[&str]| {
+            let mut all = vec!["workload.parallelism.zero=1", "workload.parallelism.tp=1"];
+            all.extend_from_slice(sets);
+            let (c, w) = crate::workload::ops::tests::gpt(&all);
+            let ab = AlphaBeta::new(&c, &cal);
+            let dp = w.layout.dp as f64;
+            let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
+            let (weights, grads, optimizer) = st.static_memory((1e9, 0.0));
+            (weights / 1e9, grads / 1e9, optimizer / 1e9 * dp)
+        };
+        assert_eq!(mem(&[]), (2.0, 4.0, 12.0));
+        let bf16 = mem(&[
+            "workload.training.precision.master=none",
+            "workload.training.precision.optimizer_states=bf16",
+            "workload.training.precision.grads=bf16",
+        ]);
+        assert_eq!(bf16, (2.0, 2.0, 4.0));
+        let remainders = mem(&["workload.training.precision.master=bf16"]);
+        assert_eq!(remainders.2, 10.0);
+    }
+
     #[test]
     fn partition_is_optimal_on_small_cases() {
         let runs = partition(&[1.0, 1.0, 1.0, 1.0], 2);

@@ -87,6 +87,29 @@ impl Dtype {
     }
 }
 
+/// The optimizer's master copy of the weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MasterCopy {
+    /// No separate copy: the optimizer steps the working weights.
+    None,
+    /// A 16-bit copy; also the size of Apex's FP32 "param remainders" kept beside BF16 weights.
+    Bf16,
+    Fp16,
+    #[default]
+    Fp32,
+}
+
+impl MasterCopy {
+    pub fn bytes(self) -> f64 {
+        match self {
+            MasterCopy::None => 0.0,
+            MasterCopy::Bf16 | MasterCopy::Fp16 => 2.0,
+            MasterCopy::Fp32 => 4.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recompute {
@@ -112,9 +135,10 @@ pub struct PrecisionSpec {
     /// Weight gradients as accumulated.
     #[serde(default = "fp32")]
     pub grads: Dtype,
-    /// Master copy of the weights kept by the optimizer.
-    #[serde(default = "fp32")]
-    pub master: Dtype,
+    /// Master copy of the weights kept by the optimizer, or `none` when the optimizer updates
+    /// the working weights in place (Apex's distributed Adam with BF16 state and BF16 weights).
+    #[serde(default)]
+    pub master: MasterCopy,
     /// AdamW first and second moments.
     #[serde(default = "fp32")]
     pub optimizer_states: Dtype,
