@@ -91,6 +91,10 @@ case!(
     ]
 );
 case!(
+    fp8_master_copy,
+    ["--set", "workload.training.precision.master=fp8"]
+);
+case!(
     dualpipe_needs_an_even_micro_batch_count,
     ["--set", "workload.training.global_batch=15488"]
 );
