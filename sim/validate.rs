@@ -678,6 +678,11 @@ fn metric_name(m: Metric) -> String {
         .unwrap_or_default()
 }
 
+/// A relative error as a signed percentage, one decimal: `+5.2%`.
+fn signed_pct(e: f64) -> String {
+    format!("{:+.1}%", e * 100.0)
+}
+
 /// The table `validate` prints (and `results/validation.md` holds), as Markdown.
 pub fn table(results: &[CaseResult]) -> String {
     let mut out = String::from(
@@ -698,9 +703,7 @@ pub fn table(results: &[CaseResult]) -> String {
             metric_name(r.metric),
             r.predicted.map(fmt_value).unwrap_or_else(|| "–".into()),
             fmt_value(r.published),
-            r.error
-                .map(|e| format!("{:+.1}%", e * 100.0))
-                .unwrap_or_else(|| "–".into()),
+            r.error.map(signed_pct).unwrap_or_else(|| "–".into()),
             r.tolerance * 100.0,
             verdict
         ));
@@ -729,7 +732,7 @@ pub fn not_gating_notes(results: &[CaseResult]) -> String {
     for r in results.iter().filter(|r| !r.gating) {
         let error = r
             .error
-            .map(|e| format!("{:+.1}%", e * 100.0))
+            .map(signed_pct)
             .unwrap_or_else(|| "no prediction".into());
         out.push_str(&format!(
             "- **{}** ({error}, {}): {}\n",
