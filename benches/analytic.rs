@@ -3,7 +3,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trainsim::config::Source;
-use trainsim::hw::Calibration;
 use trainsim::pipeline::{self, Engine, DEFAULT_TOPOLOGY, DEFAULT_WORKLOAD};
 
 fn bench(c: &mut Criterion) {
@@ -11,15 +10,21 @@ fn bench(c: &mut Criterion) {
     let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
     c.bench_function("deepseek_v3_run_analytic", |b| {
         b.iter(|| {
-            pipeline::run(&t, &w, &[], Engine::Analytic, &Calibration::embedded())
-                .unwrap()
-                .step_time_s
+            pipeline::run(
+                &t,
+                &w,
+                &[],
+                Engine::Analytic,
+                &trainsim::builtin::calibration(),
+            )
+            .unwrap()
+            .step_time_s
         })
     });
     let (cluster, wl) = pipeline::load(&t, &w, &[]).unwrap();
-    let cal = Calibration::embedded();
+    let cal = trainsim::builtin::calibration();
     c.bench_function("deepseek_v3_step_estimate", |b| {
-        b.iter(|| trainsim::analytic::estimate(&wl, &wl.layout, &cluster, &cal).step_time_s)
+        b.iter(|| trainsim::step::analytic::estimate(&wl, &wl.layout, &cluster, &cal).step_time_s)
     });
 }
 

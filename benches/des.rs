@@ -4,7 +4,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trainsim::config::Source;
-use trainsim::hw::Calibration;
 use trainsim::pipeline::{self, DEFAULT_TOPOLOGY, DEFAULT_WORKLOAD};
 
 fn peak_rss_mib() -> Option<f64> {
@@ -18,9 +17,9 @@ fn bench(c: &mut Criterion) {
     let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
     let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
     let (cluster, wl) = pipeline::load(&t, &w, &[]).unwrap();
-    let cal = Calibration::embedded();
+    let cal = trainsim::builtin::calibration();
     let started = std::time::Instant::now();
-    let e = trainsim::des::estimate(&wl, &wl.layout, &cluster, &cal, false);
+    let e = trainsim::step::des::estimate(&wl, &wl.layout, &cluster, &cal, false);
     let wall = started.elapsed().as_secs_f64();
     eprintln!(
         "des step: {:.3} s simulated, {} events in {:.3} s wall = {:.2} M events/s, peak RSS {:.0} MiB",
@@ -33,7 +32,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("des");
     g.sample_size(20);
     g.bench_function("deepseek_v3_step_2048_gpus", |b| {
-        b.iter(|| trainsim::des::estimate(&wl, &wl.layout, &cluster, &cal, false).step_time_s)
+        b.iter(|| trainsim::step::des::estimate(&wl, &wl.layout, &cluster, &cal, false).step_time_s)
     });
     g.finish();
 }

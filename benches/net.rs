@@ -4,7 +4,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trainsim::config::{parse_doc, Source};
-use trainsim::hw::{Calibration, Catalog};
 use trainsim::net::collective::{Algorithm, Collectives, Op};
 use trainsim::net::MoeRoute;
 use trainsim::pipeline::DEFAULT_TOPOLOGY;
@@ -34,8 +33,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let cal = Calibration::embedded();
-    let cat = Catalog::embedded();
+    let cal = trainsim::builtin::calibration();
+    let cat = trainsim::builtin::catalog();
     let t = Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1);
     let h800 = trainsim::topo::build(&parse_doc(&t, &[]).unwrap(), &cat, "h800").unwrap();
     let s512 = trainsim::topo::build(

@@ -171,8 +171,8 @@ fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagn
 
 fn calibration(path: &Option<PathBuf>) -> Result<Calibration, Diagnostic> {
     match path {
-        Some(p) => Calibration::parse(&Source::read(p)?),
-        None => Ok(Calibration::embedded()),
+        Some(p) => crate::builtin::parse_calibration(&Source::read(p)?),
+        None => Ok(crate::builtin::calibration()),
     }
 }
 

@@ -3,11 +3,11 @@
 //! Data flows one way: config → validated specs → (task graph →) engine → result → cost → report.
 //! See ARCHITECTURE.md for the map.
 
-pub mod analytic;
+pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod cost;
-pub mod des;
+pub mod domain;
 pub mod engine;
 pub mod exec;
 pub mod hw;
@@ -15,6 +15,7 @@ pub mod net;
 pub mod netcli;
 pub mod pipeline;
 pub mod report;
+pub mod step;
 pub mod topo;
 pub mod units;
 pub mod validate;

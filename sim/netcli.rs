@@ -7,7 +7,7 @@
 //! NVLink bytes per GPU over time.
 
 use crate::config::{parse_doc, Diagnostic, Source};
-use crate::hw::{Calibration, Catalog};
+use crate::hw::Calibration;
 use crate::net::collective::{Algorithm, Collectives, Measured, Op};
 use crate::net::MoeRoute;
 use crate::topo;
@@ -98,7 +98,7 @@ pub fn run(
     cal: &Calibration,
 ) -> Result<Vec<Row>, Diagnostic> {
     let spec = parse_doc(topology, &[])?;
-    let cluster = topo::build(&spec, &Catalog::embedded(), &topology.name)
+    let cluster = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
         .map_err(|d| d.locate_in(&topology.text))?;
     let co = Collectives::new(&cluster, cal);
     let n = match (op, moe) {

@@ -1,14 +1,13 @@
 //! The whole run, in the order data flows: documents → specs → cluster and workload →
 //! estimate → cost → summary. No printing here; the CLI decides what to show.
 
-use crate::analytic::{self, Estimate};
 use crate::config::topology::TopologySpec;
 use crate::config::workload::WorkloadSpec;
 use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::cost;
-use crate::des;
-use crate::hw::{Calibration, Catalog};
+use crate::hw::Calibration;
 use crate::report::Summary;
+use crate::step::{analytic, des, StepResult};
 use crate::topo::{self, Cluster};
 use crate::workload::layout::Layout;
 use crate::workload::Workload;
@@ -41,7 +40,7 @@ impl Engine {
         }
     }
 
-    fn estimate(self, w: &Workload, l: &Layout, c: &Cluster, cal: &Calibration) -> Estimate {
+    fn estimate(self, w: &Workload, l: &Layout, c: &Cluster, cal: &Calibration) -> StepResult {
         match self {
             Engine::Analytic => analytic::estimate(w, l, c, cal),
             Engine::Des { full } => des::estimate(w, l, c, cal, full),
@@ -50,7 +49,7 @@ impl Engine {
 }
 
 /// Peak memory above HBM is an error that shows where the bytes go.
-fn check_memory(e: &Estimate, phase: &str, file: &str) -> Result<(), Diagnostic> {
+fn check_memory(e: &StepResult, phase: &str, file: &str) -> Result<(), Diagnostic> {
     let m = &e.memory;
     if m.total <= m.capacity {
         return Ok(());
@@ -82,7 +81,7 @@ pub fn load(
 ) -> Result<(Cluster, Workload), Diagnostic> {
     let of = |doc: &str| sets.iter().filter(|o| o.doc == doc).collect::<Vec<_>>();
     let tspec: TopologySpec = parse_doc(topology, &of("topology"))?;
-    let catalog = Catalog::embedded();
+    let catalog = crate::builtin::catalog();
     let cluster =
         topo::build(&tspec, &catalog, &topology.name).map_err(|d| d.locate_in(&topology.text))?;
     let wspec: WorkloadSpec = parse_doc(workload, &of("workload"))?;

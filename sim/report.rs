@@ -2,8 +2,8 @@
 //!
 //! Files are written to a temporary name and renamed, so a crash never leaves half a file.
 
-use crate::analytic::{Breakdown, ChunkCost, Estimate};
 use crate::cost::{PhaseCost, RunCost};
+use crate::step::{Breakdown, ChunkCost, StepResult};
 use crate::topo::Cluster;
 use crate::workload::layout::Layout;
 use crate::workload::Workload;
@@ -85,7 +85,7 @@ impl Summary {
     pub fn new(
         w: &Workload,
         c: &Cluster,
-        e: &Estimate,
+        e: &StepResult,
         cost: &RunCost,
         engine: &'static str,
         wall_s: f64,
@@ -137,8 +137,8 @@ impl Summary {
             energy_cost_usd: cost.energy_cost_usd,
             routing: RoutingSummary {
                 distribution: match w.routing.distribution {
-                    crate::config::workload::RoutingDistribution::Balanced => "balanced",
-                    crate::config::workload::RoutingDistribution::Dirichlet => "dirichlet",
+                    crate::domain::RoutingDistribution::Balanced => "balanced",
+                    crate::domain::RoutingDistribution::Dirichlet => "dirichlet",
                 },
                 alpha: w.routing.alpha,
                 seed: w.routing.seed,

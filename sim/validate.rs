@@ -6,10 +6,12 @@
 //! are relative to the directory `validate` runs in (the repository root). Cases run in
 //! parallel; results keep the suites' order, so output is the same at any thread count.
 
-use crate::config::workload::{AttentionKernelSpec, Dtype, Fp8Scaling};
+use crate::config::workload::AttentionKernelSpec;
+
 use crate::config::{parse_doc, Diagnostic, Override, Source};
+use crate::domain::{Dtype, Fp8Scaling};
 use crate::hw::{
-    AttentionKernel, AttentionShape, Calibration, Catalog, GemmShape, KernelModel, KernelShape,
+    AttentionKernel, AttentionShape, Calibration, GemmShape, KernelModel, KernelShape,
 };
 use crate::net::collective::{Algorithm, Op};
 use crate::netcli::{self, CollectiveOp, MoeArgs};
@@ -501,7 +503,7 @@ fn predict_run(c: &Case, (sum, model): &(Summary, Model)) -> Result<f64, Diagnos
 
 fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
     let s = &c.spec;
-    let catalog = Catalog::embedded();
+    let catalog = crate::builtin::catalog();
     let name = need(c, &s.gpu, "gpu", "a chip of the catalog, e.g. H100")?;
     let (_, gpu) = catalog.get(&name).ok_or_else(|| {
         Diagnostic::new(&c.file, format!("gpu \"{name}\""), "a chip of the catalog")

@@ -1,6 +1,7 @@
 //! The workload document (`workloads/*.yaml`): model, training settings, parallel layout, price.
 
 use super::model::ModelSpec;
+use crate::domain::{Precision, Recompute, RoutingDistribution, Schedule};
 use crate::units::{Count, Money, Power};
 use serde::{Deserialize, Serialize};
 
@@ -17,16 +18,6 @@ pub struct WorkloadSpec {
     /// How routed-expert load spreads over the experts (default: perfectly balanced).
     #[serde(default)]
     pub routing: RoutingSpec,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoutingDistribution {
-    /// Every expert receives the same number of tokens (DeepSeek's profile trace assumes this).
-    #[default]
-    Balanced,
-    /// Expert popularity drawn from a symmetric Dirichlet(alpha) per MoE layer: hot experts.
-    Dirichlet,
 }
 
 /// Routed-expert load.
@@ -57,129 +48,10 @@ impl Default for RoutingSpec {
     }
 }
 
-/// Number formats, as DeepSeek-V3 §3.3 describes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dtype {
-    Fp8,
-    Bf16,
-    Fp16,
-    Tf32,
-    Fp32,
-}
-
-impl Dtype {
-    pub fn bytes(self) -> f64 {
-        match self {
-            Dtype::Fp8 => 1.0,
-            Dtype::Bf16 | Dtype::Fp16 => 2.0,
-            Dtype::Tf32 | Dtype::Fp32 => 4.0,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::Fp8 => "fp8",
-            Dtype::Bf16 => "bf16",
-            Dtype::Fp16 => "fp16",
-            Dtype::Tf32 => "tf32",
-            Dtype::Fp32 => "fp32",
-        }
-    }
-}
-
-/// The optimizer's master copy of the weights.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MasterCopy {
-    /// No separate copy: the optimizer steps the working weights.
-    None,
-    /// A 16-bit copy; also the size of Apex's FP32 "param remainders" kept beside BF16 weights.
-    Bf16,
-    Fp16,
-    #[default]
-    Fp32,
-}
-
-impl MasterCopy {
-    pub fn bytes(self) -> f64 {
-        match self {
-            MasterCopy::None => 0.0,
-            MasterCopy::Bf16 | MasterCopy::Fp16 => 2.0,
-            MasterCopy::Fp32 => 4.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Recompute {
-    /// Keep every activation the backward pass reads.
-    None,
-    /// Recompute the cheap ops in backward (norms, up-projections, SwiGLU output), keep GEMM inputs.
-    Selective,
-    /// Keep only each layer's input; re-run the whole layer forward in backward.
-    Full,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrecisionSpec {
-    /// Data type of the linear-layer GEMMs (Fprop, Dgrad, Wgrad).
-    pub gemm: Dtype,
-    /// Attention core (flash attention) data type.
-    #[serde(default = "bf16")]
-    pub attention: Dtype,
-    /// Working copy of the weights that GEMMs read.
-    #[serde(default = "bf16")]
-    pub params: Dtype,
-    /// Weight gradients as accumulated.
-    #[serde(default = "fp32")]
-    pub grads: Dtype,
-    /// Master copy of the weights kept by the optimizer, or `none` when the optimizer updates
-    /// the working weights in place (Apex's distributed Adam with BF16 state and BF16 weights).
-    #[serde(default)]
-    pub master: MasterCopy,
-    /// AdamW first and second moments.
-    #[serde(default = "fp32")]
-    pub optimizer_states: Dtype,
-    /// Cached activations that feed GEMMs in backward.
-    #[serde(default = "bf16")]
-    pub activations: Dtype,
-    /// Gradient all-reduce / reduce-scatter payload.
-    #[serde(default = "bf16")]
-    pub grad_comm: Dtype,
-    /// MoE dispatch payload (combine is always in the activation's BF16).
-    #[serde(default = "bf16")]
-    pub dispatch: Dtype,
-    /// How FP8 GEMMs are scaled, which decides the kernels that run them.
-    #[serde(default)]
-    pub fp8_scaling: Fp8Scaling,
-}
-
-/// FP8 scaling recipe of the linear layers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fp8Scaling {
-    /// Fine-grained scales (1×128 activation tiles, 128×128 weight blocks), DeepSeek-V3 §3.3:
-    /// DeepGEMM kernels, priced with the H800 trace's efficiencies.
-    #[default]
-    Blockwise,
-    /// One scale per tensor (Transformer Engine's delayed or current scaling): cuBLASLt GEMMs,
-    /// priced with the cuBLASLt FP8 measurements.
-    Tensorwise,
-}
-
-fn bf16() -> Dtype {
-    Dtype::Bf16
-}
-fn fp32() -> Dtype {
-    Dtype::Fp32
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingSpec {
-    pub precision: PrecisionSpec,
+    pub precision: Precision,
     /// Sequence length in tokens.
     pub seq_len: u64,
     /// Global batch in sequences.
@@ -239,31 +111,6 @@ pub struct BatchRamp {
     pub from: u64,
     /// Tokens over which the batch ramps.
     pub tokens: Count,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    Gpipe,
-    #[serde(rename = "1f1b")]
-    OneFOneB,
-    Interleaved,
-    Zb1p,
-    Dualpipe,
-    Dualpipev,
-}
-
-impl Schedule {
-    pub fn name(self) -> &'static str {
-        match self {
-            Schedule::Gpipe => "gpipe",
-            Schedule::OneFOneB => "1f1b",
-            Schedule::Interleaved => "interleaved",
-            Schedule::Zb1p => "zb1p",
-            Schedule::Dualpipe => "dualpipe",
-            Schedule::Dualpipev => "dualpipev",
-        }
-    }
 }
 
 /// `dp: auto` or a number.

@@ -1,13 +1,10 @@
 //! The calibration file: every efficiency constant of the models, each with its source.
 //!
-//! Embedded from `topologies/calibration.yaml`. Code elsewhere must not carry tuning constants;
+//! The shipped file is `topologies/calibration.yaml`, parsed by `builtin::calibration`. Code elsewhere must not carry tuning constants;
 //! it takes them from here.
 
-use crate::config::{parse_doc, Diagnostic, Source};
 use crate::units::{Bandwidth, Time};
 use serde::{Deserialize, Serialize};
-
-pub const CALIBRATION_YAML: &str = include_str!("../../topologies/calibration.yaml");
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -111,27 +108,13 @@ impl NetworkCal {
     }
 }
 
-impl Calibration {
-    pub fn embedded() -> Calibration {
-        Calibration::parse(&Source::embedded(
-            "topologies/calibration.yaml",
-            CALIBRATION_YAML,
-        ))
-        .expect("embedded calibration is valid (checked by tests)")
-    }
-    pub fn parse(src: &Source) -> Result<Calibration, Diagnostic> {
-        parse_doc(src, &[])
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     /// NCCL's per-channel bandwidth: 16 SMs carry a DGX A100's 190 GB/s (nccl #689).
     #[test]
     fn nccl_sm_bandwidth_from_the_dgx_a100_channel_count() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let per_sm = cal.network.nccl_sm_bandwidth.value.bytes_per_s;
         assert!((per_sm * 16.0 - 190e9).abs() < 1e6, "{per_sm}");
         // An H100 NVLink ring (~370 GB/s) needs all of NCCL's default 32 channels.

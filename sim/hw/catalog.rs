@@ -1,16 +1,12 @@
-//! The GPU catalog: published specifications with their sources, embedded in the binary.
+//! The GPU catalog: published specifications with their sources.
 //!
-//! The YAML lives in `topologies/gpus.yaml`; each figure carries `source` and `secondary`
-//! (true where only a secondary source, or arithmetic, backs it).
+//! The shipped catalog is `topologies/gpus.yaml`, parsed by `builtin::catalog`; each figure
+//! carries `source` and `secondary` (true where only a secondary source, or arithmetic, backs it).
 
-use crate::config::workload::Dtype;
-use crate::config::{parse_doc, Diagnostic, Source};
+use crate::domain::Dtype;
 use crate::units::{Bandwidth, ByteSize, FlopRate, Frequency, LinkBandwidth, Power};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The catalog as shipped.
-pub const GPUS_YAML: &str = include_str!("../../topologies/gpus.yaml");
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -80,16 +76,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The embedded catalog. It is checked by tests, so failure here is a build defect.
-    pub fn embedded() -> Catalog {
-        Catalog::parse(&Source::embedded("topologies/gpus.yaml", GPUS_YAML))
-            .expect("embedded GPU catalog is valid (checked by tests)")
-    }
-
-    pub fn parse(src: &Source) -> Result<Catalog, Diagnostic> {
-        parse_doc(src, &[])
-    }
-
     /// Finds a chip by canonical name or alias, ignoring case.
     pub fn get(&self, name: &str) -> Option<(&str, &GpuSpec)> {
         let n = name.trim().to_ascii_lowercase();
@@ -112,7 +98,7 @@ mod tests {
 
     #[test]
     fn embedded_catalog_has_the_required_chips() {
-        let c = Catalog::embedded();
+        let c = crate::builtin::catalog();
         for chip in [
             "H800", "H100", "H20", "H200", "A100", "A800", "B200", "GB200",
         ] {
@@ -124,7 +110,7 @@ mod tests {
 
     #[test]
     fn h800_matches_h100_except_nvlink() {
-        let c = Catalog::embedded();
+        let c = crate::builtin::catalog();
         let (_, h800) = c.get("H800").unwrap();
         let (_, h100) = c.get("H100").unwrap();
         assert!((h800.peak.bf16.value.flops - h100.peak.bf16.value.flops).abs() / 1e12 < 1.0);
@@ -137,14 +123,14 @@ mod tests {
 
     #[test]
     fn ampere_has_no_fp8() {
-        let c = Catalog::embedded();
+        let c = crate::builtin::catalog();
         assert!(c.get("A100").unwrap().1.peak(Dtype::Fp8).is_none());
         assert!(c.get("B200").unwrap().1.peak(Dtype::Fp8).is_some());
     }
 
     #[test]
     fn every_figure_cites_a_source() {
-        let c = Catalog::embedded();
+        let c = crate::builtin::catalog();
         for (name, g) in &c.gpus {
             let sources = [
                 &g.sms.source,

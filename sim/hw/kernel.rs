@@ -9,7 +9,7 @@
 
 use super::calibration::Calibration;
 use super::catalog::{Architecture, GpuSpec};
-use crate::config::workload::{Dtype, Fp8Scaling};
+use crate::domain::{Dtype, Fp8Scaling};
 use crate::units::Time;
 use serde::Serialize;
 
@@ -344,7 +344,6 @@ impl<'a> KernelModel<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::hw::catalog::Catalog;
 
     fn gemm(m: u64, n: u64, k: u64, groups: u64, wgrad: bool) -> KernelShape {
         KernelShape::Gemm(GemmShape {
@@ -379,8 +378,8 @@ pub(crate) mod tests {
     /// The calibration points reproduce their own microbenchmarks (to rounding of the constants).
     #[test]
     fn calibration_points_reproduce() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let m = KernelModel::new(cat.get("H800").unwrap().1, &cal);
         let cases = [
             ("o_proj fwd", gemm(4096, 7168, 16384, 1, false), 900.8),
@@ -423,8 +422,8 @@ pub(crate) mod tests {
     /// Each error is printed; each class sum must be within 15%.
     #[test]
     fn trace_kernels_by_class_within_15_percent() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let m = KernelModel::new(cat.get("H800").unwrap().1, &cal);
         let g = |mm, n, k| vec![gemm(mm, n, k, 1, false)];
         let gg = |mm, n, k| vec![gemm(mm, n, k, 4, false)];
@@ -603,8 +602,8 @@ pub(crate) mod tests {
         tflops: f64,
         set: impl Fn(&mut Calibration, f64),
     ) -> f64 {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let gpu = cat.get(chip).unwrap().1;
         solve(0.1, 1.5, shape.flops() / (tflops * 1e12), |e| {
             let mut c = cal.clone();
@@ -620,7 +619,7 @@ pub(crate) mod tests {
     /// TFLOPS, GB200 2,876.6.
     #[test]
     fn cublaslt_gemm_efficiencies_from_azure() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let g = plain_gemm((8192, 8192, 8192), Dtype::Fp8);
         let hopper = fit_efficiency("H100", &g, 1290.1, |c, e| {
             c.gemm.mma_efficiency_cublaslt_hopper.value = e
@@ -651,7 +650,7 @@ pub(crate) mod tests {
         assert!(blackwell < hopper);
         // The BF16 path uses the same efficiency (see hopper_bf16_and_fp8_share_one_efficiency);
         // the epilogue is a smaller share of a BF16 tile, so slightly more than half of 1,290.
-        let cat = Catalog::embedded();
+        let cat = crate::builtin::catalog();
         let h100 = cat.get("H100").unwrap().1;
         let bf = plain_gemm((8192, 8192, 8192), Dtype::Bf16);
         let tf = bf.flops() / KernelModel::new(h100, &cal).time(&bf, 132).as_secs_f64() / 1e12;
@@ -671,7 +670,7 @@ pub(crate) mod tests {
     /// 10,000), so only their ratio is used.
     #[test]
     fn hopper_bf16_and_fp8_share_one_efficiency() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let fit = |dims, dtype, tflops| {
             fit_efficiency("H100", &plain_gemm(dims, dtype), tflops, |c, e| {
                 c.gemm.mma_efficiency_cublaslt_hopper.value = e
@@ -694,8 +693,8 @@ pub(crate) mod tests {
     /// causal forward): H100 327.9 TFLOPS at head dim 128, A100 179.5 at head dim 64.
     #[test]
     fn flash2_rates_from_the_flash_attention_benchmark() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         for (chip, d, measured, c) in [
             ("H100", 128, 327.9, cal.attention.flash2_rate_hopper.value),
             ("A100", 64, 179.5, cal.attention.flash2_rate_ampere.value),
@@ -747,8 +746,8 @@ pub(crate) mod tests {
     /// the per-tile cycles, so a least-squares fit on the relative error is a 2x2 solve.
     #[test]
     fn blackwell_attention_from_cudnn_sdpa() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let gb200 = cat.get("GB200").unwrap().1;
         let seqs = [2048u64, 4096, 8192, 16384, 32768];
         let fwd_ms = [0.311, 0.944, 3.341, 12.147, 51.593];
@@ -826,8 +825,8 @@ pub(crate) mod tests {
     /// attention, which never materialises it.
     #[test]
     fn unfused_attention_pays_for_the_score_matrix() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         for chip in ["H100", "A100"] {
             let gpu = cat.get(chip).unwrap().1;
             let shape = |backward| {
@@ -866,8 +865,8 @@ pub(crate) mod tests {
 
     #[test]
     fn fewer_sms_never_faster_and_wave_quantization_shows() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let m = KernelModel::new(cat.get("H800").unwrap().1, &cal);
         let k = gemm(4096, 4096, 7168, 1, false);
         let t132 = m.time(&k, 132);
@@ -881,8 +880,8 @@ pub(crate) mod tests {
 
     #[test]
     fn memory_kernel_is_bytes_over_bandwidth() {
-        let cat = Catalog::embedded();
-        let cal = Calibration::embedded();
+        let cat = crate::builtin::catalog();
+        let cal = crate::builtin::calibration();
         let gpu = cat.get("H100").unwrap().1;
         let m = KernelModel::new(gpu, &cal);
         let bytes = 1e9;

@@ -390,7 +390,6 @@ impl<'a> Collectives<'a> {
 mod tests {
     use super::*;
     use crate::config::{parse_doc, Source};
-    use crate::hw::Catalog;
 
     fn cluster(oversubscription: f64, planes: u32) -> Cluster {
         cluster_with(oversubscription, planes, false)
@@ -411,14 +410,14 @@ scale_out:
 "#
         );
         let spec = parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap();
-        crate::topo::build(&spec, &Catalog::embedded(), "t.yaml").unwrap()
+        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
     }
 
     /// A tree all-reduce moves each half of the buffer up and down one tree: on a switch it takes
     /// about 2·S/B (a ring takes 2(n−1)/n·S/B), and it needs only two phases instead of 2(n−1).
     #[test]
     fn tree_all_reduce_is_two_pipelined_passes() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let c = cluster(1.0, 1);
         let co = Collectives::new(&c, &cal);
         let ranks: Vec<u32> = (0..8).collect();
@@ -442,7 +441,7 @@ scale_out:
     /// oversubscribed leaf uplinks, while traffic inside one node does not notice.
     #[test]
     fn oversubscribed_uplinks_slow_cross_node_traffic_only() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let (fat, thin) = (cluster(1.0, 1), cluster(3.0, 1));
         let all: Vec<u32> = (0..64).collect();
         let one_node: Vec<u32> = (0..8).collect();
@@ -462,7 +461,7 @@ scale_out:
     /// flows up to the spines, where ECMP hash collisions slow some of them down.
     #[test]
     fn rails_planes_and_ecmp_collisions() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let ranks: Vec<u32> = (0..64).collect();
         let t = |c: &Cluster| {
             Collectives::new(c, &cal)

@@ -11,7 +11,31 @@ pub mod route;
 
 use crate::hw::Calibration;
 use crate::topo::Cluster;
-use crate::workload::layout::Span;
+
+/// Where a process group sits: `size` members, `per_node` on each of `nodes` nodes. The
+/// network's own word for a group's placement; the parallel layout builds one per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    pub size: u64,
+    pub per_node: u64,
+    pub nodes: u64,
+}
+
+impl Placement {
+    /// Where a group of `size` ranks spaced `stride` apart lands on nodes of `gpus_per_node` GPUs.
+    pub fn strided(size: u64, stride: u64, gpus_per_node: u64) -> Placement {
+        let per_node = if stride >= gpus_per_node {
+            1
+        } else {
+            size.min(gpus_per_node / stride).max(1)
+        };
+        Placement {
+            size,
+            per_node,
+            nodes: size.div_ceil(per_node),
+        }
+    }
+}
 
 /// Routed-expert routing, for the expected fan-out of a token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,36 +52,36 @@ pub enum CommOp {
     /// `bytes` is the buffer size on each rank.
     AllReduce {
         bytes: f64,
-        span: Span,
+        span: Placement,
     },
     ReduceScatter {
         bytes: f64,
-        span: Span,
+        span: Placement,
     },
     AllGather {
         bytes: f64,
-        span: Span,
+        span: Placement,
     },
     /// DeepEP-style dispatch: each token goes once over InfiniBand to the same-index GPU of each
     /// target node, then over NVLink to the GPUs holding its experts.
     MoeDispatch {
         tokens: u64,
         bytes_per_token: f64,
-        span: Span,
+        span: Placement,
         route: MoeRoute,
     },
     /// The reverse of a dispatch (weighted sum of expert outputs back to the token's GPU).
     MoeCombine {
         tokens: u64,
         bytes_per_token: f64,
-        span: Span,
+        span: Placement,
         route: MoeRoute,
     },
     /// Ring exchange (context-parallel attention): `steps` sends of `bytes` to the next rank.
     Ring {
         bytes: f64,
         steps: u64,
-        span: Span,
+        span: Placement,
     },
     /// Pipeline send of `bytes` to the neighbouring stage.
     P2p {
@@ -163,7 +187,7 @@ impl<'a> FlowModel<'a> {
 
     /// GPUs of a group placed as `span` says: `per_node` on each of `nodes` nodes, spread over
     /// the node's rails.
-    pub fn ranks(&self, span: Span) -> Vec<u32> {
+    pub fn ranks(&self, span: Placement) -> Vec<u32> {
         let gpn = self.co.cluster.gpus_per_node as u64;
         let spread = (gpn / span.per_node.max(1)).max(1);
         (0..span.nodes)
@@ -175,7 +199,7 @@ impl<'a> FlowModel<'a> {
     fn simulate(&self, op: &CommOp) -> f64 {
         use collective::{Algorithm, Op};
         let co = &self.co;
-        let ranks = |s: Span| self.ranks(s);
+        let ranks = |s: Placement| self.ranks(s);
         match *op {
             CommOp::AllReduce { bytes, span } => {
                 co.collective(Op::AllReduce, &ranks(span), bytes, Algorithm::Auto)
@@ -294,7 +318,7 @@ impl<'a> AlphaBeta<'a> {
     }
 
     /// Ring reduce-scatter (or all-gather) of a `bytes` buffer, hierarchical over nodes.
-    fn half_ring(&self, bytes: f64, s: Span) -> f64 {
+    fn half_ring(&self, bytes: f64, s: Placement) -> f64 {
         let a = s.per_node as f64;
         let b = s.nodes as f64;
         let intra = if s.per_node > 1 {

@@ -166,12 +166,12 @@ impl Router {
 mod tests {
     use super::*;
     use crate::config::{parse_doc, Source};
-    use crate::hw::Catalog;
+
     use proptest::prelude::*;
 
     fn cluster(text: &str) -> Cluster {
         let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
-        crate::topo::build(&spec, &Catalog::embedded(), "t.yaml").unwrap()
+        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
     }
 
     fn check(c: &Cluster, r: &Router, a: u32, b: u32, salt: u64) -> Result<(), TestCaseError> {

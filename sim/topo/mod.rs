@@ -353,7 +353,7 @@ scale_out:
 
     #[test]
     fn multi_plane_counts_and_reachability() {
-        let cat = Catalog::embedded();
+        let cat = crate::builtin::catalog();
         let c = build(&spec("8"), &cat, "t.yaml").unwrap();
         // 4 NICs per plane, radix 4 (2 down, 2 up): 2 leaves and 1 spine per plane.
         assert_eq!((c.leaves_per_plane, c.spines_per_plane), (2, 1));
@@ -365,7 +365,7 @@ scale_out:
 
     #[test]
     fn a_nic_reaches_only_its_own_plane() {
-        let cat = Catalog::embedded();
+        let cat = crate::builtin::catalog();
         let c = build(&spec("8"), &cat, "t.yaml").unwrap();
         for e in c.graph.edge_indices() {
             let (a, b) = c.graph.edge_endpoints(e).unwrap();
@@ -379,7 +379,7 @@ scale_out:
 
     #[test]
     fn radix_too_small_is_a_diagnostic() {
-        let cat = Catalog::embedded();
+        let cat = crate::builtin::catalog();
         let mut s = spec("1");
         s.nodes = 16; // 128 NICs on one plane with radix 4 → needs 64 leaves
         let e = build(&s, &cat, "t.yaml").unwrap_err();

@@ -3,9 +3,12 @@
 //! Ranks are ordered tensor-parallel fastest, then context-parallel, then data-parallel, then
 //! pipeline (Megatron's order). An expert-parallel group is `ep` consecutive ranks of a stage.
 
-use crate::config::workload::{DpSpec, ParallelismSpec, Schedule};
+use crate::config::workload::{DpSpec, ParallelismSpec};
+
 use crate::config::Diagnostic;
+use crate::domain::Schedule;
 use crate::hw::GpuSpec;
+use crate::net::Placement;
 use crate::workload::model::Model;
 use crate::workload::schedule;
 
@@ -30,14 +33,6 @@ pub struct Layout {
     pub comm_sms: u32,
     pub sequence_parallel: bool,
     pub tp_comm_overlap: bool,
-}
-
-/// Where a process group sits: members per node and nodes spanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Span {
-    pub size: u64,
-    pub per_node: u64,
-    pub nodes: u64,
 }
 
 impl Layout {
@@ -268,14 +263,14 @@ impl Layout {
         }
     }
 
-    pub fn tp_span(&self, gpn: u64) -> Span {
-        span(self.tp, 1, gpn)
+    pub fn tp_span(&self, gpn: u64) -> Placement {
+        Placement::strided(self.tp, 1, gpn)
     }
-    pub fn cp_span(&self, gpn: u64) -> Span {
-        span(self.cp, self.tp, gpn)
+    pub fn cp_span(&self, gpn: u64) -> Placement {
+        Placement::strided(self.cp, self.tp, gpn)
     }
-    pub fn ep_span(&self, gpn: u64) -> Span {
-        span(self.ep, 1, gpn)
+    pub fn ep_span(&self, gpn: u64) -> Placement {
+        Placement::strided(self.ep, 1, gpn)
     }
     /// Data-parallel degree of the routed-expert weights (replicas of each expert).
     pub fn expert_dp(&self) -> u64 {
@@ -303,20 +298,6 @@ impl Layout {
     /// Whether any pipeline send crosses nodes (false without a pipeline).
     pub fn pp_crosses_nodes(&self, gpn: u64) -> bool {
         (1..self.pp).any(|s| self.stages_cross_nodes(s - 1, s, gpn))
-    }
-}
-
-/// Where a group of `size` ranks spaced `stride` apart lands on nodes of `gpus_per_node` GPUs.
-pub fn span(size: u64, stride: u64, gpus_per_node: u64) -> Span {
-    let per_node = if stride >= gpus_per_node {
-        1
-    } else {
-        size.min(gpus_per_node / stride).max(1)
-    };
-    Span {
-        size,
-        per_node,
-        nodes: size.div_ceil(per_node),
     }
 }
 

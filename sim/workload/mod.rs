@@ -8,10 +8,10 @@ pub mod taskgraph;
 
 use crate::config::model::{ModelSpec, HF_ALIASES};
 use crate::config::workload::{
-    AttentionKernelSpec, Dtype, ParallelismSpec, PhaseSpec, PrecisionSpec, PricingSpec, Recompute,
-    RoutingSpec, WorkloadSpec,
+    AttentionKernelSpec, ParallelismSpec, PhaseSpec, PricingSpec, RoutingSpec, WorkloadSpec,
 };
 use crate::config::{Diagnostic, Source};
+use crate::domain::{Dtype, Precision, Recompute};
 use crate::hw::catalog::Architecture;
 use crate::hw::AttentionKernel;
 use crate::topo::Cluster;
@@ -26,7 +26,7 @@ type LayoutFn<'a> = dyn Fn(&ParallelismSpec, u64, u64, &str) -> Result<Layout, D
 pub struct Workload {
     pub name: String,
     pub model: Model,
-    pub precision: PrecisionSpec,
+    pub precision: Precision,
     pub recompute: Recompute,
     /// The attention kernel, resolved for the cluster's chip.
     pub attention: AttentionKernel,

@@ -5,8 +5,8 @@
 //! score matrix, and multi-token-prediction (MTP) modules are reported separately.
 
 use crate::config::model::ModelSpec;
-use crate::config::workload::{Dtype, Recompute};
 use crate::config::Diagnostic;
+use crate::domain::{Dtype, Recompute};
 
 /// Attention variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 //! (with any recomputation) and backward-for-weights, as DeepSeek-V3's trace separates them,
 //! and the communication each pass issues.
 
-use crate::config::workload::{Dtype, PrecisionSpec, Recompute, Schedule};
+use crate::domain::{Dtype, Precision, Recompute, Schedule};
 use crate::hw::{AttentionShape, GemmShape, KernelShape};
-use crate::net::{CommOp, MoeRoute};
-use crate::workload::layout::{Layout, Span};
+use crate::net::{CommOp, MoeRoute, Placement};
+use crate::workload::layout::Layout;
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
 
 /// SMs a GEMM gives up while Transformer Engine's userbuffers run a `pipeline` or `bulk`
@@ -151,7 +151,7 @@ fn split(
 pub struct Expander<'a> {
     pub model: &'a Model,
     pub layout: &'a Layout,
-    pub precision: &'a PrecisionSpec,
+    pub precision: &'a Precision,
     pub recompute: Recompute,
     pub gpus_per_node: u64,
 }
@@ -295,7 +295,7 @@ impl<'a> Expander<'a> {
     }
 
     /// A tensor-parallel collective of a block part (`attn` or `mlp`) over its full activation.
-    fn tp_comm(&self, name: String, op: fn(f64, Span) -> CommOp, chunk: bool) -> Comm {
+    fn tp_comm(&self, name: String, op: fn(f64, Placement) -> CommOp, chunk: bool) -> Comm {
         let t = self.tokens() as f64;
         let bytes = t * self.model.hidden as f64 * 2.0;
         let span = self.layout.tp_span(self.gpus_per_node);
@@ -1012,7 +1012,7 @@ pricing: {gpu_hour: \"$2\"}
 
     /// Seconds of the block's tensor-parallel traffic in one pass, priced alone.
     fn tp_secs(c: &Cluster, segs: &[Seg]) -> f64 {
-        let cal = crate::hw::Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let ab = AlphaBeta::new(c, &cal);
         tp_comms(segs).iter().map(|c| ab.time(&c.op)).sum()
     }
@@ -1089,7 +1089,7 @@ pricing: {gpu_hour: \"$2\"}
         let (c, w) = gpt(&sets);
         let ex = expander(&w);
         let b = ex.block(LayerKind::Dense);
-        let cal = crate::hw::Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let km = crate::hw::KernelModel::new(&c.gpu, &cal);
         let ab = AlphaBeta::new(&c, &cal);
         let sms = c.gpu.sms.value;

@@ -7,7 +7,7 @@
 //! one backward chunk (DualPipe's "F&B"). Sources: Narayanan et al. SC21 (1F1B, interleaved),
 //! Qi et al. 2023 (ZB1P), DeepSeek DualPipe README table.
 
-use crate::config::workload::Schedule;
+use crate::domain::Schedule;
 
 /// Pipeline bubble per step, in seconds.
 pub fn bubble(s: Schedule, pp: u64, f: f64, b: f64, w: f64, fb: f64) -> f64 {

@@ -8,7 +8,7 @@
 //! attention F, experts B, dispatch F, dispatch⁻¹, experts W, experts F, attention B, attention W,
 //! combine F). Pure: no timing happens here.
 
-use crate::config::workload::Schedule;
+use crate::domain::Schedule;
 use crate::workload::ops::CommKind;
 use crate::workload::schedule::{self, Op};
 use std::collections::{BTreeMap, VecDeque};

@@ -1,6 +1,6 @@
 //! The discrete-event engine: the whole step as tasks on GPU streams, run event by event.
 //!
-//! Lays the staged step (`analytic::Staging`: chunks, blocks, kernels, communication) out as a
+//! Lays the staged step (`step::Staging`: chunks, blocks, kernels, communication) out as a
 //! task graph for the workload's pipeline schedule, runs it (`exec`), and reads the step time,
 //! where each GPU's time went, and peak activation memory off the timeline.
 //!
@@ -9,14 +9,14 @@
 //! members arrive together and one replica stands for all (a test checks this against the full
 //! simulation). `full` simulates every GPU with collective membership.
 
-use crate::analytic::{Breakdown, ChunkCost, Estimate, Memory, Staging};
-use crate::config::workload::RoutingDistribution;
+use super::{Breakdown, ChunkCost, Memory, Staging, StepResult};
+use crate::domain::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
-use crate::net::FlowModel;
+use crate::net::{FlowModel, Placement};
 use crate::topo::Cluster;
 use crate::units::Time;
-use crate::workload::layout::{span, Layout, Span};
+use crate::workload::layout::Layout;
 use crate::workload::model::LayerKind;
 use crate::workload::ops::{BlockWork, CommKind, Seg};
 use crate::workload::taskgraph::{
@@ -44,14 +44,14 @@ fn group(kind: CommKind, l: &Layout) -> Group {
 
 /// Whether each kind of traffic (indexed by `CommKind`) crosses nodes, through the GPU's NIC.
 fn nic_traffic(l: &Layout, gpn: u64, moe: bool) -> [bool; 5] {
-    let across = |s: Span| s.size > 1 && s.nodes > 1;
+    let across = |s: Placement| s.size > 1 && s.nodes > 1;
     let mut nic = [false; 5];
     nic[CommKind::Ep as usize] = across(l.ep_span(gpn));
     nic[CommKind::Tp as usize] = across(l.tp_span(gpn));
     nic[CommKind::Cp as usize] = across(l.cp_span(gpn));
     nic[CommKind::Pp as usize] = l.pp > 1 && l.stages_cross_nodes(0, 1, gpn);
-    nic[CommKind::Dp as usize] =
-        across(span(l.dp * l.cp, l.tp, gpn)) || (moe && across(span(l.expert_dp(), l.ep, gpn)));
+    nic[CommKind::Dp as usize] = across(Placement::strided(l.dp * l.cp, l.tp, gpn))
+        || (moe && across(Placement::strided(l.expert_dp(), l.ep, gpn)));
     nic
 }
 
@@ -362,7 +362,7 @@ pub fn estimate(
     cluster: &Cluster,
     cal: &Calibration,
     full: bool,
-) -> Estimate {
+) -> StepResult {
     let net = FlowModel::new(cluster, cal);
     let st = Staging::new(w, layout, cluster, cal, &net);
     let replicas = if full {
@@ -394,7 +394,7 @@ pub fn estimate(
         }
     }
     let chunks: Vec<ChunkCost> = st.chunks.clone();
-    Estimate {
+    StepResult {
         step_time_s: out.makespan as f64 / 1e12,
         breakdown: bd,
         memory: mem,
@@ -408,7 +408,7 @@ pub fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::workload::Schedule;
+    use crate::domain::Schedule;
 
     /// A pipeline of identical chunks: forward f, backward b, weight-gradient w picoseconds.
     fn uniform(s: Schedule, pp: u64, vpp: u64, m: u64, f: u64, b: u64, w: u64) -> (StepPlan, u64) {
@@ -630,7 +630,7 @@ mod tests {
                 assert_eq!(short, 50);
                 let long = run(150, true) - without;
                 let n = blocks as f64;
-                let closed = crate::analytic::hidden_behind(150.0 * n, n, f as f64 * n);
+                let closed = crate::step::analytic::hidden_behind(150.0 * n, n, f as f64 * n);
                 assert!((long as f64 - closed).abs() <= 1.0, "{long} vs {closed}");
             }
         }
@@ -658,7 +658,7 @@ mod scenario_tests {
     use crate::config::{Override, Source};
     use crate::pipeline::{load, DEFAULT_WORKLOAD};
 
-    const SMALL: &str = include_str!("../topologies/h800-16.yaml");
+    const SMALL: &str = include_str!("../../topologies/h800-16.yaml");
 
     /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes: PP2 × EP8, DualPipe.
     fn small(extra: &[&str]) -> (Cluster, Workload) {
@@ -683,7 +683,7 @@ mod scenario_tests {
     #[test]
     fn representative_matches_full_simulation() {
         let (c, w) = small(&[]);
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let rep = estimate(&w, &w.layout, &c, &cal, false);
         let full = estimate(&w, &w.layout, &c, &cal, true);
         let err = rep.step_time_s / full.step_time_s - 1.0;
@@ -712,7 +712,7 @@ mod scenario_tests {
             "topology.nodes=1",
         ]);
         assert_eq!((c.gpus(), w.layout.pp, w.layout.dp), (8, 1, 8));
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let net = FlowModel::new(&c, &cal);
         let st = Staging::new(&w, &w.layout, &c, &cal, &net);
         let plan = step_plan(&st, 1);
@@ -728,7 +728,7 @@ mod scenario_tests {
     /// Hot experts slow the step: the all-to-all waits for the busiest GPU.
     #[test]
     fn skewed_routing_is_seeded_and_slower() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let (c, w) = small(&[]);
         let balanced = estimate(&w, &w.layout, &c, &cal, false).step_time_s;
         let run = |seed: &str, alpha: &str| {
@@ -770,7 +770,7 @@ mod zero_tests {
     fn small(zero: &str, overlap: bool) -> (Cluster, Workload) {
         let t = Source::embedded(
             "topologies/h800-16.yaml",
-            include_str!("../topologies/h800-16.yaml"),
+            include_str!("../../topologies/h800-16.yaml"),
         );
         let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
         let sets: Vec<Override> = [
@@ -791,7 +791,7 @@ mod zero_tests {
 
     fn plan(zero: &str, overlap: bool) -> StepPlan {
         let (c, w) = small(zero, overlap);
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let net = FlowModel::new(&c, &cal);
         step_plan(&Staging::new(&w, &w.layout, &c, &cal, &net), 1)
     }
@@ -845,18 +845,18 @@ mod zero_tests {
     /// both engines, and never exposes more data-parallel time than gathering after the step.
     #[test]
     fn overlapped_param_gathers_shorten_the_step() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         for engine in ["des", "analytic"] {
             let run = |overlap| {
                 let (c, w) = small("1", overlap);
                 if engine == "des" {
                     estimate(&w, &w.layout, &c, &cal, false)
                 } else {
-                    crate::analytic::estimate(&w, &w.layout, &c, &cal)
+                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
                 }
             };
             let (plain, over) = (run(false), run(true));
-            let dp = |e: &Estimate| e.breakdown.exposed_comm_by_kind["dp"];
+            let dp = |e: &StepResult| e.breakdown.exposed_comm_by_kind["dp"];
             println!(
                 "{engine}: step {} -> {}, dp {} -> {}",
                 plain.step_time_s,
@@ -874,18 +874,18 @@ mod zero_tests {
     /// MPT-13B (64 H100, compute-bound) they agree.
     #[test]
     fn engines_agree_under_fsdp() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let t = Source::embedded(
             "topologies/h100-64.yaml",
-            include_str!("../topologies/h100-64.yaml"),
+            include_str!("../../topologies/h100-64.yaml"),
         );
         let w = Source::embedded(
             "workloads/dense/mosaic-h100-mpt-13b.yaml",
-            include_str!("../workloads/dense/mosaic-h100-mpt-13b.yaml"),
+            include_str!("../../workloads/dense/mosaic-h100-mpt-13b.yaml"),
         );
         let (c, w) = load(&t, &w, &[Override::parse("topology.nodes=8").unwrap()]).unwrap();
         let des = estimate(&w, &w.layout, &c, &cal, false);
-        let ana = crate::analytic::estimate(&w, &w.layout, &c, &cal);
+        let ana = crate::step::analytic::estimate(&w, &w.layout, &c, &cal);
         let err = des.step_time_s / ana.step_time_s - 1.0;
         println!(
             "des {} s, analytic {} s: {err:+.4}",
@@ -901,7 +901,7 @@ mod zero_tests {
     fn zero3_trades_memory_for_gathers() {
         let run = |zero: &str| {
             let (c, wl) = small(zero, false);
-            estimate(&wl, &wl.layout, &c, &Calibration::embedded(), false)
+            estimate(&wl, &wl.layout, &c, &crate::builtin::calibration(), false)
         };
         let (z1, z3) = (run("1"), run("3"));
         // Replicated weights shard over the 8 data-parallel GPUs; experts (EP8 on 8 GPUs, one

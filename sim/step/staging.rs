@@ -1,101 +1,18 @@
-//! The analytic engine: a closed-form estimate of one training step.
-//!
-//! Per-kernel timing from the tile/wave model ([`KernelModel`]), communication from the
-//! bandwidth + latency model ([`AlphaBeta`]), overlap by schedule (DualPipe overlaps one chunk's
-//! communication with another's compute; other schedules expose expert and tensor-parallel
-//! traffic), the pipeline bubble from the schedule's formula, data-parallel gradient
-//! synchronization and the optimizer step. Fast enough for sweeps.
+//! The stage model both engines consume: the step cut into pipeline chunks (a partition of the
+//! blocks that balances their cost), each block's kernels and communication priced by the kernel
+//! model and a [`CommCost`], the parameters and static memory of every pipeline rank, the
+//! gradient passes and data-parallel synchronization, and the optimizer step.
 
-use crate::config::workload::{Dtype, PrecisionSpec, Schedule};
+use super::result::{ChunkCost, Memory};
+use crate::domain::{Dtype, Precision};
 use crate::hw::{Calibration, KernelModel, KernelShape};
-use crate::net::{AlphaBeta, CommCost, CommOp};
+use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
-use crate::workload::layout::{span, Layout, Span};
+use crate::workload::layout::Layout;
 use crate::workload::model::{LayerKind, Model, Part};
 use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras, Kernel, Seg};
-use crate::workload::schedule;
 use crate::workload::Workload;
-use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Seconds of one pass through one chunk for one micro-batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ChunkCost {
-    /// Blocks `[first, last)`.
-    pub blocks: (u64, u64),
-    pub extras: String,
-    pub fwd: f64,
-    pub bwd: f64,
-    pub wgrad: f64,
-    /// Attention-core time (fwd + bwd), which context-parallel exchange can hide behind.
-    pub attention: f64,
-    /// Communication by kind (fwd + bwd).
-    pub comm: BTreeMap<String, f64>,
-    /// Of that, what runs beside a compute segment and fits in it (tensor-parallel
-    /// userbuffers overlap), by kind; context-parallel hiding is priced from `attention`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub hidden: BTreeMap<String, f64>,
-    pub kernels: usize,
-}
-
-impl ChunkCost {
-    fn compute(&self) -> f64 {
-        self.fwd + self.bwd + self.wgrad
-    }
-    fn comm_total(&self) -> f64 {
-        self.comm.values().sum()
-    }
-    fn add(&mut self, o: &ChunkCost) {
-        self.fwd += o.fwd;
-        self.bwd += o.bwd;
-        self.wgrad += o.wgrad;
-        self.attention += o.attention;
-        self.kernels += o.kernels;
-        for (k, v) in &o.comm {
-            *self.comm.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.hidden {
-            *self.hidden.entry(k.clone()).or_default() += v;
-        }
-    }
-}
-
-/// Where the step time goes, in seconds per step on the slowest pipeline rank.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Breakdown {
-    pub compute: f64,
-    pub forward: f64,
-    pub backward: f64,
-    pub weight_grad: f64,
-    pub exposed_comm: f64,
-    pub exposed_comm_by_kind: BTreeMap<String, f64>,
-    pub bubble: f64,
-    pub optimizer: f64,
-}
-
-/// Peak memory per GPU, bytes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Memory {
-    pub params: f64,
-    pub weights: f64,
-    pub grads: f64,
-    pub optimizer: f64,
-    pub activations: f64,
-    pub total: f64,
-    pub capacity: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Estimate {
-    pub step_time_s: f64,
-    pub breakdown: Breakdown,
-    pub memory: Memory,
-    pub chunks: Vec<ChunkCost>,
-    pub bottleneck_rank: u64,
-    pub kernels_per_step: u64,
-    /// Events the discrete-event engine processed (0 for the analytic engine).
-    pub events: u64,
-}
 
 fn kind_name(k: CommKind) -> &'static str {
     match k {
@@ -244,7 +161,7 @@ fn synced(l: &Layout, (d, e): (f64, f64)) -> f64 {
 /// (ZeRO-0/1) are cast once per step where their precision differs. The buffer is then divided
 /// by the group size in place (FSDP's gradient pre-divide; DDP's and Megatron-Core's gradient
 /// scaling before the reduce-scatter).
-fn grad_prep_bytes(pr: &PrecisionSpec, zero: u8) -> f64 {
+fn grad_prep_bytes(pr: &Precision, zero: u8) -> f64 {
     let to_comm = |from: Dtype| {
         if from == pr.grad_comm {
             0.0
@@ -393,7 +310,7 @@ impl<'a> Staging<'a> {
             chunks,
             norm_sync: AlphaBeta::new(cluster, cal).time(&CommOp::AllReduce {
                 bytes: 8.0,
-                span: span(layout.gpus(), 1, gpn),
+                span: Placement::strided(layout.gpus(), 1, gpn),
             }),
         }
     }
@@ -461,17 +378,20 @@ impl<'a> Staging<'a> {
     }
 
     /// Data-parallel groups of replicated and of expert weights.
-    pub fn dp_groups(&self) -> (Span, Span) {
+    pub fn dp_groups(&self) -> (Placement, Placement) {
         let l = self.layout;
         let g = self.gpus_per_node;
-        (span(l.dp * l.cp, l.tp, g), span(l.expert_dp(), l.ep, g))
+        (
+            Placement::strided(l.dp * l.cp, l.tp, g),
+            Placement::strided(l.expert_dp(), l.ep, g),
+        )
     }
 
     /// Gradient sync of `params` (dense, expert): (reduce-scatter or all-reduce, all-gather) seconds.
     pub fn grad_sync(&self, params: (f64, f64)) -> (f64, f64) {
         let pr = &self.w.precision;
         let (dg, eg) = self.dp_groups();
-        let one = |p: f64, g: Span| -> (f64, f64) {
+        let one = |p: f64, g: Placement| -> (f64, f64) {
             if g.size <= 1 || p == 0.0 {
                 return (0.0, 0.0);
             }
@@ -629,208 +549,9 @@ impl<'a> Staging<'a> {
     }
 }
 
-/// Exposed part of `n` equal transfers totalling `total` that become ready (or are needed) one
-/// by one, `window / n` apart, beside compute on their own stream: the last one, or all that the
-/// compute cannot cover.
-pub(crate) fn hidden_behind(total: f64, n: f64, window: f64) -> f64 {
-    if total <= 0.0 || n <= 0.0 {
-        return 0.0;
-    }
-    (total / n).max(total - window * (n - 1.0) / n)
-}
-
-/// Estimates one step of `w` at `layout` on `cluster`.
-pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Estimate {
-    let ab = AlphaBeta::new(cluster, cal);
-    let st = Staging::new(w, layout, cluster, cal, &ab);
-    let chunks = &st.chunks;
-    let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
-    // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
-    let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
-        let mut exposed = BTreeMap::new();
-        if overlapped {
-            let over = (c.comm_total() - c.compute()).max(0.0);
-            let total = c.comm_total();
-            for (k, v) in &c.comm {
-                exposed.insert(k.clone(), if total > 0.0 { over * v / total } else { 0.0 });
-            }
-            (c.compute() + over, exposed)
-        } else {
-            let mut t = c.compute();
-            for (k, v) in &c.comm {
-                let e = if k == "cp" {
-                    (v - c.attention).max(0.0)
-                } else {
-                    v - c.hidden.get(k).copied().unwrap_or(0.0)
-                };
-                exposed.insert(k.clone(), e);
-                t += e;
-            }
-            (t, exposed)
-        }
-    };
-
-    // The slowest pipeline rank sets the pace.
-    let mut bottleneck = (0u64, f64::NEG_INFINITY);
-    for d in 0..layout.pp {
-        let t: f64 = layout
-            .device_chunks(d)
-            .iter()
-            .map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0)
-            .sum();
-        if t > bottleneck.1 {
-            bottleneck = (d, t);
-        }
-    }
-    let (rank, steady) = bottleneck;
-    let mine = layout.device_chunks(rank);
-    let mbs: f64 = mine.iter().map(|&(_, m)| m as f64).sum();
-    let mut bd = Breakdown::default();
-    let mut avg = ChunkCost::default();
-    let mut avg_pair = 0.0;
-    for &(c, m) in &mine {
-        let cc = &chunks[c as usize];
-        let (p, exposed) = pair(cc);
-        let m = m as f64;
-        bd.forward += m * cc.fwd;
-        bd.backward += m * cc.bwd;
-        bd.weight_grad += m * cc.wgrad;
-        for (k, v) in exposed {
-            *bd.exposed_comm_by_kind.entry(k).or_default() += m * v;
-        }
-        avg.fwd += m * cc.fwd / mbs;
-        avg.bwd += m * cc.bwd / mbs;
-        avg.wgrad += m * cc.wgrad / mbs;
-        avg_pair += m * p / mbs;
-    }
-    bd.compute = bd.forward + bd.backward + bd.weight_grad;
-    bd.bubble = schedule::bubble(
-        layout.schedule,
-        layout.pp,
-        avg.fwd,
-        avg.bwd,
-        avg.wgrad,
-        avg_pair,
-    );
-
-    // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
-    let pp_exposed: f64 = (1..layout.pp)
-        .map(|s| {
-            let (pf, pb) = st
-                .ex
-                .p2p(layout.stages_cross_nodes(s - 1, s, st.gpus_per_node));
-            st.ab.time(&pf.op) + st.ab.time(&pb.op)
-        })
-        .sum();
-    *bd.exposed_comm_by_kind.entry("pp".into()).or_default() += pp_exposed;
-
-    // Data-parallel sync, one bucket per block. Gradient buckets leave as each block's weight
-    // gradients finish: once per step beside the last micro-batch's backward, or after every
-    // micro-batch with sharded gradients (ZeRO-2/3). Updated weights are gathered after the
-    // optimizer (ZeRO-1/2), or block by block before the first forwards (overlapped); ZeRO-3
-    // keeps them sharded.
-    let params = st.rank_params(rank);
-    let (rs, ag) = st.grad_sync(params);
-    let rs = rs + st.grad_prep_time(params);
-    let blocks: f64 = mine
-        .iter()
-        .map(|&(c, _)| {
-            let (a, b) = st.runs[c as usize];
-            (b - a + usize::from(c == 0) + usize::from(c as usize == st.runs.len() - 1)) as f64
-        })
-        .sum();
-    let one_mb = |f: &dyn Fn(&ChunkCost) -> f64| -> f64 {
-        mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
-    };
-    let backward = one_mb(&|c| c.bwd + c.wgrad);
-    let rs_total = if layout.zero >= 2 { mbs * rs } else { rs };
-    let rs = if layout.zero >= 2 {
-        hidden_behind(rs_total, mbs * blocks, mbs * backward)
-    } else {
-        hidden_behind(rs, blocks, backward)
-    };
-    let (ag, ag_hidden) = match layout.zero {
-        1 | 2 if layout.overlap_param_gather => {
-            let e = hidden_behind(ag, blocks, one_mb(&|c| c.fwd));
-            (e, ag - e)
-        }
-        1 | 2 => (ag, 0.0),
-        _ => (0.0, 0.0),
-    };
-    // ZeRO-3 gathers every block's weights before its forward and again before its backward,
-    // each prefetched beside the block before it.
-    let g3 = if layout.zero >= 3 {
-        mbs * st.param_gather(params)
-    } else {
-        0.0
-    };
-    let g3_f = hidden_behind(g3, mbs * blocks, mbs * one_mb(&|c| c.fwd));
-    let g3_b = hidden_behind(g3, mbs * blocks, mbs * backward);
-    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag + g3_f + g3_b;
-    // While a data-parallel collective hides behind compute it holds its NCCL channels' SMs:
-    // the compute beside it does that share of its work later.
-    let held = f64::from(st.dp_comm_sms()) / f64::from(st.sms.max(1));
-    let slow_b = (rs_total - rs + g3 - g3_b) * held;
-    let slow_f = (ag_hidden + g3 - g3_f) * held;
-    bd.backward += slow_b;
-    bd.forward += slow_f;
-    bd.compute += slow_b + slow_f;
-    bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
-    bd.optimizer = st.optimizer_time(params);
-
-    // Memory: the fullest rank (the ends of a pipeline hold fewer layers).
-    let inflight = schedule::activations_in_flight(
-        layout.schedule,
-        layout.pp,
-        layout.vpp,
-        layout.micro_batches,
-    );
-    let mut mem = Memory::default();
-    for d in 0..layout.pp {
-        let ch = layout.device_chunks(d);
-        let act_per_mb = ch
-            .iter()
-            .map(|&(c, _)| st.chunk_activations(c as usize))
-            .sum::<f64>()
-            / ch.len() as f64;
-        let m = st.rank_memory(d, act_per_mb * inflight);
-        if m.total > mem.total {
-            mem = m;
-        }
-    }
-    Estimate {
-        step_time_s: steady
-            + bd.bubble
-            + pp_exposed
-            + rs
-            + ag
-            + g3_f
-            + g3_b
-            + slow_b
-            + slow_f
-            + bd.optimizer,
-        breakdown: bd,
-        memory: mem,
-        chunks: chunks.clone(),
-        bottleneck_rank: rank,
-        kernels_per_step: st.kernels_per_step(),
-        events: 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Buckets that fit under their compute expose only the last; comm-bound ones expose all
-    /// the compute cannot cover (8 buckets of 150 beside 8 blocks of 100: 150 + 7·50 = 500).
-    #[test]
-    fn overlapped_buckets_expose_the_last_or_the_excess() {
-        assert_eq!(hidden_behind(8.0 * 50.0, 8.0, 800.0), 50.0);
-        assert_eq!(hidden_behind(8.0 * 150.0, 8.0, 800.0), 500.0);
-        assert_eq!(hidden_behind(300.0, 1.0, 1e9), 300.0);
-        assert_eq!(hidden_behind(0.0, 8.0, 800.0), 0.0);
-    }
 
     /// FSDP with BF16 weights and FP32 reduction moves 18 bytes per gradient element in every
     /// micro-batch (copy 2+2, cast 2+4, pre-divide 4+4); Megatron's FP32 gradient buffer only
@@ -838,7 +559,7 @@ mod tests {
     #[test]
     fn gradients_are_copied_cast_and_averaged_before_their_reduction() {
         use Dtype::{Bf16, Fp32};
-        let pr = |params, grads, grad_comm| PrecisionSpec {
+        let pr = |params, grads, grad_comm| Precision {
             params,
             grads,
             grad_comm,
@@ -854,7 +575,7 @@ mod tests {
     /// 11.875 GB/s; no data parallelism, no channels.
     #[test]
     fn data_parallel_collectives_hold_the_channels_their_bandwidth_needs() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let sms = |sets: &[&str]| {
             let (c, w) = crate::workload::ops::tests::gpt(sets);
             let ab = AlphaBeta::new(&c, &cal);
@@ -874,7 +595,7 @@ mod tests {
     /// copy (`master: none`) 2 x 2; weights and gradients stay whole.
     #[test]
     fn optimizer_state_bytes_follow_the_master_copy_and_moment_dtypes() {
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let mem = |sets: &[&str]| {
             let mut all = vec!["workload.parallelism.zero=1", "workload.parallelism.tp=1"];
             all.extend_from_slice(sets);
@@ -932,7 +653,7 @@ mod trace_tests {
 
     /// The trace's compute-stream kernels of one layer pair: (phase, stream, kernel, µs per layer).
     fn trace_rows() -> Vec<(String, String, String, f64)> {
-        let text = include_str!("../tests/reference/deepseek-v3-h800-kernels.csv");
+        let text = include_str!("../../tests/reference/deepseek-v3-h800-kernels.csv");
         let mut r = csv::Reader::from_reader(text.as_bytes());
         r.records()
             .map(|rec| rec.expect("trace CSV parses"))
@@ -976,7 +697,7 @@ mod trace_tests {
                 _ => None,
             })
             .collect();
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let floor = cal.memory.min_kernel_time.value.as_secs_f64() * 1e6;
         let bw = cluster.gpu.hbm_bandwidth.value.bytes_per_s;
         let at = |e: f64| -> f64 { bytes.iter().map(|b| (b / (bw * e) * 1e6).max(floor)).sum() };
@@ -1008,7 +729,7 @@ mod trace_tests {
     #[test]
     fn moe_layer_pair_against_the_trace() {
         let (cluster, work) = ds_moe_layer();
-        let cal = Calibration::embedded();
+        let cal = crate::builtin::calibration();
         let km = KernelModel::new(&cluster.gpu, &cal);
         let ab = AlphaBeta::new(&cluster, &cal);
         let c = cost(&work, &km, 112, &ab as &dyn CommCost);

@@ -1,0 +1,37 @@
+//! The documents compiled into the binary: the GPU catalog (`topologies/gpus.yaml`) and the
+//! calibration (`topologies/calibration.yaml`), and the parsers that turn such documents into
+//! `hw` types. `hw` itself knows no file format; this is where its data meets YAML.
+
+use crate::config::{parse_doc, Diagnostic, Source};
+use crate::hw::{Calibration, Catalog};
+
+/// The catalog as shipped.
+pub const GPUS_YAML: &str = include_str!("../topologies/gpus.yaml");
+
+/// The calibration as shipped.
+pub const CALIBRATION_YAML: &str = include_str!("../topologies/calibration.yaml");
+
+/// The embedded catalog. It is checked by tests, so failure here is a build defect.
+pub fn catalog() -> Catalog {
+    parse_catalog(&Source::embedded("topologies/gpus.yaml", GPUS_YAML))
+        .expect("embedded GPU catalog is valid (checked by tests)")
+}
+
+/// A GPU catalog document.
+pub fn parse_catalog(src: &Source) -> Result<Catalog, Diagnostic> {
+    parse_doc(src, &[])
+}
+
+/// The embedded calibration. It is checked by tests, so failure here is a build defect.
+pub fn calibration() -> Calibration {
+    parse_calibration(&Source::embedded(
+        "topologies/calibration.yaml",
+        CALIBRATION_YAML,
+    ))
+    .expect("embedded calibration is valid (checked by tests)")
+}
+
+/// A calibration document (`validate --calibration FILE`).
+pub fn parse_calibration(src: &Source) -> Result<Calibration, Diagnostic> {
+    parse_doc(src, &[])
+}

@@ -1,0 +1,221 @@
+//! The analytic engine: a closed-form estimate of one training step.
+//!
+//! Per-kernel timing from the tile/wave model ([`KernelModel`]), communication from the
+//! bandwidth + latency model ([`AlphaBeta`]), overlap by schedule (DualPipe overlaps one chunk's
+//! communication with another's compute; other schedules expose expert and tensor-parallel
+//! traffic), the pipeline bubble from the schedule's formula, data-parallel gradient
+//! synchronization and the optimizer step. Fast enough for sweeps.
+
+use super::{Breakdown, ChunkCost, Memory, Staging, StepResult};
+use crate::domain::Schedule;
+use crate::hw::Calibration;
+use crate::net::AlphaBeta;
+use crate::topo::Cluster;
+use crate::workload::layout::Layout;
+use crate::workload::schedule;
+use crate::workload::Workload;
+use std::collections::BTreeMap;
+
+/// Exposed part of `n` equal transfers totalling `total` that become ready (or are needed) one
+/// by one, `window / n` apart, beside compute on their own stream: the last one, or all that the
+/// compute cannot cover.
+pub(crate) fn hidden_behind(total: f64, n: f64, window: f64) -> f64 {
+    if total <= 0.0 || n <= 0.0 {
+        return 0.0;
+    }
+    (total / n).max(total - window * (n - 1.0) / n)
+}
+
+/// Estimates one step of `w` at `layout` on `cluster`.
+pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> StepResult {
+    let ab = AlphaBeta::new(cluster, cal);
+    let st = Staging::new(w, layout, cluster, cal, &ab);
+    let chunks = &st.chunks;
+    let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
+    // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
+    let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
+        let mut exposed = BTreeMap::new();
+        if overlapped {
+            let over = (c.comm_total() - c.compute()).max(0.0);
+            let total = c.comm_total();
+            for (k, v) in &c.comm {
+                exposed.insert(k.clone(), if total > 0.0 { over * v / total } else { 0.0 });
+            }
+            (c.compute() + over, exposed)
+        } else {
+            let mut t = c.compute();
+            for (k, v) in &c.comm {
+                let e = if k == "cp" {
+                    (v - c.attention).max(0.0)
+                } else {
+                    v - c.hidden.get(k).copied().unwrap_or(0.0)
+                };
+                exposed.insert(k.clone(), e);
+                t += e;
+            }
+            (t, exposed)
+        }
+    };
+
+    // The slowest pipeline rank sets the pace.
+    let mut bottleneck = (0u64, f64::NEG_INFINITY);
+    for d in 0..layout.pp {
+        let t: f64 = layout
+            .device_chunks(d)
+            .iter()
+            .map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0)
+            .sum();
+        if t > bottleneck.1 {
+            bottleneck = (d, t);
+        }
+    }
+    let (rank, steady) = bottleneck;
+    let mine = layout.device_chunks(rank);
+    let mbs: f64 = mine.iter().map(|&(_, m)| m as f64).sum();
+    let mut bd = Breakdown::default();
+    let mut avg = ChunkCost::default();
+    let mut avg_pair = 0.0;
+    for &(c, m) in &mine {
+        let cc = &chunks[c as usize];
+        let (p, exposed) = pair(cc);
+        let m = m as f64;
+        bd.forward += m * cc.fwd;
+        bd.backward += m * cc.bwd;
+        bd.weight_grad += m * cc.wgrad;
+        for (k, v) in exposed {
+            *bd.exposed_comm_by_kind.entry(k).or_default() += m * v;
+        }
+        avg.fwd += m * cc.fwd / mbs;
+        avg.bwd += m * cc.bwd / mbs;
+        avg.wgrad += m * cc.wgrad / mbs;
+        avg_pair += m * p / mbs;
+    }
+    bd.compute = bd.forward + bd.backward + bd.weight_grad;
+    bd.bubble = schedule::bubble(
+        layout.schedule,
+        layout.pp,
+        avg.fwd,
+        avg.bwd,
+        avg.wgrad,
+        avg_pair,
+    );
+
+    // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
+    let pp_exposed: f64 = (1..layout.pp)
+        .map(|s| {
+            let (pf, pb) = st
+                .ex
+                .p2p(layout.stages_cross_nodes(s - 1, s, st.gpus_per_node));
+            st.ab.time(&pf.op) + st.ab.time(&pb.op)
+        })
+        .sum();
+    *bd.exposed_comm_by_kind.entry("pp".into()).or_default() += pp_exposed;
+
+    // Data-parallel sync, one bucket per block. Gradient buckets leave as each block's weight
+    // gradients finish: once per step beside the last micro-batch's backward, or after every
+    // micro-batch with sharded gradients (ZeRO-2/3). Updated weights are gathered after the
+    // optimizer (ZeRO-1/2), or block by block before the first forwards (overlapped); ZeRO-3
+    // keeps them sharded.
+    let params = st.rank_params(rank);
+    let (rs, ag) = st.grad_sync(params);
+    let rs = rs + st.grad_prep_time(params);
+    let blocks: f64 = mine
+        .iter()
+        .map(|&(c, _)| {
+            let (a, b) = st.runs[c as usize];
+            (b - a + usize::from(c == 0) + usize::from(c as usize == st.runs.len() - 1)) as f64
+        })
+        .sum();
+    let one_mb = |f: &dyn Fn(&ChunkCost) -> f64| -> f64 {
+        mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
+    };
+    let backward = one_mb(&|c| c.bwd + c.wgrad);
+    let rs_total = if layout.zero >= 2 { mbs * rs } else { rs };
+    let rs = if layout.zero >= 2 {
+        hidden_behind(rs_total, mbs * blocks, mbs * backward)
+    } else {
+        hidden_behind(rs, blocks, backward)
+    };
+    let (ag, ag_hidden) = match layout.zero {
+        1 | 2 if layout.overlap_param_gather => {
+            let e = hidden_behind(ag, blocks, one_mb(&|c| c.fwd));
+            (e, ag - e)
+        }
+        1 | 2 => (ag, 0.0),
+        _ => (0.0, 0.0),
+    };
+    // ZeRO-3 gathers every block's weights before its forward and again before its backward,
+    // each prefetched beside the block before it.
+    let g3 = if layout.zero >= 3 {
+        mbs * st.param_gather(params)
+    } else {
+        0.0
+    };
+    let g3_f = hidden_behind(g3, mbs * blocks, mbs * one_mb(&|c| c.fwd));
+    let g3_b = hidden_behind(g3, mbs * blocks, mbs * backward);
+    *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag + g3_f + g3_b;
+    // While a data-parallel collective hides behind compute it holds its NCCL channels' SMs:
+    // the compute beside it does that share of its work later.
+    let held = f64::from(st.dp_comm_sms()) / f64::from(st.sms.max(1));
+    let slow_b = (rs_total - rs + g3 - g3_b) * held;
+    let slow_f = (ag_hidden + g3 - g3_f) * held;
+    bd.backward += slow_b;
+    bd.forward += slow_f;
+    bd.compute += slow_b + slow_f;
+    bd.exposed_comm = bd.exposed_comm_by_kind.values().sum();
+    bd.optimizer = st.optimizer_time(params);
+
+    // Memory: the fullest rank (the ends of a pipeline hold fewer layers).
+    let inflight = schedule::activations_in_flight(
+        layout.schedule,
+        layout.pp,
+        layout.vpp,
+        layout.micro_batches,
+    );
+    let mut mem = Memory::default();
+    for d in 0..layout.pp {
+        let ch = layout.device_chunks(d);
+        let act_per_mb = ch
+            .iter()
+            .map(|&(c, _)| st.chunk_activations(c as usize))
+            .sum::<f64>()
+            / ch.len() as f64;
+        let m = st.rank_memory(d, act_per_mb * inflight);
+        if m.total > mem.total {
+            mem = m;
+        }
+    }
+    StepResult {
+        step_time_s: steady
+            + bd.bubble
+            + pp_exposed
+            + rs
+            + ag
+            + g3_f
+            + g3_b
+            + slow_b
+            + slow_f
+            + bd.optimizer,
+        breakdown: bd,
+        memory: mem,
+        chunks: chunks.clone(),
+        bottleneck_rank: rank,
+        kernels_per_step: st.kernels_per_step(),
+        events: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets that fit under their compute expose only the last; comm-bound ones expose all
+    /// the compute cannot cover (8 buckets of 150 beside 8 blocks of 100: 150 + 7·50 = 500).
+    #[test]
+    fn overlapped_buckets_expose_the_last_or_the_excess() {
+        assert_eq!(hidden_behind(8.0 * 50.0, 8.0, 800.0), 50.0);
+        assert_eq!(hidden_behind(8.0 * 150.0, 8.0, 800.0), 500.0);
+        assert_eq!(hidden_behind(300.0, 1.0, 1e9), 300.0);
+        assert_eq!(hidden_behind(0.0, 8.0, 800.0), 0.0);
+    }
+}

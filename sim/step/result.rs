@@ -1,0 +1,84 @@
+//! The result of one simulated step, whichever engine produced it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Seconds of one pass through one chunk for one micro-batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChunkCost {
+    /// Blocks `[first, last)`.
+    pub blocks: (u64, u64),
+    pub extras: String,
+    pub fwd: f64,
+    pub bwd: f64,
+    pub wgrad: f64,
+    /// Attention-core time (fwd + bwd), which context-parallel exchange can hide behind.
+    pub attention: f64,
+    /// Communication by kind (fwd + bwd).
+    pub comm: BTreeMap<String, f64>,
+    /// Of that, what runs beside a compute segment and fits in it (tensor-parallel
+    /// userbuffers overlap), by kind; context-parallel hiding is priced from `attention`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hidden: BTreeMap<String, f64>,
+    pub kernels: usize,
+}
+
+impl ChunkCost {
+    pub fn compute(&self) -> f64 {
+        self.fwd + self.bwd + self.wgrad
+    }
+    pub fn comm_total(&self) -> f64 {
+        self.comm.values().sum()
+    }
+    pub fn add(&mut self, o: &ChunkCost) {
+        self.fwd += o.fwd;
+        self.bwd += o.bwd;
+        self.wgrad += o.wgrad;
+        self.attention += o.attention;
+        self.kernels += o.kernels;
+        for (k, v) in &o.comm {
+            *self.comm.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.hidden {
+            *self.hidden.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Where the step time goes, in seconds per step on the slowest pipeline rank.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Breakdown {
+    pub compute: f64,
+    pub forward: f64,
+    pub backward: f64,
+    pub weight_grad: f64,
+    pub exposed_comm: f64,
+    pub exposed_comm_by_kind: BTreeMap<String, f64>,
+    pub bubble: f64,
+    pub optimizer: f64,
+}
+
+/// Peak memory per GPU, bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Memory {
+    pub params: f64,
+    pub weights: f64,
+    pub grads: f64,
+    pub optimizer: f64,
+    pub activations: f64,
+    pub total: f64,
+    pub capacity: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What either engine says of one step: its time, where the time went, peak memory.
+pub struct StepResult {
+    pub step_time_s: f64,
+    pub breakdown: Breakdown,
+    pub memory: Memory,
+    pub chunks: Vec<ChunkCost>,
+    pub bottleneck_rank: u64,
+    pub kernels_per_step: u64,
+    /// Events the discrete-event engine processed (0 for the analytic engine).
+    pub events: u64,
+}
