@@ -13,7 +13,7 @@ pub use diag::Diagnostic;
 
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A document's text and where it came from.
 #[derive(Debug, Clone)]
@@ -32,21 +32,6 @@ impl Source {
             text: text.to_string(),
             dir: None,
         }
-    }
-
-    pub fn read(path: &Path) -> Result<Source, Diagnostic> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::new(
-                path.display().to_string(),
-                format!("a file that cannot be read ({e})"),
-                "a readable YAML file",
-            )
-        })?;
-        Ok(Source {
-            name: path.display().to_string(),
-            text,
-            dir: path.parent().map(Path::to_path_buf),
-        })
     }
 }
 

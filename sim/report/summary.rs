@@ -1,6 +1,4 @@
-//! Reports: `summary.json` (the contract of DESIGN §3) and the human summary.
-//!
-//! Files are written to a temporary name and renamed, so a crash never leaves half a file.
+//! `summary.json` (the contract of DESIGN §3) and the human summary.
 
 use crate::cost::{PhaseCost, RunCost};
 use crate::step::{Breakdown, ChunkCost, StepResult};
@@ -9,7 +7,6 @@ use crate::workload::layout::Layout;
 use crate::workload::Workload;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
@@ -240,12 +237,4 @@ impl Summary {
         );
         s
     }
-}
-
-/// Writes `name` under `dir` atomically (temporary file, then rename).
-pub fn write_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, dir.join(name))
 }

@@ -8,20 +8,20 @@
 
 use crate::config::workload::AttentionKernelSpec;
 
+use super::collective::{self, CollectiveOp, MoeArgs};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::domain::{Dtype, Fp8Scaling};
 use crate::hw::{
     AttentionKernel, AttentionShape, Calibration, GemmShape, KernelModel, KernelShape,
 };
 use crate::net::collective::{Algorithm, Op};
-use crate::netcli::{self, CollectiveOp, MoeArgs};
 use crate::pipeline::{self, Engine};
 use crate::report::Summary;
 use crate::units::{ByteSize, FlopRate};
 use crate::workload::model::{Attention, Model};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One suite file.
 #[derive(Debug, Clone, Deserialize)]
@@ -219,24 +219,16 @@ fn parse_tolerance(t: &str) -> Option<f64> {
     (v.is_finite() && v >= 0.0).then_some(v / 100.0)
 }
 
-/// Reads every `*.yaml` suite in `dir`, in file-name order.
-pub fn load(dir: &Path) -> Result<Vec<Case>, Diagnostic> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Diagnostic::new(
-            dir.display().to_string(),
-            format!("a directory that cannot be read ({e})"),
-            "the reference-case directory (run from the repository root, or pass --cases DIR)",
-        )
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+/// Reads a file named inside a suite into a [`Source`]: the caller's I/O (the CLI reads the
+/// file system), so that this module does none. `Sync`, as cases run in parallel.
+pub type ReadSource<'a> = &'a (dyn Fn(&Path) -> Result<Source, Diagnostic> + Sync);
+
+/// Parses the suites (in the order given: the CLI passes `dir`'s `*.yaml` in file-name order)
+/// into cases, checking each case's tolerance, reason and name.
+pub fn parse_suites(suites: &[Source], dir: &str) -> Result<Vec<Case>, Diagnostic> {
     let mut cases = Vec::new();
-    for f in files {
-        let src = Source::read(&f)?;
-        let suite: Suite = parse_doc(&src, &[])?;
+    for src in suites {
+        let suite: Suite = parse_doc(src, &[])?;
         for (index, spec) in suite.cases.into_iter().enumerate() {
             let at = |key: &str| format!("cases.{index}.{key}");
             let bad = |key: &str, found: String, expected: &str| {
@@ -275,7 +267,7 @@ pub fn load(dir: &Path) -> Result<Vec<Case>, Diagnostic> {
     }
     if cases.is_empty() {
         return Err(Diagnostic::new(
-            dir.display().to_string(),
+            dir,
             "no cases",
             "at least one suite file (*.yaml) with cases",
         ));
@@ -297,11 +289,11 @@ fn run_key(c: &Case) -> Option<(Option<String>, Option<String>, Vec<String>)> {
     })
 }
 
-fn simulate(c: &Case, cal: &Calibration) -> RunOutput {
+fn simulate(c: &Case, cal: &Calibration, read: ReadSource) -> RunOutput {
     let s = &c.spec;
     let what = "a path relative to the repository root";
-    let topology = Source::read(Path::new(&need(c, &s.topology, "topology", what)?))?;
-    let workload = Source::read(Path::new(&need(c, &s.workload, "workload", what)?))?;
+    let topology = read(Path::new(&need(c, &s.topology, "topology", what)?))?;
+    let workload = read(Path::new(&need(c, &s.workload, "workload", what)?))?;
     let sets = s
         .set
         .iter()
@@ -318,8 +310,9 @@ fn simulate(c: &Case, cal: &Calibration) -> RunOutput {
     Ok((sum, w.model))
 }
 
-/// Runs `cases` (in parallel) against `cal`. Cases that share a scenario share one run.
-pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
+/// Runs `cases` (in parallel) against `cal`, reading the files they name with `read`. Cases
+/// that share a scenario share one run.
+pub fn run(cases: &[Case], cal: &Calibration, read: ReadSource) -> Vec<CaseResult> {
     let mut firsts: Vec<&Case> = Vec::new();
     for c in cases {
         if run_key(c).is_some() && !firsts.iter().any(|f| run_key(f) == run_key(c)) {
@@ -328,7 +321,7 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
     }
     let runs: Vec<RunOutput> = firsts
         .par_iter()
-        .map(|c| guarded(c, || simulate(c, cal)))
+        .map(|c| guarded(c, || simulate(c, cal, read)))
         .collect();
     let output = |c: &Case| -> Option<&RunOutput> {
         firsts
@@ -343,7 +336,7 @@ pub fn run(cases: &[Case], cal: &Calibration) -> Vec<CaseResult> {
             let result = match (s.kind, output(c)) {
                 (Kind::Run, Some(Ok(out))) => predict_run(c, out),
                 (Kind::Run, Some(Err(d))) => Err(d.clone()),
-                _ => guarded(c, || predict(c, cal)),
+                _ => guarded(c, || predict(c, cal, read)),
             };
             let (predicted, failure) = match result {
                 Ok(v) => (Some(v), None),
@@ -406,11 +399,11 @@ fn wrong_metric(c: &Case, allowed: &str) -> Diagnostic {
     .at(format!("cases.{}.metric", c.index))
 }
 
-fn predict(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
+fn predict(c: &Case, cal: &Calibration, read: ReadSource) -> Result<f64, Diagnostic> {
     match c.spec.kind {
-        Kind::Run => predict_run(c, &simulate(c, cal)?),
+        Kind::Run => predict_run(c, &simulate(c, cal, read)?),
         Kind::Gemm | Kind::Attention => predict_kernel(c, cal),
-        Kind::Collective | Kind::Moe => predict_network(c, cal),
+        Kind::Collective | Kind::Moe => predict_network(c, cal, read),
     }
 }
 
@@ -583,9 +576,9 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
     }
 }
 
-fn predict_network(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
+fn predict_network(c: &Case, cal: &Calibration, read: ReadSource) -> Result<f64, Diagnostic> {
     let s = &c.spec;
-    let topology = Source::read(Path::new(&need(
+    let topology = read(Path::new(&need(
         c,
         &s.topology,
         "topology",
@@ -646,7 +639,7 @@ fn predict_network(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
         }
     };
     let size = s.size.map(|b| b.bytes).unwrap_or(1073741824.0);
-    let rows = netcli::run(&topology, op, s.ranks.unwrap_or(8), &[size], algo, moe, cal)?;
+    let rows = collective::run(&topology, op, s.ranks.unwrap_or(8), &[size], algo, moe, cal)?;
     let row = &rows[0];
     match s.metric {
         Metric::BusbwGbS => Ok(row.busbw_gb_s),

@@ -1,0 +1,11 @@
+//! Scenarios: drivers that run many simulations from above and compare or tabulate them.
+//!
+//! - [`validate`]: the published reference cases against trainsim's predictions.
+//! - [`collective`]: one collective (or MoE dispatch/combine) measured on a simulated cluster,
+//!   as nccl-tests or DeepEP's test would measure it.
+//!
+//! Sweeps, layout search (`plan`) and export-control scenarios come here too. Scenarios do no
+//! I/O: the CLI hands them documents and a way to read the files they name.
+
+pub mod collective;
+pub mod validate;
