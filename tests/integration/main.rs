@@ -1,5 +1,6 @@
 //! The one integration-test binary: runs the `trainsim` executable as a user would.
 
+mod architecture;
 mod collective;
 mod diagnostics;
 mod run;
