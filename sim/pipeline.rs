@@ -7,7 +7,7 @@ use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::cost;
 use crate::hw::Calibration;
 use crate::report::Summary;
-use crate::step::{analytic, des, StepResult};
+use crate::step::{analytic, des, StepResult, Timeline};
 use crate::topo::{self, Cluster};
 use crate::workload::layout::Layout;
 use crate::workload::Workload;
@@ -103,9 +103,51 @@ pub fn run(
     engine: Engine,
     cal: &Calibration,
 ) -> Result<Summary, Diagnostic> {
+    run_detailed(topology, workload, sets, engine, cal, false, &mut |_, _| {}).map(|o| o.summary)
+}
+
+/// A run with what the report room needs beyond the summary.
+pub struct RunOutput {
+    pub summary: Summary,
+    /// The main layout's step, as the discrete-event engine laid it out (when asked for and
+    /// the DES ran).
+    pub timeline: Option<Timeline>,
+    pub cluster: Cluster,
+    pub workload: Workload,
+}
+
+/// Runs a scenario end to end, keeping the main step's timeline if `timeline` (DES only).
+/// `progress(done, total)` is called after each distinct layout is simulated.
+pub fn run_detailed(
+    topology: &Source,
+    workload: &Source,
+    sets: &[Override],
+    engine: Engine,
+    cal: &Calibration,
+    timeline: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RunOutput, Diagnostic> {
     let started = std::time::Instant::now();
     let (cluster, w) = load(topology, workload, sets)?;
-    let main = engine.estimate(&w, &w.layout, &cluster, cal);
+    let mut layouts = vec![&w.layout];
+    for ph in &w.phases {
+        if let crate::workload::PhaseKind::Simulated(segs) = &ph.kind {
+            for s in segs {
+                if !layouts.contains(&&s.layout) {
+                    layouts.push(&s.layout);
+                }
+            }
+        }
+    }
+    let total = layouts.len();
+    let (main, kept) = match engine {
+        Engine::Des { full } if timeline => {
+            let (r, t) = des::simulate(&w, &w.layout, &cluster, cal, full);
+            (r, Some(t))
+        }
+        _ => (engine.estimate(&w, &w.layout, &cluster, cal), None),
+    };
+    progress(1, total);
     check_memory(&main, "training", &workload.name)?;
     // Each distinct layout of the run's phases is estimated once.
     let mut seen: Vec<(Layout, f64)> = vec![(w.layout.clone(), main.step_time_s)];
@@ -116,6 +158,7 @@ pub fn run(
                     let e = engine.estimate(&w, &s.layout, &cluster, cal);
                     check_memory(&e, &format!("phase {}", ph.name), &workload.name)?;
                     seen.push((s.layout.clone(), e.step_time_s));
+                    progress(seen.len(), total);
                 }
             }
         }
@@ -132,12 +175,18 @@ pub fn run(
         cluster.gpu.tdp.value.watts,
         &mut step_time,
     );
-    Ok(Summary::new(
+    let summary = Summary::new(
         &w,
         &cluster,
         &main,
         &rc,
         engine.name(),
         started.elapsed().as_secs_f64(),
-    ))
+    );
+    Ok(RunOutput {
+        summary,
+        timeline: kept,
+        cluster,
+        workload: w,
+    })
 }

@@ -53,6 +53,48 @@ pub fn read_source(path: &Path) -> Result<Source, Diagnostic> {
     })
 }
 
+/// A progress bar on stderr, hidden when stderr is not a terminal or with `--quiet`.
+pub(crate) fn progress(quiet: bool, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(1), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]")
+            .expect("a valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// The command line as typed, for reports and traces.
+pub(crate) fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+            {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// trainsim's version and the git commit it was built from.
+pub(crate) fn version() -> String {
+    format!(
+        "trainsim {} (git {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("TRAINSIM_GIT_COMMIT")
+    )
+}
+
 pub(crate) fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<Source, Diagnostic> {
     match path {
         Some(p) => read_source(p),

@@ -3,7 +3,7 @@
 use super::{calibration, source};
 use crate::config::{Diagnostic, Override};
 use crate::pipeline::{self, Engine};
-use crate::report;
+use crate::report::{self, document, document::InputFile, tables, trace};
 use clap::ValueEnum;
 use std::path::PathBuf;
 
@@ -27,9 +27,27 @@ pub struct RunArgs {
     /// topology.scale_up.bandwidth="900 GB/s bidirectional". Repeatable.
     #[arg(long = "set", value_name = "DOC.PATH=VALUE")]
     pub set: Vec<String>,
-    /// Output directory for summary.json.
+    /// Output directory for summary.json (and the report and CSV files).
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Also write report.html, report.md and its SVG plots into --out.
+    #[arg(long)]
+    pub report: bool,
+    /// Write the step's timeline as a Chrome trace (Perfetto, chrome://tracing) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// GPUs the trace shows: `stages` (one per pipeline stage), `all`, or indices like 0,8,16.
+    #[arg(long, value_name = "GPUS", default_value = "stages")]
+    pub trace_ranks: String,
+    /// In the trace, split every compute task into its kernels (about four times the size).
+    #[arg(long)]
+    pub trace_kernels: bool,
+    /// Also write breakdown.csv, phases.csv and stages.csv into --out.
+    #[arg(long)]
+    pub csv: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// Print the summary JSON alone on stdout.
     #[arg(long)]
     pub json: bool,
@@ -57,30 +75,130 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         EngineArg::Analytic => Engine::Analytic,
         EngineArg::Des => Engine::Des { full: a.full },
     };
+    let ranks = trace::Ranks::parse(&a.trace_ranks).map_err(|found| {
+        Diagnostic::new(
+            "--trace-ranks",
+            found,
+            "stages, all, or GPU indices separated by commas (e.g. 0,8,16)",
+        )
+    })?;
+    if a.trace.is_some() && engine == Engine::Analytic {
+        return Err(Diagnostic::new(
+            "--trace",
+            "--engine analytic",
+            "the discrete-event engine (--engine des), whose timeline the trace shows",
+        ));
+    }
     eprintln!(
         "trainsim: {} on {} ({} engine)",
         work.name,
         topo.name,
         engine.name()
     );
-    let summary = pipeline::run(&topo, &work, &sets, engine, &cal)?;
+    let bar = super::progress(a.quiet, "simulating");
+    let keep = a.report || a.trace.is_some();
+    let out = pipeline::run_detailed(
+        &topo,
+        &work,
+        &sets,
+        engine,
+        &cal,
+        keep,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    let out = out?;
+    let summary = &out.summary;
     eprintln!(
         "trainsim: routing {} (alpha {}), seed {}",
         summary.routing.distribution, summary.routing.alpha, summary.routing.seed
     );
     let json = summary.to_json();
-    report::write_atomic(&a.out, "summary.json", &json).map_err(|e| {
+    let mut files: Vec<(PathBuf, Vec<u8>)> =
+        vec![(a.out.join("summary.json"), json.clone().into_bytes())];
+    if a.report {
+        let mut inputs = vec![
+            InputFile {
+                name: topo.name.clone(),
+                text: topo.text.clone(),
+            },
+            InputFile {
+                name: work.name.clone(),
+                text: work.text.clone(),
+            },
+        ];
+        if let Some(p) = &a.calibration {
+            let c = super::read_source(p)?;
+            inputs.push(InputFile {
+                name: c.name,
+                text: c.text,
+            });
+        }
+        let r = document::render(&document::Input {
+            summary,
+            timeline: out.timeline.as_ref(),
+            cluster: &out.cluster,
+            workload: &out.workload,
+            calibration: &cal,
+            files: inputs,
+            sets: a.set.clone(),
+            command: super::command_line(),
+            published: a.topology.is_none()
+                && a.workload.is_none()
+                && a.set.is_empty()
+                && a.calibration.is_none(),
+            version: super::version(),
+        });
+        files.push((a.out.join("report.html"), r.html.into_bytes()));
+        files.push((a.out.join("report.md"), r.markdown.into_bytes()));
+        for (name, svg) in r.plots {
+            files.push((a.out.join(name), svg.into_bytes()));
+        }
+    }
+    if a.csv {
+        files.push((
+            a.out.join("breakdown.csv"),
+            tables::breakdown_csv(summary).into_bytes(),
+        ));
+        files.push((
+            a.out.join("phases.csv"),
+            tables::phases_csv(summary).into_bytes(),
+        ));
+        files.push((
+            a.out.join("stages.csv"),
+            tables::stages_csv(summary).into_bytes(),
+        ));
+    }
+    if let (Some(path), Some(t)) = (&a.trace, &out.timeline) {
+        let gpus = ranks.select(t).map_err(|bad| {
+            Diagnostic::new(
+                "--trace-ranks",
+                bad.to_string(),
+                format!("GPU indices below the {} simulated GPUs", t.gpus),
+            )
+        })?;
+        files.push((
+            path.clone(),
+            trace::chrome_trace(t, &gpus, &super::command_line(), a.trace_kernels).into_bytes(),
+        ));
+    }
+    report::write_all(&files).map_err(|e| {
         Diagnostic::new(
             a.out.display().to_string(),
-            format!("a directory that cannot be written ({e})"),
-            "a writable output directory",
+            format!("a place that cannot be written ({e})"),
+            "a writable output directory (and trace path)",
         )
     })?;
     if a.json {
         print!("{json}");
     } else {
         print!("{}", summary.human());
-        eprintln!("wrote {}", a.out.join("summary.json").display());
+        for (p, _) in &files {
+            eprintln!("wrote {}", p.display());
+        }
     }
     Ok(())
 }

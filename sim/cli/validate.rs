@@ -24,6 +24,9 @@ pub struct ValidateArgs {
     /// Calibration file to use instead of the embedded one.
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// Also write the table as Markdown to this file (e.g. results/validation.md).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -51,7 +54,10 @@ pub(super) fn validate(a: &ValidateArgs) -> Result<bool, Diagnostic> {
         rayon::current_num_threads()
     );
     let started = std::time::Instant::now();
-    let results = validate::run(&cases, &cal, &read_source);
+    let bar = super::progress(a.quiet, "validating");
+    bar.set_length(cases.len() as u64);
+    let results = validate::run(&cases, &cal, &read_source, &|| bar.inc(1));
+    bar.finish_and_clear();
     let table = validate::table(&results);
     if let Some(md) = &a.markdown {
         let dir = md.parent().unwrap_or(std::path::Path::new("."));

@@ -157,6 +157,30 @@ impl MoeRoute {
     }
 }
 
+impl CommOp {
+    /// The bytes this GPU contributes: the buffer of a collective, the tokens it dispatches or
+    /// combines (once each, before fan-out), every step of a ring, or one send.
+    pub fn bytes(&self) -> f64 {
+        match *self {
+            CommOp::AllReduce { bytes, .. }
+            | CommOp::ReduceScatter { bytes, .. }
+            | CommOp::AllGather { bytes, .. }
+            | CommOp::P2p { bytes, .. } => bytes,
+            CommOp::MoeDispatch {
+                tokens,
+                bytes_per_token,
+                ..
+            }
+            | CommOp::MoeCombine {
+                tokens,
+                bytes_per_token,
+                ..
+            } => tokens as f64 * bytes_per_token,
+            CommOp::Ring { bytes, steps, .. } => bytes * steps as f64,
+        }
+    }
+}
+
 /// Prices a communication operation, in seconds. Implemented in closed form ([`AlphaBeta`])
 /// and by flow-level simulation over the topology ([`FlowModel`]).
 pub trait CommCost {

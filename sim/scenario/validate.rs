@@ -311,8 +311,13 @@ fn simulate(c: &Case, cal: &Calibration, read: ReadSource) -> RunOutput {
 }
 
 /// Runs `cases` (in parallel) against `cal`, reading the files they name with `read`. Cases
-/// that share a scenario share one run.
-pub fn run(cases: &[Case], cal: &Calibration, read: ReadSource) -> Vec<CaseResult> {
+/// that share a scenario share one run. `tick` is called as each case finishes (in any order).
+pub fn run(
+    cases: &[Case],
+    cal: &Calibration,
+    read: ReadSource,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<CaseResult> {
     let mut firsts: Vec<&Case> = Vec::new();
     for c in cases {
         if run_key(c).is_some() && !firsts.iter().any(|f| run_key(f) == run_key(c)) {
@@ -343,6 +348,7 @@ pub fn run(cases: &[Case], cal: &Calibration, read: ReadSource) -> Vec<CaseResul
                 Err(d) => (None, Some(d.to_string().replace('\n', "; "))),
             };
             let error = predicted.map(|p| p / s.published - 1.0);
+            tick();
             CaseResult {
                 case: s.name.clone(),
                 metric: s.metric,

@@ -9,18 +9,20 @@
 //! members arrive together and one replica stands for all (a test checks this against the full
 //! simulation). `full` simulates every GPU with collective membership.
 
-use super::{Breakdown, ChunkCost, Memory, Staging, StepResult};
+use super::{Breakdown, ChunkCost, Memory, Staging, StepResult, TimedTask, Timeline};
 use crate::domain::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
+use crate::hw::KernelShape;
 use crate::net::{FlowModel, Placement};
 use crate::topo::Cluster;
 use crate::units::Time;
 use crate::workload::layout::Layout;
 use crate::workload::model::LayerKind;
-use crate::workload::ops::{BlockWork, CommKind, Seg};
+use crate::workload::ops::{BlockWork, CommKind, Kernel, Seg};
 use crate::workload::taskgraph::{
-    self, BlockPlan, ChunkPlan, Group, Pass, SegKind, SegPlan, StepPlan, TaskGraph,
+    self, BlockPlan, ChunkPlan, Group, KernelDetail, Pass, SegDetail, SegKind, SegPlan, StepPlan,
+    TaskGraph,
 };
 use crate::workload::{schedule, Workload};
 use std::collections::BTreeMap;
@@ -55,36 +57,96 @@ fn nic_traffic(l: &Layout, gpn: u64, moe: bool) -> [bool; 5] {
     nic
 }
 
-fn price(st: &Staging, segs: &[Seg]) -> Vec<SegPlan> {
+/// HBM bytes a kernel moves at the least: a memory-bound kernel's traffic, a GEMM's operands
+/// read once and its BF16 output written once, an attention core's Q, K, V and output.
+fn kernel_bytes(shape: &KernelShape) -> f64 {
+    match *shape {
+        KernelShape::Memory { bytes } => bytes,
+        KernelShape::Gemm(g) => {
+            let e = g.dtype.bytes();
+            (g.groups * (g.m * g.k + g.k * g.n)) as f64 * e + (g.groups * g.m * g.n) as f64 * 2.0
+        }
+        KernelShape::Attention(a) => {
+            let rows = (a.batch * a.heads) as f64;
+            rows * ((a.seq_q + a.seq_kv) * a.d_qk + (a.seq_kv + a.seq_q) * a.d_v) as f64 * 2.0
+        }
+    }
+}
+
+/// A compute segment's name: the distinct leading words of its kernels' names, in order.
+fn seg_name(ks: &[Kernel]) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for k in ks {
+        let head = k.name.split('.').next().unwrap_or(&k.name);
+        if !parts.contains(&head) {
+            parts.push(head);
+        }
+    }
+    if parts.len() > 3 {
+        format!("{} +{}", parts[..3].join(" + "), parts.len() - 3)
+    } else {
+        parts.join(" + ")
+    }
+}
+
+fn price(
+    st: &Staging,
+    segs: &[Seg],
+    layer: Option<u32>,
+    details: &mut Vec<SegDetail>,
+) -> Vec<SegPlan> {
     segs.iter()
-        .map(|s| match s {
-            Seg::Compute(ks) => {
-                let t = |k: &&crate::workload::ops::Kernel| {
-                    st.km.busy(&k.shape, st.sms - k.sm_margin).ps
-                };
-                SegPlan {
-                    kind: SegKind::Compute,
-                    ps: ks.iter().map(|k| t(&k)).sum(),
-                    load_ps: ks
-                        .iter()
-                        .filter(|k| scales_with_load(&k.name))
-                        .map(|k| t(&k))
-                        .sum(),
+        .map(|s| {
+            let detail = details.len() as u32;
+            match s {
+                Seg::Compute(ks) => {
+                    let t = |k: &Kernel| st.km.busy(&k.shape, st.sms - k.sm_margin).ps;
+                    details.push(SegDetail {
+                        name: seg_name(ks),
+                        layer,
+                        kernels: ks
+                            .iter()
+                            .map(|k| KernelDetail {
+                                name: k.name.clone(),
+                                ps: t(k),
+                                flops: k.shape.flops(),
+                                bytes: kernel_bytes(&k.shape),
+                            })
+                            .collect(),
+                        bytes: 0.0,
+                        sms: st.sms,
+                    });
+                    SegPlan {
+                        kind: SegKind::Compute,
+                        ps: ks.iter().map(t).sum(),
+                        load_ps: ks.iter().filter(|k| scales_with_load(&k.name)).map(t).sum(),
+                        detail,
+                    }
+                }
+                Seg::Comm { comm, parallel } => {
+                    details.push(SegDetail {
+                        name: comm.name.clone(),
+                        layer,
+                        kernels: Vec::new(),
+                        bytes: comm.op.bytes(),
+                        sms: st.layout.comm_sms,
+                    });
+                    SegPlan {
+                        kind: SegKind::Comm {
+                            kind: comm.kind,
+                            parallel: *parallel,
+                            group: group(comm.kind, st.layout),
+                        },
+                        ps: ps(st.ab.time(&comm.op)),
+                        load_ps: if comm.kind == CommKind::Ep {
+                            ps(st.ab.time(&comm.op))
+                        } else {
+                            0
+                        },
+                        detail,
+                    }
                 }
             }
-            Seg::Comm { comm, parallel } => SegPlan {
-                kind: SegKind::Comm {
-                    kind: comm.kind,
-                    parallel: *parallel,
-                    group: group(comm.kind, st.layout),
-                },
-                ps: ps(st.ab.time(&comm.op)),
-                load_ps: if comm.kind == CommKind::Ep {
-                    ps(st.ab.time(&comm.op))
-                } else {
-                    0
-                },
-            },
         })
         .collect()
 }
@@ -135,15 +197,22 @@ pub fn expert_load(w: &Workload, ep: u64) -> Vec<Option<Vec<f32>>> {
 
 /// A block's timed passes. Under ZeRO-3 its forward and its backward each start with an
 /// all-gather of its sharded weights, issued beside the compute before it (prefetch).
-fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
+fn block_plan(
+    st: &Staging,
+    b: &BlockWork,
+    params: (f64, f64),
+    layer: Option<u32>,
+    details: &mut Vec<SegDetail>,
+) -> BlockPlan {
     let mut p = BlockPlan {
-        fwd: price(st, &b.fwd),
-        bwd: price(st, &b.bwd),
-        wgrad: price(st, &b.wgrad),
+        fwd: price(st, &b.fwd, layer, details),
+        bwd: price(st, &b.bwd, layer, details),
+        wgrad: price(st, &b.wgrad, layer, details),
         // Its gradient bucket, issued after its weight gradients (and, accumulated over the
         // step, prepared for the reduction just before it).
         grad_sync_ps: ps(st.grad_sync(params).0 + st.grad_prep_time(params)),
         step_gather_ps: 0,
+        sync_detail: sync_details(st, params, layer, details),
     };
     // ZeRO-1/2 with overlapped parameter gathers: its updated weights, before its first forward.
     if (1..=2).contains(&st.layout.zero) && st.layout.overlap_param_gather {
@@ -151,6 +220,13 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
     }
     let gather = st.param_gather(params);
     if gather > 0.0 {
+        details.push(SegDetail {
+            name: "dp.param_allgather".into(),
+            layer,
+            kernels: Vec::new(),
+            bytes: 0.0,
+            sms: st.dp_comm_sms(),
+        });
         let seg = SegPlan {
             kind: SegKind::Comm {
                 kind: CommKind::Dp,
@@ -162,11 +238,49 @@ fn block_plan(st: &Staging, b: &BlockWork, params: (f64, f64)) -> BlockPlan {
             },
             ps: ps(gather),
             load_ps: 0,
+            detail: details.len() as u32 - 1,
         };
         p.fwd.insert(0, seg);
         p.bwd.insert(0, seg);
     }
     p
+}
+
+/// A data-parallel transfer's [`SegDetail`]: its name and the bytes it moves from this GPU.
+fn comm_detail(
+    st: &Staging,
+    name: &str,
+    bytes: f64,
+    layer: Option<u32>,
+    details: &mut Vec<SegDetail>,
+) -> u32 {
+    details.push(SegDetail {
+        name: name.into(),
+        layer,
+        kernels: Vec::new(),
+        bytes,
+        sms: st.dp_comm_sms(),
+    });
+    details.len() as u32 - 1
+}
+
+/// The gradient sync's and the weight gather's details for `params`.
+fn sync_details(
+    st: &Staging,
+    params: (f64, f64),
+    layer: Option<u32>,
+    details: &mut Vec<SegDetail>,
+) -> (u32, u32) {
+    let (reduce, gather) = st.grad_sync_bytes(params);
+    let name = if st.layout.zero == 0 {
+        "dp.grad_allreduce"
+    } else {
+        "dp.grad_reduce_scatter"
+    };
+    (
+        comm_detail(st, name, reduce, layer, details),
+        comm_detail(st, "dp.param_allgather", gather, layer, details),
+    )
 }
 
 /// A pipeline send from chunk `from` to chunk `to` (activations forward, gradients backward):
@@ -195,14 +309,23 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     let l = st.layout;
     let n = st.runs.len();
     let mut chunks = Vec::with_capacity(n);
+    let mut details = Vec::new();
+    let details = &mut details;
     for (c, &(a, b)) in st.runs.iter().enumerate() {
         let mut blocks = Vec::new();
         if c == 0 {
             let embedding = ((st.w.model.vocab * st.w.model.hidden / l.tp) as f64, 0.0);
-            blocks.push(block_plan(st, &st.first, embedding));
+            blocks.push(block_plan(st, &st.first, embedding, None, details));
         }
-        for &k in &st.kinds[a..b] {
-            blocks.push(block_plan(st, st.block_work(k), st.block_params(k)));
+        for (layer, &k) in st.kinds[a..b].iter().enumerate() {
+            let layer = Some((a + layer) as u32);
+            blocks.push(block_plan(
+                st,
+                st.block_work(k),
+                st.block_params(k),
+                layer,
+                details,
+            ));
         }
         if c == n - 1 {
             // The head and MTP: whatever the chunk holds beyond its blocks (and embedding).
@@ -215,13 +338,27 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             if c == 0 {
                 d -= (st.w.model.vocab * st.w.model.hidden / l.tp) as f64;
             }
-            blocks.push(block_plan(st, &st.last, (d, e)));
+            blocks.push(block_plan(st, &st.last, (d, e), None, details));
         }
         chunks.push(ChunkPlan {
             blocks,
             act_bytes: st.chunk_activations(c),
             p2p_fwd_ps: p2p_ps(st, c, (c + 1 < n).then_some(c + 1), true),
             p2p_bwd_ps: p2p_ps(st, c, c.checked_sub(1), false),
+            p2p_detail: {
+                let (f, b) = st.ex.p2p(false);
+                let mut d = |x: &crate::workload::ops::Comm| {
+                    details.push(SegDetail {
+                        name: x.name.clone(),
+                        layer: None,
+                        kernels: Vec::new(),
+                        bytes: x.op.bytes(),
+                        sms: 0,
+                    });
+                    details.len() as u32 - 1
+                };
+                (d(&f), d(&b))
+            },
         });
     }
     let ranks = 0..l.pp;
@@ -263,6 +400,13 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             .collect(),
         // ZeRO-3 keeps its weights sharded (each block gathers them before use), and overlapped
         // gathers go block by block: only ZeRO-1/2 without overlap gathers after the optimizer.
+        param_gather_detail: ranks
+            .clone()
+            .map(|r| {
+                let bytes = st.grad_sync_bytes(st.rank_params(r)).1;
+                comm_detail(st, "dp.param_allgather", bytes, None, details)
+            })
+            .collect(),
         param_gather_ps: ranks
             .map(|r| {
                 if (1..=2).contains(&l.zero) && !l.overlap_param_gather {
@@ -282,6 +426,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         nic: nic_traffic(l, st.gpus_per_node, st.w.model.moe.is_some()),
         replicas,
         load,
+        details: std::mem::take(details),
     }
 }
 
@@ -318,6 +463,31 @@ pub fn breakdown(g: &TaskGraph, o: &Outcome, gpu: u32) -> Breakdown {
             _ => {}
         }
     }
+    // Each stream's busy time: the union of its tasks' intervals.
+    let mut stream_busy = BTreeMap::new();
+    for (st, name) in taskgraph::STREAM_NAMES.iter().enumerate() {
+        let mut spans: Vec<(u64, u64)> = g
+            .stream(gpu, st as u8)
+            .iter()
+            .map(|&i| (o.start[i as usize], o.end[i as usize]))
+            .filter(|(a, b)| b > a)
+            .collect();
+        if spans.is_empty() {
+            continue;
+        }
+        spans.sort_unstable();
+        let (mut busy, mut cur) = (0u64, spans[0]);
+        for &(a, b) in &spans[1..] {
+            if a > cur.1 {
+                busy += cur.1 - cur.0;
+                cur = (a, b);
+            } else {
+                cur.1 = cur.1.max(b);
+            }
+        }
+        busy += cur.1 - cur.0;
+        stream_busy.insert(name.to_string(), busy as f64 / 1e12);
+    }
     edges.sort_unstable();
     let mut active = [0i32; 7];
     let mut acc = [0u64; 8]; // per class, and [7] idle
@@ -352,6 +522,7 @@ pub fn breakdown(g: &TaskGraph, o: &Outcome, gpu: u32) -> Breakdown {
         exposed_comm_by_kind: by_kind,
         bubble: s(acc[7]),
         optimizer: s(acc[0]),
+        stream_busy,
     }
 }
 
@@ -363,6 +534,17 @@ pub fn estimate(
     cal: &Calibration,
     full: bool,
 ) -> StepResult {
+    simulate(w, layout, cluster, cal, full).0
+}
+
+/// Simulates one step and keeps its timeline (for traces and reports).
+pub fn simulate(
+    w: &Workload,
+    layout: &Layout,
+    cluster: &Cluster,
+    cal: &Calibration,
+    full: bool,
+) -> (StepResult, Timeline) {
     let net = FlowModel::new(cluster, cal);
     let st = Staging::new(w, layout, cluster, cal, &net);
     let replicas = if full {
@@ -370,7 +552,8 @@ pub fn estimate(
     } else {
         1
     };
-    let plan = step_plan(&st, replicas);
+    let mut plan = step_plan(&st, replicas);
+    let details = std::mem::take(&mut plan.details);
     let graph = taskgraph::build(&plan);
     let out = exec::run(&graph);
     // The bottleneck: the GPU with the most compute work.
@@ -394,7 +577,7 @@ pub fn estimate(
         }
     }
     let chunks: Vec<ChunkCost> = st.chunks.clone();
-    StepResult {
+    let result = StepResult {
         step_time_s: out.makespan as f64 / 1e12,
         breakdown: bd,
         memory: mem,
@@ -402,7 +585,40 @@ pub fn estimate(
         bottleneck_rank: rank,
         kernels_per_step: st.kernels_per_step(),
         events: out.events,
+    };
+    // Pipeline sends and the tasks on other GPUs that wait for them.
+    let mut flows = Vec::new();
+    for (i, t) in graph.tasks.iter().enumerate() {
+        if t.stream == taskgraph::P2P {
+            for &n in graph.successors(i as u32) {
+                if graph.tasks[n as usize].gpu != t.gpu {
+                    flows.push((i as u32, n));
+                }
+            }
+        }
     }
+    let timeline = Timeline {
+        gpus: graph.gpus,
+        replicas,
+        bottleneck_gpu: gpu,
+        makespan_ps: out.makespan,
+        tasks: graph
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, &task)| TimedTask {
+                task,
+                start_ps: out.start[i],
+                end_ps: out.end[i],
+            })
+            .collect(),
+        flows,
+        details,
+        nic: graph.nic,
+        nic_bytes_per_s: cluster.nic_per_gpu().bytes_per_s,
+        nvlink_bytes_per_s: cluster.scale_up.bytes_per_s,
+    };
+    (result, timeline)
 }
 
 #[cfg(test)]
@@ -417,6 +633,7 @@ mod tests {
             kind: SegKind::Compute,
             ps,
             load_ps: 0,
+            detail: taskgraph::NO_DETAIL,
         };
         let chunk = ChunkPlan {
             blocks: vec![BlockPlan {
@@ -425,10 +642,12 @@ mod tests {
                 wgrad: vec![seg(w)],
                 grad_sync_ps: 0,
                 step_gather_ps: 0,
+                sync_detail: (taskgraph::NO_DETAIL, taskgraph::NO_DETAIL),
             }],
             act_bytes: 1.0,
             p2p_fwd_ps: 0,
             p2p_bwd_ps: 0,
+            p2p_detail: (taskgraph::NO_DETAIL, taskgraph::NO_DETAIL),
         };
         let plan = StepPlan {
             schedule: s,
@@ -438,6 +657,7 @@ mod tests {
             chunks: vec![chunk; chunks as usize],
             optimizer_ps: vec![0; pp as usize],
             param_gather_ps: vec![0; pp as usize],
+            param_gather_detail: Vec::new(),
             grad_sync_every_microbatch: false,
             dp_group: Group { size: 1, stride: 1 },
             compute_sms: 132,
@@ -445,6 +665,7 @@ mod tests {
             nic: [false; 5],
             replicas: 1,
             load: Vec::new(),
+            details: Vec::new(),
         };
         let per_rank = chunks / pp * m * (f + b + w);
         (plan, per_rank)

@@ -1,5 +1,6 @@
 //! The result of one simulated step, whichever engine produced it.
 
+use crate::workload::taskgraph::{SegDetail, Task};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -56,6 +57,10 @@ pub struct Breakdown {
     pub exposed_comm_by_kind: BTreeMap<String, f64>,
     pub bubble: f64,
     pub optimizer: f64,
+    /// Busy time of each stream (the union of its tasks), by stream name: the discrete-event
+    /// engine's timeline only.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stream_busy: BTreeMap<String, f64>,
 }
 
 /// Peak memory per GPU, bytes.
@@ -81,4 +86,34 @@ pub struct StepResult {
     pub kernels_per_step: u64,
     /// Events the discrete-event engine processed (0 for the analytic engine).
     pub events: u64,
+}
+
+/// One task of a simulated step, with when it ran.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimedTask {
+    pub task: Task,
+    pub start_ps: u64,
+    pub end_ps: u64,
+}
+
+/// The discrete-event engine's timeline of one step: every task with its times, what each
+/// segment is, and the pipeline sends with their receivers. For traces and reports.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub gpus: u32,
+    /// Simulated GPUs per pipeline stage (GPU `g` is stage `g / replicas`).
+    pub replicas: u32,
+    /// The GPU the breakdown describes.
+    pub bottleneck_gpu: u32,
+    pub makespan_ps: u64,
+    pub tasks: Vec<TimedTask>,
+    /// (send task, the task on another GPU that waits for it), indices into `tasks`.
+    pub flows: Vec<(u32, u32)>,
+    /// Indexed by a task's `label.detail`.
+    pub details: Vec<SegDetail>,
+    /// Which communication kinds (indexed by `CommKind`) cross nodes through the GPU's NIC.
+    pub nic: [bool; 5],
+    /// One GPU's NIC and NVLink bandwidth, per direction.
+    pub nic_bytes_per_s: f64,
+    pub nvlink_bytes_per_s: f64,
 }

@@ -422,6 +422,23 @@ impl<'a> Staging<'a> {
         (a + c, b + d)
     }
 
+    /// Bytes of `params`' gradient sync from this GPU's buffers: (the reduction's gradients,
+    /// the gather's updated weights; 0 without ZeRO), over both data-parallel groups.
+    pub fn grad_sync_bytes(&self, params: (f64, f64)) -> (f64, f64) {
+        let pr = &self.w.precision;
+        let (dg, eg) = self.dp_groups();
+        let gather = self.layout.zero > 0;
+        [(params.0, dg), (params.1, eg)]
+            .iter()
+            .filter(|(p, g)| g.size > 1 && *p > 0.0)
+            .fold((0.0, 0.0), |(r, a), (p, _)| {
+                (
+                    r + p * pr.grad_comm.bytes(),
+                    a + if gather { p * pr.params.bytes() } else { 0.0 },
+                )
+            })
+    }
+
     /// Accumulated gradients' (ZeRO-0/1) preparation for their once-a-step reduction, seconds
     /// (sharded gradients pay theirs in every micro-batch's backward: see `Staging::new`).
     pub fn grad_prep_time(&self, params: (f64, f64)) -> f64 {

@@ -20,6 +20,8 @@ pub const COMM: u8 = 2;
 pub const P2P: u8 = 3;
 pub const DP: u8 = 4;
 pub const STREAMS: usize = 5;
+/// The streams' names, by index.
+pub const STREAM_NAMES: [&str; STREAMS] = ["compute", "wgrad", "comm", "pipeline", "data_parallel"];
 
 /// No collective.
 pub const SOLO: u32 = u32::MAX;
@@ -32,6 +34,61 @@ pub enum Pass {
     Wgrad,
     Comm(CommKind),
     Optimizer,
+}
+
+/// Where a task sits in the step, for traces and reports (the engine never reads it): chunk,
+/// block within the chunk, micro-batch, and the segment's [`SegDetail`] in
+/// [`StepPlan::details`]. [`Label::NONE`]'s `u16::MAX` / `u32::MAX` mean "not applicable".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    pub chunk: u16,
+    pub block: u16,
+    pub mb: u16,
+    pub detail: u32,
+}
+
+impl Label {
+    pub const NONE: Label = Label {
+        chunk: u16::MAX,
+        block: u16::MAX,
+        mb: u16::MAX,
+        detail: NO_DETAIL,
+    };
+    fn at(chunk: u32, block: usize, mb: u32) -> Label {
+        let n = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+        Label {
+            chunk: n(chunk as u64),
+            block: n(block as u64),
+            mb: n(mb as u64),
+            detail: NO_DETAIL,
+        }
+    }
+}
+
+/// No [`SegDetail`].
+pub const NO_DETAIL: u32 = u32::MAX;
+
+/// What one timed segment is, for traces and reports: its kernels (or its transfer) with their
+/// FLOPs and bytes. The engine never reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegDetail {
+    pub name: String,
+    /// The model layer of the segment's block (`None`: the embedding, the head and MTP).
+    pub layer: Option<u32>,
+    pub kernels: Vec<KernelDetail>,
+    /// Bytes a communication segment moves from this GPU's buffer (0 for compute).
+    pub bytes: f64,
+    /// SMs the segment's kernels may use.
+    pub sms: u32,
+}
+
+/// One kernel of a compute segment: its time alone on the segment's SMs, FLOPs and HBM bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KernelDetail {
+    pub name: String,
+    pub ps: u64,
+    pub flops: f64,
+    pub bytes: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +104,7 @@ pub struct Task {
     pub mem: f64,
     /// Chunk micro-batches in flight: +1 at start or −1 at end, as `mem`.
     pub inflight: i8,
+    pub label: Label,
 }
 
 impl Task {
@@ -60,6 +118,7 @@ impl Task {
             coll: SOLO,
             mem: 0.0,
             inflight: 0,
+            label: Label::NONE,
         }
     }
 }
@@ -89,6 +148,8 @@ pub struct SegPlan {
     /// The part of `ps` that grows with this GPU's routed-expert load (expert GEMMs, token
     /// permutes, all-to-all traffic).
     pub load_ps: u64,
+    /// Its [`SegDetail`] in [`StepPlan::details`], or [`NO_DETAIL`].
+    pub detail: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -103,6 +164,8 @@ pub struct BlockPlan {
     /// issued at the start of the step in first-forward order, done before the block's first
     /// forward (0: none).
     pub step_gather_ps: u64,
+    /// [`SegDetail`]s of the gradient sync and the step gather.
+    pub sync_detail: (u32, u32),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -113,6 +176,8 @@ pub struct ChunkPlan {
     /// Sending this chunk's output activations (gradients) to the next (previous) chunk.
     pub p2p_fwd_ps: u64,
     pub p2p_bwd_ps: u64,
+    /// [`SegDetail`]s of the two sends.
+    pub p2p_detail: (u32, u32),
 }
 
 /// Everything needed to lay out one step.
@@ -127,6 +192,8 @@ pub struct StepPlan {
     /// without overlapped parameter gathers).
     pub optimizer_ps: Vec<u64>,
     pub param_gather_ps: Vec<u64>,
+    /// [`SegDetail`] of each rank's parameter gather.
+    pub param_gather_detail: Vec<u32>,
     /// Gradients are reduce-scattered after every micro-batch's backward, not once per step
     /// (sharded gradients: ZeRO-2 and ZeRO-3 / FSDP FULL_SHARD keep no full gradient to
     /// accumulate into).
@@ -145,6 +212,8 @@ pub struct StepPlan {
     /// Routed-expert load relative to balanced, by `[chunk][block][position in the EP group]`
     /// (a replica uses position `replica % len`); empty where balanced.
     pub load: Vec<Vec<Vec<f32>>>,
+    /// What each segment is, indexed by [`SegPlan::detail`]: for traces, never for timing.
+    pub details: Vec<SegDetail>,
 }
 
 impl StepPlan {
@@ -235,6 +304,8 @@ struct Builder {
     last_f: Vec<u32>,
     /// Receives whose send was not built yet: (task, replica, what).
     pending: Vec<(u32, u32, Pending)>,
+    /// Where the tasks being added sit (chunk, block, micro-batch), stamped on each.
+    at: Label,
 }
 
 /// One GPU's view while its program is laid out.
@@ -269,7 +340,11 @@ impl Rank<'_> {
 }
 
 impl Builder {
-    fn add(&mut self, t: Task, deps: &[u32]) -> u32 {
+    fn add(&mut self, mut t: Task, deps: &[u32]) -> u32 {
+        t.label = Label {
+            detail: t.label.detail,
+            ..self.at
+        };
         let id = self.tasks.len() as u32;
         self.streams[t.gpu as usize * STREAMS + t.stream as usize].push(id);
         self.tasks.push(t);
@@ -345,6 +420,10 @@ impl Builder {
             let id = self.add(
                 Task {
                     coll,
+                    label: Label {
+                        detail: s.detail,
+                        ..Label::NONE
+                    },
                     ..Task::new(r.gpu, stream, p, s.ps)
                 },
                 &deps,
@@ -366,6 +445,7 @@ impl Builder {
     fn forward(&mut self, r: &mut Rank, chunk: u32, mb: u32) -> u32 {
         let mut after = Vec::new();
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate() {
+            self.at = Label::at(chunk, i, mb);
             let gathered = self.param_wait(r, chunk, i);
             let start = self.tasks.len() as u32;
             let first = start + leading_parallel(&blk.fwd);
@@ -414,26 +494,39 @@ impl Builder {
         to: Option<u32>,
         mb: u32,
         after: &[u32],
-        work: u64,
+        (work, detail): (u64, u32),
     ) -> u32 {
         let p = r.plan;
         let rank = |c| schedule::rank_of(p.schedule, p.pp, p.micro_batches, c, mb);
         match to {
             Some(to) if rank(to) != rank(chunk) => {
-                self.add(Task::new(r.gpu, P2P, Pass::Comm(CommKind::Pp), work), after)
+                let label = Label {
+                    detail,
+                    ..Label::NONE
+                };
+                self.add(
+                    Task {
+                        label,
+                        ..Task::new(r.gpu, P2P, Pass::Comm(CommKind::Pp), work)
+                    },
+                    after,
+                )
             }
             _ => *after.iter().max().expect("a pass has tasks"),
         }
     }
 
     fn finish_forward(&mut self, r: &Rank, chunk: u32, mb: u32, after: &[u32]) {
+        self.at = Label::at(chunk, usize::MAX, mb);
         let slot = self.slot(r.rep, chunk, mb);
         self.last_f[slot] = *after.iter().max().expect("a forward has tasks");
         let next = (chunk + 1 < self.chunks).then_some(chunk + 1);
-        self.send_f[slot] = self.send(r, chunk, next, mb, after, r.chunk(chunk).p2p_fwd_ps);
+        let c = r.chunk(chunk);
+        self.send_f[slot] = self.send(r, chunk, next, mb, after, (c.p2p_fwd_ps, c.p2p_detail.0));
     }
 
     fn finish_backward(&mut self, r: &Rank, chunk: u32, mb: u32, after: &[u32]) {
+        self.at = Label::at(chunk, usize::MAX, mb);
         let slot = self.slot(r.rep, chunk, mb);
         self.send_b[slot] = self.send(
             r,
@@ -441,7 +534,7 @@ impl Builder {
             chunk.checked_sub(1),
             mb,
             after,
-            r.chunk(chunk).p2p_bwd_ps,
+            (r.chunk(chunk).p2p_bwd_ps, r.chunk(chunk).p2p_detail.1),
         );
     }
 
@@ -478,6 +571,7 @@ impl Builder {
         let mut last = None;
         let blocks = r.chunk(chunk).blocks.clone();
         for (j, (i, blk)) in blocks.iter().enumerate().rev().enumerate() {
+            self.at = Label::at(chunk, i, mb);
             let first = self.tasks.len() as u32 + leading_parallel(&blk.bwd);
             after = self.emit(r, &blk.bwd, Pass::Bwd, after);
             if j == 0 {
@@ -486,7 +580,7 @@ impl Builder {
             let mut t = *after.iter().max().expect("a block's backward has tasks");
             if with_w {
                 for s in &blk.wgrad {
-                    t = self.wgrad(r, s.ps, t);
+                    t = self.wgrad(r, s, t);
                 }
                 self.grads_ready(r, chunk, i, t);
             }
@@ -505,20 +599,25 @@ impl Builder {
     /// the backward (Megatron's --overlap-grad-reduce, PyTorch DDP/FSDP hooks).
     fn grads_ready(&mut self, r: &mut Rank, chunk: u32, bi: usize, w: u32) {
         r.last_w[chunk as usize][bi] = Some(w);
-        let work = r.chunk(chunk).blocks[bi].grad_sync_ps;
+        let blk = &r.chunk(chunk).blocks[bi];
+        let (work, detail) = (blk.grad_sync_ps, blk.sync_detail.0);
         let last_pass = r.done[chunk as usize] + 1 == r.passes[chunk as usize];
         if work > 0 && (last_pass || r.plan.grad_sync_every_microbatch) {
-            let t = self.dp(r, work, &[w]);
+            let t = self.dp(r, (work, detail), &[w]);
             r.buckets.push(t);
         }
     }
 
     /// A data-parallel collective on the data-parallel stream.
-    fn dp(&mut self, r: &Rank, work: u64, deps: &[u32]) -> u32 {
+    fn dp(&mut self, r: &Rank, (work, detail): (u64, u32), deps: &[u32]) -> u32 {
         let coll = self.instance(r, CommKind::Dp as u8, r.plan.dp_group);
         self.add(
             Task {
                 coll,
+                label: Label {
+                    detail,
+                    ..Label::NONE
+                },
                 ..Task::new(r.gpu, DP, Pass::Comm(CommKind::Dp), work)
             },
             deps,
@@ -527,11 +626,17 @@ impl Builder {
 
     /// One weight-gradient task: after `after`, and no earlier than the compute task emitted
     /// before it.
-    fn wgrad(&mut self, r: &Rank, work: u64, after: u32) -> u32 {
+    fn wgrad(&mut self, r: &Rank, s: &SegPlan, after: u32) -> u32 {
         let mut deps = vec![after];
         deps.extend(r.last_compute);
         self.add(
-            Task::new(r.gpu, wgrad_stream(r.plan.schedule), Pass::Wgrad, work),
+            Task {
+                label: Label {
+                    detail: s.detail,
+                    ..Label::NONE
+                },
+                ..Task::new(r.gpu, wgrad_stream(r.plan.schedule), Pass::Wgrad, s.ps)
+            },
             &deps,
         )
     }
@@ -539,9 +644,14 @@ impl Builder {
     /// Weight gradients of one chunk's backward, where the schedule puts them.
     fn weights(&mut self, r: &mut Rank, chunk: u32, after_b: u32) -> u32 {
         let mut prev = after_b;
+        let mb = self.tasks[after_b as usize].label.mb;
         for (i, blk) in r.chunk(chunk).blocks.clone().iter().enumerate().rev() {
+            self.at = Label {
+                mb,
+                ..Label::at(chunk, i, 0)
+            };
             for s in &blk.wgrad {
-                prev = self.wgrad(r, s.ps, prev);
+                prev = self.wgrad(r, s, prev);
             }
             self.grads_ready(r, chunk, i, prev);
         }
@@ -596,17 +706,19 @@ impl Builder {
             while fi < fseg.len() || bj < bseg.len() {
                 if bj < bseg.len() {
                     let s = bseg[bj];
+                    self.at = Label::at(bc, bi.unwrap_or(usize::MAX), bmb);
                     let (id, first) = self.emit_one(r, s, Pass::Bwd, &mut b_after, &mut b_last);
                     if first {
                         self.first_backward(r, id, bc, bmb);
                     }
                     bj += 1;
                     if matches!(s.kind, SegKind::Compute) && wk < wseg.len() {
-                        w_last = Some(self.wgrad(r, wseg[wk].ps, id));
+                        w_last = Some(self.wgrad(r, &wseg[wk], id));
                         wk += 1;
                     }
                 }
                 if fi < fseg.len() {
+                    self.at = Label::at(fc, i, fmb);
                     let gathered = if fi == 0 {
                         self.param_wait(r, fc, i)
                     } else {
@@ -623,9 +735,12 @@ impl Builder {
                 }
             }
             // Weight segments the backward had no compute for.
+            if let Some(bi) = bi {
+                self.at = Label::at(bc, bi, bmb);
+            }
             while wk < wseg.len() {
                 let after = b_last.expect("a backward segment ran");
-                w_last = Some(self.wgrad(r, wseg[wk].ps, after));
+                w_last = Some(self.wgrad(r, &wseg[wk], after));
                 wk += 1;
             }
             if let Some(bi) = bi {
@@ -675,8 +790,10 @@ impl Builder {
         for c in first_forwards {
             if !std::mem::replace(&mut seen[c as usize], true) {
                 for (b, blk) in p.chunks[c as usize].blocks.iter().enumerate() {
+                    self.at = Label::at(c, b, u32::MAX);
                     if blk.step_gather_ps > 0 {
-                        r.gather[c as usize][b] = Some(self.dp(r, blk.step_gather_ps, &[]));
+                        r.gather[c as usize][b] =
+                            Some(self.dp(r, (blk.step_gather_ps, blk.sync_detail.1), &[]));
                     }
                 }
             }
@@ -721,6 +838,7 @@ impl Builder {
             }
         }
         // The optimizer needs every weight gradient and every gradient bucket.
+        self.at = Label::NONE;
         let mut opt_deps = r.buckets.clone();
         opt_deps.extend(r.last_w.iter().flatten().flatten());
         opt_deps.extend(r.last_compute);
@@ -734,7 +852,13 @@ impl Builder {
             &opt_deps,
         );
         if p.param_gather_ps[r.rank as usize] > 0 {
-            self.dp(r, p.param_gather_ps[r.rank as usize], &[opt]);
+            let rank = r.rank as usize;
+            let detail = p
+                .param_gather_detail
+                .get(rank)
+                .copied()
+                .unwrap_or(NO_DETAIL);
+            self.dp(r, (p.param_gather_ps[rank], detail), &[opt]);
         }
     }
 }
@@ -760,6 +884,7 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
         send_b: vec![u32::MAX; slots],
         last_f: vec![u32::MAX; slots],
         pending: Vec::new(),
+        at: Label::NONE,
     };
     for rep in 0..reps {
         let scaled = plan.for_replica(rep);

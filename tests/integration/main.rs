@@ -3,6 +3,7 @@
 mod architecture;
 mod collective;
 mod diagnostics;
+mod outputs;
 mod run;
 mod validate;
 

@@ -1,0 +1,1578 @@
+//! SVG plots for reports: horizontal (stacked) bars and a Gantt-style timeline, drawn with the
+//! `plotters` SVG backend and returned as self-contained SVG documents.
+//!
+//! plotters is built without a font feature, so it cannot measure text. The layout is therefore
+//! computed here, from a deliberately generous estimate of text width ([`CHAR_EM`] of the font
+//! size per character): the left label area is sized from the longest label, the number of x
+//! ticks is the largest that keeps tick labels apart, the legend sits below the axis and wraps,
+//! and the reference-line label has its own band above the plot. Nothing is left to chance
+//! placement, so no text overlaps at the default size (the tests check this on the SVG text).
+//!
+//! Every function is deterministic byte for byte: no hash-ordered iteration, no clocks.
+
+use std::error::Error;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Default (and only) width of every plot, in pixels.
+pub const WIDTH: u32 = 960;
+
+/// Layout estimate of a character's advance, as a fraction of the font size. Typical sans-serif
+/// text averages 0.5–0.55 em; 0.62 leaves room for capitals and digits.
+const CHAR_EM: f64 = 0.62;
+/// plotters' SVG backend writes `font-size` as the requested size divided by 1.24.
+const SVG_FONT_SCALE: f64 = 1.24;
+
+const MARGIN: i32 = 12;
+const TITLE_PX: f64 = 16.0;
+const LABEL_PX: f64 = 11.0;
+const TICK_PX: f64 = 11.0;
+const DESC_PX: f64 = 12.0;
+const LEGEND_PX: f64 = 11.0;
+const VALUE_PX: f64 = 10.0;
+const REF_PX: f64 = 11.0;
+const NO_DATA_PX: f64 = 14.0;
+
+/// Height of the band under the plot holding tick marks, tick labels and the axis label.
+const X_AREA: i32 = 46;
+const LEGEND_ROW: i32 = 18;
+const SWATCH: i32 = 12;
+/// Gap between a label's right edge and the plot.
+const LABEL_GAP: i32 = 8;
+/// The left label area never takes more than this fraction of the width; longer labels are cut.
+const MAX_LABEL_FRACTION: f64 = 0.38;
+/// A timeline lane draws at most (plot width / this) rectangles; denser lanes are rasterised.
+const LANE_BUDGET_DIV: i32 = 3;
+
+const INK: RGBColor = RGBColor(0x22, 0x22, 0x22);
+const MUTED: RGBColor = RGBColor(0x77, 0x77, 0x77);
+const GRID: RGBColor = RGBColor(0xDD, 0xDD, 0xDD);
+const STRIPE: RGBColor = RGBColor(0xF4, 0xF4, 0xF4);
+const REFERENCE: RGBColor = RGBColor(0xB2, 0x22, 0x22);
+
+/// Colours of unknown kinds, chosen by a stable hash of the kind's name.
+const FALLBACK: [RGBColor; 12] = [
+    RGBColor(0x8D, 0xD3, 0xC7),
+    RGBColor(0xBE, 0xBA, 0xDA),
+    RGBColor(0xFB, 0x80, 0x72),
+    RGBColor(0x80, 0xB1, 0xD3),
+    RGBColor(0xFD, 0xB4, 0x62),
+    RGBColor(0xB3, 0xDE, 0x69),
+    RGBColor(0xFC, 0xCD, 0xE5),
+    RGBColor(0xBC, 0x80, 0xBD),
+    RGBColor(0xCC, 0xEB, 0xC5),
+    RGBColor(0xFF, 0xED, 0x6F),
+    RGBColor(0xA6, 0x76, 0x1D),
+    RGBColor(0x66, 0x66, 0x66),
+];
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type DrawResult = Result<(), Box<dyn Error>>;
+
+/// One colour per kind, the same in every plot. Kinds used: "forward", "backward", "weight_grad",
+/// "bubble", "optimizer", "ep", "tp", "cp", "pp", "dp" (exposed communication kinds), "compute"
+/// (generic), "weights", "grads", "optimizer_state", "activations", "free" (memory), "cost"
+/// (phase cost bars), and any other string (hashed deterministically onto a fixed fallback
+/// palette).
+pub fn color(kind: &str) -> RGBColor {
+    match kind {
+        "forward" => RGBColor(0x4C, 0x78, 0xA8),
+        "backward" => RGBColor(0xF5, 0x85, 0x18),
+        "weight_grad" => RGBColor(0xEE, 0xCA, 0x3B),
+        "bubble" => RGBColor(0xBA, 0xB0, 0xAC),
+        "optimizer" => RGBColor(0xB2, 0x79, 0xA2),
+        "ep" => RGBColor(0xE4, 0x57, 0x56),
+        "tp" => RGBColor(0x72, 0xB7, 0xB2),
+        "cp" => RGBColor(0xFF, 0x9D, 0xA6),
+        "pp" => RGBColor(0x9D, 0x75, 0x5D),
+        "dp" => RGBColor(0x54, 0xA2, 0x4B),
+        "compute" => RGBColor(0x2A, 0x57, 0x83),
+        "weights" => RGBColor(0x1B, 0x9E, 0x77),
+        "grads" => RGBColor(0xD9, 0x5F, 0x02),
+        "optimizer_state" => RGBColor(0x75, 0x70, 0xB3),
+        "activations" => RGBColor(0xE7, 0x29, 0x8A),
+        "free" => RGBColor(0xD0, 0xD0, 0xD0),
+        "cost" => RGBColor(0x6B, 0x6E, 0xCF),
+        // DualPipe's second direction: the same pass, a darker shade.
+        other if other.ends_with(" (reverse)") => {
+            let RGBColor(r, g, b) = color(other.trim_end_matches(" (reverse)"));
+            let d = |c: u8| (c as u16 * 55 / 100) as u8;
+            RGBColor(d(r), d(g), d(b))
+        }
+        other => {
+            // FNV-1a: stable across runs, platforms and Rust versions (unlike `DefaultHasher`).
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in other.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            FALLBACK[(h % FALLBACK.len() as u64) as usize]
+        }
+    }
+}
+
+/// A horizontal stacked bar chart: one bar per (label, segments), segments stacked left to right
+/// as (kind, value). `x_label` is the axis label WITH units, e.g. "seconds per step (s)".
+/// `reference`: an optional vertical line with its label, e.g. ("HBM capacity 80 GiB", 80.0).
+/// A legend lists every kind present (in first-seen order) with its colour.
+///
+/// Non-finite and negative values count as 0; zero segments are not drawn. Each bar carries its
+/// total at its right end.
+pub fn stacked_bars(
+    title: &str,
+    x_label: &str,
+    bars: &[(String, Vec<(String, f64)>)],
+    reference: Option<(&str, f64)>,
+) -> String {
+    let mut kinds: Vec<String> = Vec::new();
+    let mut rows: Vec<BarRow> = Vec::with_capacity(bars.len());
+    for (label, segments) in bars {
+        let mut segs = Vec::with_capacity(segments.len());
+        for (kind, value) in segments {
+            let v = clean(*value);
+            if v > 0.0 {
+                segs.push((kind_index(&mut kinds, kind), v));
+            }
+        }
+        rows.push(BarRow {
+            label: label.clone(),
+            segments: segs,
+        });
+    }
+    let reference = reference.map(|(label, value)| (label.to_string(), clean(value)));
+    bar_chart(title, x_label, &rows, &kinds, reference, true)
+}
+
+/// Simple horizontal bars, one per (label, value), all in colour `kind`; x axis labelled
+/// `x_label` (with units). Each bar carries its value at its right end; one kind, so no legend.
+pub fn bars(title: &str, x_label: &str, kind: &str, bars: &[(String, f64)]) -> String {
+    let kinds = vec![kind.to_string()];
+    let rows: Vec<BarRow> = bars
+        .iter()
+        .map(|(label, value)| {
+            let v = clean(*value);
+            BarRow {
+                label: label.clone(),
+                segments: if v > 0.0 { vec![(0, v)] } else { Vec::new() },
+            }
+        })
+        .collect();
+    bar_chart(title, x_label, &rows, &kinds, None, false)
+}
+
+/// A lane of a timeline: spans (start, end, kind) in seconds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lane {
+    pub name: String,
+    pub spans: Vec<(f64, f64, String)>,
+}
+
+/// A Gantt-style timeline: one row per lane (top to bottom in the given order), each span a
+/// rectangle coloured by kind, x axis "time (s)" from 0 to `end_s`, lane names as y labels.
+///
+/// Spans are clipped to `[0, end_s]` (a non-finite or non-positive `end_s` means "the latest span
+/// end"); non-finite or negative times count as 0. Per lane and kind, spans that touch or are
+/// closer than one pixel are merged, so ~100,000 spans stay a small SVG; spans of different kinds
+/// are never merged. A lane that still needs more than a third of its pixel width in rectangles
+/// is drawn column by column instead, each column (1 px, widened only as far as needed to meet
+/// that budget) in the kind that covers most of it; so the SVG stays under about 25 kB per lane.
+/// Rows are at least 12 px and the plot at least 300 px tall. The legend lists the kinds present.
+pub fn timeline(title: &str, lanes: &[Lane], end_s: f64) -> String {
+    let mut end = clean(end_s);
+    if end <= 0.0 {
+        end = lanes
+            .iter()
+            .flat_map(|l| l.spans.iter())
+            .map(|(s, e, _)| clean(*s).max(clean(*e)))
+            .fold(0.0, f64::max);
+    }
+    // Clip and index spans; collect kinds in first-seen order of the drawable spans.
+    let mut kinds: Vec<String> = Vec::new();
+    let mut clipped: Vec<Vec<(f64, f64, usize)>> = Vec::with_capacity(lanes.len());
+    let mut any = false;
+    for lane in lanes {
+        let mut spans = Vec::with_capacity(lane.spans.len());
+        if end > 0.0 {
+            for (s, e, kind) in &lane.spans {
+                let s = clean(*s).min(end);
+                let e = clean(*e).min(end);
+                if e > s {
+                    spans.push((s, e, kind_index(&mut kinds, kind)));
+                }
+            }
+        }
+        any |= !spans.is_empty();
+        clipped.push(spans);
+    }
+    if !any {
+        return no_data(title);
+    }
+
+    let n = lanes.len() as i32;
+    let row_h = (300 / n).max(12);
+    let label_px = if row_h < 16 { 10.0 } else { LABEL_PX };
+    let labels: Vec<String> = lanes.iter().map(|l| l.name.clone()).collect();
+    let (labels, label_w) = fit_labels(&labels, label_px);
+    let plot_left = MARGIN + label_w + LABEL_GAP;
+    let (x_axis, right) = x_axis_for(end, plot_left, |_| end);
+    let plot_w = WIDTH as i32 - plot_left - right;
+    let thickness = (row_h - 3).min(40);
+
+    let frame = Frame {
+        title,
+        x_label: "time (s)",
+        plot_left,
+        plot_w,
+        row_h,
+        labels,
+        label_px,
+        stripes: true,
+        axis: x_axis,
+        reference: None,
+        value_labels: Vec::new(),
+        legend: kinds.iter().map(|k| (k.clone(), color(k))).collect(),
+    };
+    let colors: Vec<RGBColor> = kinds.iter().map(|k| color(k)).collect();
+    render(&frame, |root, top, map| {
+        for (i, spans) in clipped.iter().enumerate() {
+            let y0 = top + i as i32 * row_h + (row_h - thickness) / 2;
+            for (x0, x1, k) in lane_rects(spans, kinds.len(), end, map) {
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x1, y0 + thickness)],
+                    colors[k].filled(),
+                ))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bars
+
+struct BarRow {
+    label: String,
+    /// (kind index, value > 0)
+    segments: Vec<(usize, f64)>,
+}
+
+fn bar_chart(
+    title: &str,
+    x_label: &str,
+    rows: &[BarRow],
+    kinds: &[String],
+    reference: Option<(String, f64)>,
+    legend: bool,
+) -> String {
+    let totals: Vec<f64> = rows
+        .iter()
+        .map(|r| r.segments.iter().map(|(_, v)| v).sum())
+        .collect();
+    let data_max = totals.iter().copied().fold(0.0, f64::max);
+    if rows.is_empty() || data_max <= 0.0 {
+        return no_data(title);
+    }
+    let n = rows.len() as i32;
+    let row_h = (300 / n).clamp(22, 44);
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    let (labels, label_w) = fit_labels(&labels, LABEL_PX);
+    let plot_left = MARGIN + label_w + LABEL_GAP;
+    let value_text: Vec<String> = totals.iter().map(|t| fmt_value(*t)).collect();
+    let ref_value = reference.as_ref().map_or(0.0, |r| r.1);
+
+    // The x range leaves room for each bar's value label inside the plot, and for the reference.
+    let x_max_for = |plot_w: i32| {
+        let pw = f64::from(plot_w.max(1));
+        let mut x_max = (data_max * 1.02).max(ref_value * 1.03);
+        for (total, text) in totals.iter().zip(&value_text) {
+            let room = (pw - f64::from(text_w(text, VALUE_PX) + 8)).max(pw / 2.0);
+            x_max = x_max.max(total * pw / room);
+        }
+        x_max
+    };
+    let (axis, right) = x_axis_for(0.0, plot_left, x_max_for);
+    let plot_w = WIDTH as i32 - plot_left - right;
+    let thickness = ((f64::from(row_h) * 0.64).round() as i32).max(8);
+
+    let frame = Frame {
+        title,
+        x_label,
+        plot_left,
+        plot_w,
+        row_h,
+        labels,
+        label_px: LABEL_PX,
+        stripes: false,
+        axis,
+        reference,
+        value_labels: totals.iter().copied().zip(value_text).collect(),
+        legend: if legend {
+            kinds.iter().map(|k| (k.clone(), color(k))).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    let colors: Vec<RGBColor> = kinds.iter().map(|k| color(k)).collect();
+    render(&frame, |root, top, map| {
+        for (i, row) in rows.iter().enumerate() {
+            let y0 = top + i as i32 * row_h + (row_h - thickness) / 2;
+            let mut acc = 0.0;
+            for &(k, v) in &row.segments {
+                let (x0, x1) = (map(acc), map(acc + v));
+                acc += v;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x1, y0 + thickness)],
+                    colors[k].filled(),
+                ))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline coalescing
+
+/// Pixel rectangles `(x0, x1, kind)` for one lane's spans (already clipped to `[0, end]`, with
+/// `end > start`). `map` takes seconds to pixels.
+fn lane_rects(
+    spans: &[(f64, f64, usize)],
+    n_kinds: usize,
+    end: f64,
+    map: &dyn Fn(f64) -> i32,
+) -> Vec<(i32, i32, usize)> {
+    let (left, right) = (map(0.0), map(end));
+    let cols = (right - left).max(1);
+    let pixel_s = end / f64::from(cols);
+
+    // Per kind: sort, then merge spans that touch or are less than a pixel apart.
+    let mut by_kind: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n_kinds];
+    for &(s, e, k) in spans {
+        by_kind[k].push((s, e));
+    }
+    let mut rects = Vec::new();
+    for (k, list) in by_kind.iter_mut().enumerate() {
+        list.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut current: Option<(f64, f64)> = None;
+        let flush = |(s, e): (f64, f64), rects: &mut Vec<(i32, i32, usize)>| {
+            let x0 = map(s);
+            rects.push((x0, map(e).max(x0 + 1), k));
+        };
+        for &(s, e) in list.iter() {
+            current = match current {
+                Some((cs, ce)) if s - ce < pixel_s => Some((cs, ce.max(e))),
+                Some(done) => {
+                    flush(done, &mut rects);
+                    Some((s, e))
+                }
+                None => Some((s, e)),
+            };
+        }
+        if let Some(done) = current {
+            flush(done, &mut rects);
+        }
+    }
+    let budget = (cols / LANE_BUDGET_DIV).max(1) as usize;
+    if rects.len() <= budget {
+        return rects;
+    }
+
+    // Denser than the display can show: give each pixel column to the kind covering most of it,
+    // widening the columns until the lane fits its budget of rectangles.
+    let ncols = cols as usize;
+    let mut cover = vec![0.0f64; ncols * n_kinds];
+    for &(s, e, k) in spans {
+        let c0 = ((s / pixel_s) as usize).min(ncols - 1);
+        let c1 = ((e / pixel_s) as usize).min(ncols - 1);
+        for c in c0..=c1 {
+            let lo = s.max(c as f64 * pixel_s);
+            let hi = e.min((c + 1) as f64 * pixel_s);
+            if hi > lo {
+                cover[c * n_kinds + k] += hi - lo;
+            }
+        }
+    }
+    let mut width = 1;
+    loop {
+        let raster = raster_runs(&cover, n_kinds, ncols, width, left);
+        if raster.len() <= budget || width * budget >= ncols {
+            return if raster.len() < rects.len() {
+                raster
+            } else {
+                rects
+            };
+        }
+        width += 1;
+    }
+}
+
+/// Rectangles of runs of equal dominant kind over columns `width` pixels wide.
+fn raster_runs(
+    cover: &[f64],
+    n_kinds: usize,
+    ncols: usize,
+    width: usize,
+    left: i32,
+) -> Vec<(i32, i32, usize)> {
+    let mut out: Vec<(i32, i32, usize)> = Vec::new();
+    let mut sums = vec![0.0f64; n_kinds];
+    for c0 in (0..ncols).step_by(width) {
+        let c1 = (c0 + width).min(ncols);
+        sums.iter_mut().for_each(|v| *v = 0.0);
+        for c in c0..c1 {
+            for (k, v) in sums.iter_mut().enumerate() {
+                *v += cover[c * n_kinds + k];
+            }
+        }
+        // Ties go to the first-seen kind.
+        let mut best: Option<(usize, f64)> = None;
+        for (k, &v) in sums.iter().enumerate() {
+            if v > 0.0 && best.is_none_or(|(_, b)| v > b) {
+                best = Some((k, v));
+            }
+        }
+        if let Some((k, _)) = best {
+            let (x0, x1) = (left + c0 as i32, left + c1 as i32);
+            match out.last_mut() {
+                Some(last) if last.2 == k && last.1 == x0 => last.1 = x1,
+                _ => out.push((x0, x1, k)),
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared frame: title, rows with labels, x axis, reference line, value labels, legend
+
+struct XAxis {
+    x_max: f64,
+    ticks: usize,
+    format: TickFormat,
+}
+
+/// How tick labels are printed: fixed decimals, or scientific with a mantissa precision for
+/// ranges too large or too small to print plainly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TickFormat {
+    Fixed(usize),
+    Sci(usize),
+}
+
+struct Frame<'t> {
+    title: &'t str,
+    x_label: &'t str,
+    plot_left: i32,
+    plot_w: i32,
+    row_h: i32,
+    /// One per row, already cut to fit.
+    labels: Vec<String>,
+    label_px: f64,
+    stripes: bool,
+    axis: XAxis,
+    reference: Option<(String, f64)>,
+    /// Per row: (x position in data units, text).
+    value_labels: Vec<(f64, String)>,
+    legend: Vec<(String, RGBColor)>,
+}
+
+/// Legend entries laid out in rows: (x, row, text, colour).
+fn legend_layout(items: &[(String, RGBColor)], x_start: i32) -> Vec<(i32, i32, String, RGBColor)> {
+    let right = WIDTH as i32 - MARGIN;
+    let max_text = right - x_start - SWATCH - 5;
+    let mut out = Vec::with_capacity(items.len());
+    let (mut x, mut row) = (x_start, 0);
+    for (name, c) in items {
+        let text = fit(name, LEGEND_PX, max_text);
+        let w = SWATCH + 5 + text_w(&text, LEGEND_PX);
+        if x > x_start && x + w > right {
+            x = x_start;
+            row += 1;
+        }
+        out.push((x, row, text, *c));
+        x += w + 20;
+    }
+    out
+}
+
+fn render(
+    frame: &Frame,
+    data: impl FnOnce(&Area, i32, &dyn Fn(f64) -> i32) -> DrawResult,
+) -> String {
+    let n = frame.labels.len() as i32;
+    let title_h = TITLE_PX as i32 + 12;
+    let ref_h = if frame.reference.is_some() {
+        REF_PX as i32 + 6
+    } else {
+        0
+    };
+    let plot_top = MARGIN + title_h + ref_h;
+    let plot_h = (n * frame.row_h).max(1);
+    let plot_bottom = plot_top + plot_h;
+    let legend = legend_layout(&frame.legend, frame.plot_left);
+    let legend_top = plot_bottom + X_AREA + 10;
+    let height = match legend.last() {
+        Some(last) => legend_top + (last.1 + 1) * LEGEND_ROW + MARGIN,
+        None => plot_bottom + X_AREA + MARGIN,
+    };
+
+    let mut svg = String::new();
+    let result = (|| -> DrawResult {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw_title(&root, frame.title)?;
+
+        if frame.stripes {
+            for i in (1..n).step_by(2) {
+                let y = plot_top + i * frame.row_h;
+                root.draw(&Rectangle::new(
+                    [
+                        (frame.plot_left, y),
+                        (frame.plot_left + frame.plot_w, y + frame.row_h),
+                    ],
+                    STRIPE.filled(),
+                ))?;
+            }
+        }
+
+        let panel = root
+            .clone()
+            .shrink((frame.plot_left, plot_top), (frame.plot_w, plot_h + X_AREA));
+        let mut chart = ChartBuilder::on(&panel)
+            .x_label_area_size(X_AREA)
+            .build_cartesian_2d(0f64..frame.axis.x_max, 0f64..1f64)?;
+        let x_desc = fit(frame.x_label, DESC_PX, frame.plot_w);
+        let format = frame.axis.format;
+        let formatter = |v: &f64| fmt_tick(*v, format);
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .max_light_lines(0)
+            .x_labels(frame.axis.ticks)
+            .x_label_formatter(&formatter)
+            .x_desc(x_desc)
+            .label_style(font(TICK_PX))
+            .axis_desc_style(font(DESC_PX))
+            .bold_line_style(GRID)
+            .axis_style(INK)
+            .draw()?;
+        root.draw(&PathElement::new(
+            vec![(frame.plot_left, plot_top), (frame.plot_left, plot_bottom)],
+            INK,
+        ))?;
+
+        let map = |v: f64| chart.backend_coord(&(v, 0.0)).0;
+        data(&root, plot_top, &map)?;
+
+        let label_style = font(frame.label_px).pos(Pos::new(HPos::Right, VPos::Center));
+        for (i, label) in frame.labels.iter().enumerate() {
+            let y = plot_top + i as i32 * frame.row_h + frame.row_h / 2;
+            root.draw_text(label, &label_style, (frame.plot_left - LABEL_GAP, y))?;
+        }
+        let value_style = font(VALUE_PX)
+            .color(&MUTED)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (x, text)) in frame.value_labels.iter().enumerate() {
+            let y = plot_top + i as i32 * frame.row_h + frame.row_h / 2;
+            root.draw_text(text, &value_style, (map(*x) + 4, y))?;
+        }
+
+        if let Some((label, value)) = &frame.reference {
+            let x = map(*value);
+            root.draw(&PathElement::new(
+                vec![(x, plot_top - 3), (x, plot_bottom)],
+                REFERENCE.stroke_width(2),
+            ))?;
+            let text = fit(label, REF_PX, WIDTH as i32 - 2 * MARGIN);
+            let w = text_w(&text, REF_PX);
+            let x_left = (x - w / 2).clamp(MARGIN, WIDTH as i32 - MARGIN - w);
+            let style = font(REF_PX)
+                .color(&REFERENCE)
+                .pos(Pos::new(HPos::Left, VPos::Top));
+            root.draw_text(&text, &style, (x_left, MARGIN + title_h))?;
+        }
+
+        let legend_style = font(LEGEND_PX).pos(Pos::new(HPos::Left, VPos::Center));
+        for (x, row, text, c) in &legend {
+            let y = legend_top + row * LEGEND_ROW;
+            let sy = y + (LEGEND_ROW - SWATCH) / 2;
+            root.draw(&Rectangle::new(
+                [(*x, sy), (x + SWATCH, sy + SWATCH)],
+                c.filled(),
+            ))?;
+            root.draw_text(text, &legend_style, (x + SWATCH + 5, y + LEGEND_ROW / 2))?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => svg,
+        Err(e) => fallback_svg(frame.title, &format!("plot error: {e}")),
+    }
+}
+
+/// Picks the x range and tick count for a plot starting at `plot_left`; returns the axis and the
+/// right margin, which leaves room for half of the widest tick label. `x_max_for(plot_w)` gives
+/// the range's upper end for a plot width (or `fixed` when positive).
+fn x_axis_for(fixed: f64, plot_left: i32, x_max_for: impl Fn(i32) -> f64) -> (XAxis, i32) {
+    let mut right = MARGIN + 16;
+    let mut axis = XAxis {
+        x_max: 1.0,
+        ticks: 2,
+        format: TickFormat::Fixed(0),
+    };
+    for _ in 0..3 {
+        let plot_w = WIDTH as i32 - plot_left - right;
+        let x_max = if fixed > 0.0 {
+            fixed
+        } else {
+            x_max_for(plot_w)
+        };
+        let (ticks, format, widest) = choose_ticks(x_max, plot_w);
+        axis = XAxis {
+            x_max,
+            ticks,
+            format,
+        };
+        let needed = (widest / 2 + 6).clamp(MARGIN, 120);
+        if needed <= right {
+            break;
+        }
+        right = needed;
+    }
+    (axis, right)
+}
+
+/// The largest tick count (at most 10) whose labels, centred on their ticks, stay apart.
+/// Returns (count hint for plotters, label format, widest label in pixels).
+fn choose_ticks(x_max: f64, plot_w: i32) -> (usize, TickFormat, i32) {
+    let mut fallback = (2, TickFormat::Fixed(0), 0);
+    for hint in (2..=10).rev() {
+        let points = RangedCoordf64::from(0f64..x_max).key_points(hint);
+        if points.len() < 2 {
+            continue;
+        }
+        let step = points[1] - points[0];
+        let format = tick_format(step, x_max);
+        let widest = points
+            .iter()
+            .map(|v| text_w(&fmt_tick(*v, format), TICK_PX))
+            .max()
+            .unwrap_or(0);
+        let spacing = step / x_max * f64::from(plot_w);
+        if spacing >= f64::from(widest + 16) && spacing >= 48.0 {
+            return (hint, format, widest);
+        }
+        fallback = (hint, format, widest);
+    }
+    fallback
+}
+
+fn draw_title(root: &Area, title: &str) -> DrawResult {
+    let text = fit(title, TITLE_PX * 1.1, WIDTH as i32 - 2 * MARGIN);
+    let style = TextStyle::from(
+        ("sans-serif", TITLE_PX * SVG_FONT_SCALE)
+            .into_font()
+            .style(FontStyle::Bold),
+    )
+    .color(&INK)
+    .pos(Pos::new(HPos::Center, VPos::Top));
+    root.draw_text(&text, &style, (WIDTH as i32 / 2, MARGIN))?;
+    Ok(())
+}
+
+/// A valid SVG with the title and "no data".
+fn no_data(title: &str) -> String {
+    let mut svg = String::new();
+    let result = (|| -> DrawResult {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 160)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw_title(&root, title)?;
+        let style = font(NO_DATA_PX)
+            .color(&MUTED)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw_text("no data", &style, (WIDTH as i32 / 2, 90))?;
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => svg,
+        Err(e) => fallback_svg(title, &format!("no data ({e})")),
+    }
+}
+
+/// Hand-written last resort, should plotters ever fail on a string buffer.
+fn fallback_svg(title: &str, message: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        "<svg width=\"{WIDTH}\" height=\"160\" viewBox=\"0 0 {WIDTH} 160\" xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <text x=\"480\" y=\"30\" text-anchor=\"middle\" font-family=\"sans-serif\" font-size=\"16\">{}</text>\n\
+         <text x=\"480\" y=\"90\" text-anchor=\"middle\" font-family=\"sans-serif\" font-size=\"14\">{}</text>\n</svg>\n",
+        esc(title),
+        esc(message)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/// A text style of `px` pixels as written in the SVG.
+fn font(px: f64) -> TextStyle<'static> {
+    ("sans-serif", px * SVG_FONT_SCALE).into_font().color(&INK)
+}
+
+/// Layout estimate of a text's width in pixels.
+fn text_w(s: &str, px: f64) -> i32 {
+    (s.chars().count() as f64 * px * CHAR_EM).ceil() as i32
+}
+
+/// One line, cut with an ellipsis to fit `max_w` pixels.
+fn fit(s: &str, px: f64, max_w: i32) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text_w(&s, px) <= max_w {
+        return s;
+    }
+    let max_chars = (f64::from(max_w.max(0)) / (px * CHAR_EM)).floor() as usize;
+    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Labels cut to the maximum label area, and the width of the widest.
+fn fit_labels(labels: &[String], px: f64) -> (Vec<String>, i32) {
+    let max_w = (f64::from(WIDTH) * MAX_LABEL_FRACTION) as i32;
+    let fitted: Vec<String> = labels.iter().map(|l| fit(l, px, max_w)).collect();
+    let widest = fitted.iter().map(|l| text_w(l, px)).max().unwrap_or(0);
+    (fitted, widest)
+}
+
+fn kind_index(kinds: &mut Vec<String>, kind: &str) -> usize {
+    match kinds.iter().position(|k| k == kind) {
+        Some(i) => i,
+        None => {
+            kinds.push(kind.to_string());
+            kinds.len() - 1
+        }
+    }
+}
+
+/// Non-finite and negative values count as 0.
+fn clean(v: f64) -> f64 {
+    if v.is_finite() && v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// The format for multiples of `step` (1, 2 or 5 times a power of ten) up to `x_max`.
+fn tick_format(step: f64, x_max: f64) -> TickFormat {
+    let step_exp = (step.log10() + 1e-9).floor();
+    if !(1e-3..1e7).contains(&x_max) {
+        let top_exp = (x_max.log10() + 1e-9).floor();
+        TickFormat::Sci(((top_exp - step_exp).max(0.0) as usize).min(12))
+    } else if step_exp >= 0.0 {
+        TickFormat::Fixed(0)
+    } else {
+        TickFormat::Fixed((-step_exp as usize).min(12))
+    }
+}
+
+fn fmt_tick(v: f64, format: TickFormat) -> String {
+    match format {
+        _ if v == 0.0 => "0".to_string(),
+        TickFormat::Fixed(decimals) => format!("{v:.decimals$}"),
+        TickFormat::Sci(precision) => format!("{v:.precision$e}"),
+    }
+}
+
+/// About three significant digits.
+fn fmt_value(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let a = v.abs();
+    if !(1e-4..1e7).contains(&a) {
+        return format!("{v:.2e}");
+    }
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        ((2.0 - a.log10().floor()) as usize).min(12)
+    };
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ---- a tiny SVG reader: enough for plotters' flat output ----
+
+    #[derive(Debug)]
+    struct El {
+        name: String,
+        attrs: Vec<(String, String)>,
+        text: String,
+    }
+
+    impl El {
+        fn attr(&self, key: &str) -> Option<&str> {
+            self.attrs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+        fn num(&self, key: &str) -> f64 {
+            self.attr(key)
+                .unwrap_or_else(|| panic!("{} lacks {key}", self.name))
+                .parse()
+                .unwrap()
+        }
+    }
+
+    fn unescape(s: &str) -> String {
+        s.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+    }
+
+    fn parse(svg: &str) -> Vec<El> {
+        let mut out = Vec::new();
+        let mut rest = svg;
+        while let Some(i) = rest.find('<') {
+            rest = &rest[i + 1..];
+            if rest.starts_with('/') {
+                continue;
+            }
+            let end = rest.find('>').expect("unterminated tag");
+            let tag = rest[..end].trim_end_matches('/');
+            let (name, mut attrs_src) = tag.split_once(' ').unwrap_or((tag, ""));
+            let mut attrs = Vec::new();
+            while let Some(eq) = attrs_src.find("=\"") {
+                let key = attrs_src[..eq].trim().to_string();
+                let after = &attrs_src[eq + 2..];
+                let close = after.find('"').expect("unterminated attribute");
+                attrs.push((key, unescape(&after[..close])));
+                attrs_src = &after[close + 1..];
+            }
+            let mut text = String::new();
+            rest = &rest[end + 1..];
+            if name == "text" {
+                let close = rest.find("</text>").expect("unterminated text");
+                text = unescape(rest[..close].trim());
+            }
+            out.push(El {
+                name: name.to_string(),
+                attrs,
+                text,
+            });
+        }
+        out
+    }
+
+    fn texts(els: &[El]) -> Vec<&str> {
+        els.iter()
+            .filter(|e| e.name == "text")
+            .map(|e| e.text.as_str())
+            .collect()
+    }
+
+    fn count(els: &[El], name: &str) -> usize {
+        els.iter().filter(|e| e.name == name).count()
+    }
+
+    fn hex(c: RGBColor) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    fn rects_filled(els: &[El], c: RGBColor) -> Vec<&El> {
+        let h = hex(c);
+        els.iter()
+            .filter(|e| e.name == "rect" && e.attr("fill") == Some(h.as_str()))
+            .collect()
+    }
+
+    /// Structure without coordinates: element names (runs of identical ones folded), fills,
+    /// font sizes and text contents.
+    fn summary(svg: &str) -> String {
+        let els = parse(svg);
+        let mut lines: Vec<(String, usize)> = Vec::new();
+        for e in &els {
+            let line = match e.name.as_str() {
+                "svg" => format!(
+                    "svg {}x{}",
+                    e.attr("width").unwrap(),
+                    e.attr("height").unwrap()
+                ),
+                "text" => format!(
+                    "text {} {} {:?}",
+                    e.attr("font-size").unwrap(),
+                    e.attr("text-anchor").unwrap(),
+                    e.text
+                ),
+                "rect" => format!("rect fill={}", e.attr("fill").unwrap()),
+                "polyline" | "line" => {
+                    format!("{} stroke={}", e.name, e.attr("stroke").unwrap())
+                }
+                other => other.to_string(),
+            };
+            match lines.last_mut() {
+                Some((l, n)) if *l == line => *n += 1,
+                _ => lines.push((line, 1)),
+            }
+        }
+        lines
+            .into_iter()
+            .map(|(l, n)| {
+                if n > 1 {
+                    format!("{l} ×{n}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    /// Estimated box of every non-empty text: width 0.6 × font-size × chars, height font-size,
+    /// placed by text-anchor and plotters' `dy` (0.76em: top, 0.5ex: centre, -0.5ex: bottom).
+    fn text_boxes(els: &[El]) -> Vec<(String, [f64; 4])> {
+        els.iter()
+            .filter(|e| e.name == "text" && !e.text.is_empty())
+            .map(|e| {
+                let (x, y, fs) = (e.num("x"), e.num("y"), e.num("font-size"));
+                let w = 0.6 * fs * e.text.chars().count() as f64;
+                let x0 = match e.attr("text-anchor") {
+                    Some("middle") => x - w / 2.0,
+                    Some("end") => x - w,
+                    _ => x,
+                };
+                let y0 = match e.attr("dy") {
+                    Some("0.76em") => y,
+                    Some("0.5ex") => y - fs / 2.0,
+                    Some("-0.5ex") => y - fs,
+                    other => panic!("unexpected dy {other:?}"),
+                };
+                (e.text.clone(), [x0, y0, x0 + w, y0 + fs])
+            })
+            .collect()
+    }
+
+    fn assert_no_text_overlap(svg: &str) {
+        let els = parse(svg);
+        let width: f64 = els[0].num("width");
+        let height: f64 = els[0].num("height");
+        let boxes = text_boxes(&els);
+        assert!(boxes.len() > 3);
+        for (t, b) in &boxes {
+            assert!(
+                b[0] >= 0.0 && b[2] <= width && b[1] >= 0.0 && b[3] <= height,
+                "{t:?} {b:?} leaves the {width}x{height} picture"
+            );
+        }
+        for (i, (ta, a)) in boxes.iter().enumerate() {
+            for (tb, b) in &boxes[i + 1..] {
+                let apart = a[2] <= b[0] || b[2] <= a[0] || a[3] <= b[1] || b[3] <= a[1];
+                assert!(apart, "{ta:?} {a:?} overlaps {tb:?} {b:?}");
+            }
+        }
+    }
+
+    fn six_kind_bars() -> Vec<(String, Vec<(String, f64)>)> {
+        let kinds = [
+            "forward",
+            "backward",
+            "weight_grad",
+            "bubble",
+            "optimizer",
+            "dp",
+        ];
+        (0..5)
+            .map(|i| {
+                let segs = kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(k, kind)| (kind.to_string(), 1.0 + (i * k) as f64 * 0.7))
+                    .collect();
+                (format!("pipeline-parallel plan {i}"), segs)
+            })
+            .collect()
+    }
+
+    fn stage_lanes(lanes: usize, spans_per_lane: usize, end: f64) -> Vec<Lane> {
+        let kinds = ["forward", "backward", "tp", "pp"];
+        let slot = end / spans_per_lane as f64;
+        (0..lanes)
+            .map(|l| Lane {
+                name: format!("stage {} · compute", l),
+                spans: (0..spans_per_lane)
+                    .map(|i| {
+                        let t = i as f64 * slot;
+                        // 1F1B-like: forward/backward pairs with short exposed communication.
+                        let kind = kinds[(i / 2 + l) % 2 + if i % 7 == 6 { 2 } else { 0 }];
+                        (t, t + slot * 0.9, kind.to_string())
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    // ---- colours ----
+
+    #[test]
+    fn colors_are_fixed_distinct_and_deterministic() {
+        let known = [
+            "forward",
+            "backward",
+            "weight_grad",
+            "bubble",
+            "optimizer",
+            "ep",
+            "tp",
+            "cp",
+            "pp",
+            "dp",
+            "compute",
+            "weights",
+            "grads",
+            "optimizer_state",
+            "activations",
+            "free",
+            "cost",
+        ];
+        let hexes: Vec<String> = known.iter().map(|k| hex(color(k))).collect();
+        for (i, h) in hexes.iter().enumerate() {
+            assert!(!hexes[i + 1..].contains(h), "{} shares {h}", known[i]);
+            assert!(
+                !FALLBACK.iter().any(|c| hex(*c) == *h),
+                "{} is a fallback colour",
+                known[i]
+            );
+        }
+        assert_eq!(hex(color("forward")), "#4C78A8");
+        let a = color("some new kind");
+        assert_eq!(hex(a), hex(color("some new kind")));
+        assert!(FALLBACK.contains(&a));
+        // The fallback spreads over the palette.
+        let mut seen: Vec<String> = (0..100).map(|i| hex(color(&format!("kind{i}")))).collect();
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() >= 8, "{seen:?}");
+    }
+
+    #[test]
+    fn same_kind_gets_the_same_fill_in_different_plots() {
+        let sb = stacked_bars(
+            "time",
+            "seconds per step (s)",
+            &[(
+                "a".into(),
+                vec![("dp".into(), 1.0), ("forward".into(), 2.0)],
+            )],
+            None,
+        );
+        let tl = timeline(
+            "timeline",
+            &[Lane {
+                name: "gpu 0".into(),
+                spans: vec![(0.0, 1.0, "forward".into()), (1.0, 2.0, "dp".into())],
+            }],
+            2.0,
+        );
+        let b = bars("dp only", "bytes (GiB)", "dp", &[("x".into(), 3.0)]);
+        for kind in ["dp", "forward"] {
+            let h = hex(color(kind));
+            for svg in [&sb, &tl] {
+                // the segment or span, and the legend swatch
+                assert_eq!(
+                    rects_filled(&parse(svg), color(kind)).len(),
+                    2,
+                    "{kind} {h}"
+                );
+            }
+        }
+        assert_eq!(rects_filled(&parse(&b), color("dp")).len(), 1);
+    }
+
+    // ---- structure ----
+
+    #[test]
+    fn stacked_bars_structure() {
+        let data = six_kind_bars();
+        let svg = stacked_bars(
+            "Step time by phase",
+            "seconds per step (s)",
+            &data,
+            Some(("target 20 s", 20.0)),
+        );
+        let els = parse(&svg);
+        assert_eq!(els[0].name, "svg");
+        assert_eq!(els[0].attr("width"), Some("960"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        let t = texts(&els);
+        assert!(t.contains(&"Step time by phase"));
+        assert!(t.contains(&"seconds per step (s)"));
+        assert!(t.contains(&"target 20 s"));
+        for i in 0..5 {
+            let label = format!("pipeline-parallel plan {i}");
+            assert_eq!(t.iter().filter(|x| **x == label).count(), 1);
+        }
+        // One legend entry per kind, in first-seen order.
+        let kinds = [
+            "forward",
+            "backward",
+            "weight_grad",
+            "bubble",
+            "optimizer",
+            "dp",
+        ];
+        let legend: Vec<&str> = t.iter().copied().filter(|x| kinds.contains(x)).collect();
+        assert_eq!(legend, kinds);
+        // background + 5 bars × 6 segments + 6 swatches
+        assert_eq!(count(&els, "rect"), 1 + 30 + 6);
+        for kind in kinds {
+            assert_eq!(rects_filled(&els, color(kind)).len(), 5 + 1, "{kind}");
+        }
+        // Tick labels: numbers, at least three of them, increasing.
+        let ticks: Vec<f64> = els
+            .iter()
+            .filter(|e| e.name == "text" && e.attr("dy") == Some("0.76em"))
+            .filter_map(|e| e.text.parse().ok())
+            .collect();
+        assert!(ticks.len() >= 3, "{ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{ticks:?}");
+        // Reference line: one polyline in the reference colour.
+        let red = hex(REFERENCE);
+        let refs = els
+            .iter()
+            .filter(|e| e.name == "polyline" && e.attr("stroke") == Some(red.as_str()))
+            .count();
+        assert_eq!(refs, 1);
+        insta::assert_snapshot!("stacked_bars", summary(&svg));
+    }
+
+    #[test]
+    fn bars_structure() {
+        let data: Vec<(String, f64)> = vec![
+            ("data parallel".into(), 12.5),
+            ("tensor parallel".into(), 3.25),
+            ("pipeline".into(), 0.0),
+            ("expert parallel".into(), 7.0),
+        ];
+        let svg = bars("Exposed communication", "time per step (ms)", "cost", &data);
+        let els = parse(&svg);
+        let t = texts(&els);
+        assert!(t.contains(&"Exposed communication"));
+        assert!(t.contains(&"time per step (ms)"));
+        for (label, _) in &data {
+            assert!(t.contains(&label.as_str()));
+        }
+        // Values at the bar ends; the zero bar has no rectangle but still its label and "0".
+        for v in ["12.5", "3.25", "0", "7.00"] {
+            assert!(t.contains(&v), "{v} in {t:?}");
+        }
+        assert_eq!(rects_filled(&els, color("cost")).len(), 3);
+        assert_eq!(count(&els, "rect"), 1 + 3, "background + bars, no legend");
+        insta::assert_snapshot!("bars", summary(&svg));
+    }
+
+    #[test]
+    fn timeline_structure() {
+        let lanes = vec![
+            Lane {
+                name: "stage 0".into(),
+                spans: vec![
+                    (0.0, 1.0, "forward".into()),
+                    (1.0, 2.0, "forward".into()), // touches: merged
+                    (2.5, 3.0, "backward".into()),
+                    (3.0, 3.5, "tp".into()), // touches, other kind: kept apart
+                ],
+            },
+            Lane {
+                name: "stage 1".into(),
+                spans: vec![(0.5, 1.5, "forward".into()), (4.0, 9.0, "pp".into())],
+            },
+            Lane {
+                name: "stage 2 (idle)".into(),
+                spans: vec![],
+            },
+        ];
+        let svg = timeline("Pipeline schedule", &lanes, 10.0);
+        let els = parse(&svg);
+        let t = texts(&els);
+        for s in [
+            "Pipeline schedule",
+            "time (s)",
+            "stage 0",
+            "stage 1",
+            "stage 2 (idle)",
+        ] {
+            assert!(t.contains(&s), "{s}");
+        }
+        let kinds = ["forward", "backward", "tp", "pp"];
+        let legend: Vec<&str> = t.iter().copied().filter(|x| kinds.contains(x)).collect();
+        assert_eq!(legend, kinds);
+        // spans after merging + one swatch each
+        assert_eq!(rects_filled(&els, color("forward")).len(), 2 + 1);
+        assert_eq!(rects_filled(&els, color("backward")).len(), 1 + 1);
+        assert_eq!(rects_filled(&els, color("tp")).len(), 1 + 1);
+        assert_eq!(rects_filled(&els, color("pp")).len(), 1 + 1);
+        // background + one stripe (row 1 of 3) + 5 spans + 4 swatches
+        assert_eq!(count(&els, "rect"), 1 + 1 + 5 + 4);
+        // Minimum plot height 300 px: three rows of 100 px.
+        let rows = rects_filled(&els, STRIPE);
+        assert_eq!(rows[0].num("height"), 100.0);
+        insta::assert_snapshot!("timeline", summary(&svg));
+    }
+
+    #[test]
+    fn outputs_are_deterministic() {
+        let data = six_kind_bars();
+        let a = stacked_bars("t", "x (s)", &data, Some(("r", 3.0)));
+        assert_eq!(a, stacked_bars("t", "x (s)", &data, Some(("r", 3.0))));
+        let lanes = stage_lanes(8, 300, 5.0);
+        assert_eq!(timeline("t", &lanes, 5.0), timeline("t", &lanes, 5.0));
+    }
+
+    // ---- edge cases ----
+
+    #[test]
+    fn empty_and_degenerate_inputs_say_no_data() {
+        let nan = f64::NAN;
+        let cases = [
+            stacked_bars("empty", "x (s)", &[], None),
+            stacked_bars(
+                "zeros",
+                "x (s)",
+                &[("a".into(), vec![("dp".into(), 0.0), ("tp".into(), -3.0)])],
+                Some(("ref", 5.0)),
+            ),
+            stacked_bars("no segments", "x (s)", &[("a".into(), vec![])], None),
+            stacked_bars(
+                "nan",
+                "x (s)",
+                &[("a".into(), vec![("dp".into(), nan)])],
+                None,
+            ),
+            bars("empty", "x (s)", "cost", &[]),
+            bars(
+                "zeros",
+                "x (s)",
+                "cost",
+                &[("a".into(), 0.0), ("b".into(), nan)],
+            ),
+            timeline("no lanes", &[], 10.0),
+            timeline(
+                "no spans",
+                &[Lane {
+                    name: "a".into(),
+                    spans: vec![],
+                }],
+                10.0,
+            ),
+            timeline(
+                "zero length",
+                &[Lane {
+                    name: "a".into(),
+                    spans: vec![(1.0, 1.0, "dp".into()), (nan, -1.0, "dp".into())],
+                }],
+                nan,
+            ),
+        ];
+        for svg in &cases {
+            let els = parse(svg);
+            assert_eq!(els[0].name, "svg");
+            assert!(svg.trim_end().ends_with("</svg>"));
+            let t = texts(&els);
+            assert!(t.contains(&"no data"), "{svg}");
+            assert_eq!(t.len(), 2, "title and 'no data' only: {t:?}");
+        }
+    }
+
+    #[test]
+    fn nan_and_negative_values_count_as_zero() {
+        let svg = stacked_bars(
+            "mixed",
+            "memory (GiB)",
+            &[
+                (
+                    "rank 0".into(),
+                    vec![
+                        ("weights".into(), 10.0),
+                        ("grads".into(), f64::NAN),
+                        ("activations".into(), -5.0),
+                        ("free".into(), f64::INFINITY),
+                    ],
+                ),
+                ("rank 1".into(), vec![("weights".into(), 12.0)]),
+            ],
+            Some(("HBM capacity 80 GiB", f64::NAN)),
+        );
+        let els = parse(&svg);
+        let t = texts(&els);
+        assert!(!t.contains(&"grads") && !t.contains(&"activations") && !t.contains(&"free"));
+        assert_eq!(rects_filled(&els, color("weights")).len(), 2 + 1);
+        assert!(t.contains(&"10.0") && t.contains(&"12.0"), "{t:?}");
+
+        // A timeline with NaN end and a span running past it.
+        let tl = timeline(
+            "nan end",
+            &[Lane {
+                name: "gpu".into(),
+                spans: vec![
+                    (f64::NAN, 2.0, "compute".into()),
+                    (3.0, f64::NAN, "dp".into()),
+                ],
+            }],
+            f64::NAN,
+        );
+        let els = parse(&tl);
+        assert_eq!(rects_filled(&els, color("compute")).len(), 1 + 1);
+        assert_eq!(rects_filled(&els, color("dp")).len(), 0);
+    }
+
+    #[test]
+    fn long_labels_are_cut_to_the_label_area() {
+        let long = "a very long label that goes on and on ".repeat(6);
+        let svg = bars(
+            "long",
+            "x (s)",
+            "cost",
+            &[(long.clone(), 1.0), ("b".into(), 2.0)],
+        );
+        let els = parse(&svg);
+        let cut = texts(&els)
+            .into_iter()
+            .find(|t| t.starts_with("a very long"))
+            .unwrap()
+            .to_string();
+        assert!(cut.ends_with('…') && cut.chars().count() < long.chars().count());
+        assert_no_text_overlap(&svg);
+    }
+
+    #[test]
+    fn extreme_magnitudes_stay_readable() {
+        assert_eq!(fmt_tick(0.0, TickFormat::Fixed(2)), "0");
+        assert_eq!(fmt_tick(0.25, tick_format(0.05, 0.3)), "0.25");
+        assert_eq!(fmt_tick(40.0, tick_format(10.0, 55.0)), "40");
+        assert_eq!(fmt_tick(1.5e9, tick_format(5e8, 2.2e9)), "1.5e9");
+        assert_eq!(fmt_value(1234.5), "1234");
+        assert_eq!(fmt_value(0.01234), "0.0123");
+        assert_eq!(fmt_value(3.0e12), "3.00e12");
+        for scale in [1e-9, 1e-3, 1e6, 1e12, 1e300] {
+            let data: Vec<(String, f64)> = (1..5)
+                .map(|i| (format!("bar {i}"), i as f64 * 1.37 * scale))
+                .collect();
+            let svg = bars("magnitudes", "flops (FLOP)", "compute", &data);
+            assert_no_text_overlap(&svg);
+            let els = parse(&svg);
+            let ticks = els
+                .iter()
+                .filter(|e| e.name == "text" && e.attr("dy") == Some("0.76em"))
+                .filter(|e| e.text.parse::<f64>().is_ok())
+                .count();
+            assert!(ticks >= 3, "scale {scale}: {ticks} ticks");
+        }
+    }
+
+    // ---- overlap ----
+
+    #[test]
+    fn no_text_overlaps_in_stacked_bars_with_reference() {
+        let svg = stacked_bars(
+            "Step time by phase, 6 kinds",
+            "seconds per step (s)",
+            &six_kind_bars(),
+            Some(("HBM capacity 80 GiB", 30.0)),
+        );
+        assert_no_text_overlap(&svg);
+        // Reference at the far right and at zero: its label still fits.
+        for r in [0.0, 1e3] {
+            let svg = stacked_bars("t", "x (s)", &six_kind_bars(), Some(("limit", r)));
+            assert_no_text_overlap(&svg);
+        }
+        // Many kinds: the legend wraps without overlapping.
+        let many: Vec<(String, Vec<(String, f64)>)> = vec![(
+            "all".into(),
+            (0..24)
+                .map(|i| (format!("kind number {i}"), 1.0 + i as f64))
+                .collect(),
+        )];
+        let svg = stacked_bars("many kinds", "cost ($)", &many, None);
+        assert_no_text_overlap(&svg);
+        assert_eq!(
+            texts(&parse(&svg))
+                .iter()
+                .filter(|t| t.starts_with("kind number"))
+                .count(),
+            24
+        );
+    }
+
+    #[test]
+    fn no_text_overlaps_in_timeline_with_80_lanes() {
+        let lanes = stage_lanes(80, 50, 12.3);
+        let svg = timeline("80 stages", &lanes, 12.3);
+        assert_no_text_overlap(&svg);
+        let els = parse(&svg);
+        assert!(texts(&els).contains(&"stage 79 · compute"));
+        // Values of other magnitudes.
+        for end in [0.0031, 1.0, 7.7e4] {
+            let svg = timeline("scale", &stage_lanes(3, 10, end), end);
+            assert_no_text_overlap(&svg);
+        }
+    }
+
+    // ---- coalescing ----
+
+    #[test]
+    fn timeline_coalescing_keeps_100k_spans_small() {
+        let lanes = stage_lanes(80, 1250, 10.0);
+        let svg = timeline("100,000 spans", &lanes, 10.0);
+        assert!(svg.len() < 3_000_000, "{} bytes", svg.len());
+        let rects = count(&parse(&svg), "rect");
+        assert!(rects < 80 * 1250 / 4, "{rects} rectangles");
+
+        // Adversarial: three kinds interleaved below pixel scale, never touching per kind.
+        let kinds = ["forward", "backward", "dp"];
+        let lanes: Vec<Lane> = (0..80)
+            .map(|l| Lane {
+                name: format!("gpu {l}"),
+                spans: (0..1250)
+                    .map(|i| {
+                        let t = i as f64 * 0.08;
+                        (t, t + 0.06, kinds[i % 3].to_string())
+                    })
+                    .collect(),
+            })
+            .collect();
+        let svg = timeline("interleaved", &lanes, 100.0);
+        assert!(svg.len() < 3_000_000, "{} bytes", svg.len());
+    }
+
+    #[test]
+    fn coalescing_never_merges_different_kinds() {
+        let map = |v: f64| 100 + (v * 80.0).floor() as i32; // 10 s over 800 px
+                                                            // Same kind, touching or closer than a pixel: one rectangle.
+        let same = lane_rects(
+            &[(0.0, 1.0, 0), (1.0, 2.0, 0), (2.005, 3.0, 0)],
+            1,
+            10.0,
+            &map,
+        );
+        assert_eq!(same, vec![(100, 340, 0)]);
+        // A gap of more than a pixel: two.
+        let gap = lane_rects(&[(0.0, 1.0, 0), (1.1, 2.0, 0)], 1, 10.0, &map);
+        assert_eq!(gap.len(), 2);
+        // Different kinds, touching: two, in their own colours.
+        let two = lane_rects(&[(0.0, 1.0, 0), (1.0, 2.0, 1)], 2, 10.0, &map);
+        assert_eq!(two, vec![(100, 180, 0), (180, 260, 1)]);
+        // Sub-pixel spans still get one pixel.
+        let tiny = lane_rects(&[(5.0, 5.0001, 1)], 2, 10.0, &map);
+        assert_eq!(tiny, vec![(500, 501, 1)]);
+        // Sub-pixel interleaving of two kinds: each kind merges into one band (within budget).
+        let fine: Vec<(f64, f64, usize)> = (0..3000)
+            .map(|i| (i as f64 / 300.0, i as f64 / 300.0 + 0.002, i % 2))
+            .collect();
+        assert_eq!(
+            lane_rects(&fine, 2, 10.0, &map),
+            vec![(100, 899, 0), (100, 899, 1)]
+        );
+        // Interleaving too sparse to merge per kind (same-kind gaps of 1.3 px) and too dense to
+        // draw: columns get their dominant kind, never merging kinds, within the budget.
+        let dense: Vec<(f64, f64, usize)> = (0..1000)
+            .map(|i| (i as f64 * 0.01, i as f64 * 0.01 + 0.004, i % 2))
+            .collect();
+        let r = lane_rects(&dense, 2, 10.0, &map);
+        assert!(r.len() <= 800 / 3, "{}", r.len());
+        assert!(r.iter().any(|x| x.2 == 0) && r.iter().any(|x| x.2 == 1));
+        for w in r.windows(2) {
+            assert!(w[0].1 <= w[1].0, "ordered and disjoint: {w:?}");
+            if w[0].1 == w[1].0 {
+                assert_ne!(
+                    w[0].2, w[1].2,
+                    "adjacent columns of one kind are one rectangle"
+                );
+            }
+        }
+
+        // End to end: two touching spans of different kinds are two rectangles.
+        let svg = timeline(
+            "two kinds",
+            &[Lane {
+                name: "gpu".into(),
+                spans: vec![(0.0, 1.0, "forward".into()), (1.0, 2.0, "backward".into())],
+            }],
+            2.0,
+        );
+        let els = parse(&svg);
+        assert_eq!(rects_filled(&els, color("forward")).len(), 1 + 1);
+        assert_eq!(rects_filled(&els, color("backward")).len(), 1 + 1);
+    }
+
+    #[test]
+    fn font_sizes_are_written_plainly() {
+        let svg = stacked_bars("t", "x (s)", &six_kind_bars(), Some(("r", 2.0)));
+        for e in parse(&svg).iter().filter(|e| e.name == "text") {
+            let fs = e.attr("font-size").unwrap();
+            assert!(fs.len() <= 4, "font-size {fs}");
+        }
+    }
+
+    #[test]
+    #[ignore = "writes sample SVGs to target/plots for a visual check"]
+    fn write_samples() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = [
+            (
+                "stacked.svg",
+                stacked_bars(
+                    "Step time by phase",
+                    "seconds per step (s)",
+                    &six_kind_bars(),
+                    Some(("HBM capacity 80 GiB", 30.0)),
+                ),
+            ),
+            (
+                "bars.svg",
+                bars(
+                    "Cost by phase",
+                    "cost ($)",
+                    "cost",
+                    &[("train".into(), 1234.5), ("eval".into(), 99.0)],
+                ),
+            ),
+            (
+                "timeline.svg",
+                timeline("Timeline", &stage_lanes(80, 1250, 10.0), 10.0),
+            ),
+            (
+                "timeline_small.svg",
+                timeline("Timeline", &stage_lanes(4, 40, 2.0), 2.0),
+            ),
+            ("empty.svg", bars("Nothing", "x (s)", "cost", &[])),
+        ];
+        for (name, svg) in samples {
+            println!("{name}: {} bytes", svg.len());
+            std::fs::write(dir.join(name), svg).unwrap();
+        }
+    }
+}
