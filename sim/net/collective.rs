@@ -8,7 +8,7 @@
 //! (the share of link bandwidth a collective's kernels achieve) comes from the calibration file
 //! and scales the bytes a transfer puts on the wire.
 
-use super::flow::FlowNet;
+use super::flow::{FlowNet, LinkId};
 use super::route::Router;
 use super::MoeRoute;
 use crate::hw::catalog::Architecture;
@@ -62,13 +62,16 @@ pub enum Algorithm {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
     pub time_s: f64,
     pub events: u64,
     /// Payload bytes each GPU sent over its NIC, and over NVLink.
     pub rdma_bytes: f64,
     pub nvlink_bytes: f64,
+    /// Bytes on the wire (payload over protocol efficiency) each link carried, by link id,
+    /// for the links that carried any.
+    pub links: Vec<(LinkId, f64)>,
 }
 
 /// Runs collectives on one cluster.
@@ -141,6 +144,13 @@ impl<'a> Collectives<'a> {
             events: net.events(),
             rdma_bytes: rdma,
             nvlink_bytes: nvl,
+            links: net
+                .carried
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b > 0.0)
+                .map(|(l, &b)| (l as LinkId, b))
+                .collect(),
         }
     }
 
@@ -411,6 +421,45 @@ scale_out:
         );
         let spec = parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap();
         crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
+    }
+
+    /// A ring all-reduce of S over the n GPUs of a node sends 2(n−1)/n·S from every GPU: each
+    /// GPU's NVLink up-link carries that over the protocol efficiency, and nothing leaves the
+    /// node. A send to the next node puts S/efficiency on every hop of its route.
+    #[test]
+    fn links_carry_what_the_collective_sends() {
+        use crate::topo::LinkKind;
+        let c = cluster(1.0, 1);
+        let cal = crate::builtin::calibration();
+        let co = Collectives::new(&c, &cal);
+        let (n, s) = (8.0, 1e9);
+        let m = co.collective(
+            Op::AllReduce,
+            &(0..8).collect::<Vec<_>>(),
+            s,
+            Algorithm::Ring,
+        );
+        let kind = |l: LinkId| c.graph.edge_weights().nth(l as usize).expect("a link").kind;
+        let eff = co.nvlink_eff();
+        let want = 2.0 * (n - 1.0) / n * s / eff;
+        let up: Vec<f64> = m
+            .links
+            .iter()
+            .filter(|&&(l, _)| kind(l) == LinkKind::NvLink)
+            .map(|&(_, b)| b)
+            .collect();
+        assert_eq!(up.len(), 16, "8 GPUs up and 8 down");
+        for b in &up {
+            assert!((b - want).abs() < 1e-6 * want, "{b} vs {want}");
+        }
+        assert!(m.links.iter().all(|&(l, _)| kind(l) == LinkKind::NvLink));
+        let p = co.collective(Op::SendRecv, &[0, 8], s, Algorithm::Auto);
+        let ib = cal.network.ib_efficiency.value;
+        let kinds: Vec<LinkKind> = p.links.iter().map(|&(l, _)| kind(l)).collect();
+        assert!(kinds.contains(&LinkKind::Pcie) && kinds.contains(&LinkKind::NicLeaf));
+        for &(_, b) in &p.links {
+            assert!((b - s / ib).abs() < 1e-6 * s, "{b} on a hop of one send");
+        }
     }
 
     /// A tree all-reduce moves each half of the buffer up and down one tree: on a switch it takes

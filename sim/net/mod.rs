@@ -185,6 +185,11 @@ impl CommOp {
 /// and by flow-level simulation over the topology ([`FlowModel`]).
 pub trait CommCost {
     fn time(&self, op: &CommOp) -> f64;
+    /// Bytes on the wire each link carries for one instance of `op`, by link id (the edge
+    /// index of the cluster graph), where the model knows links; empty where it does not.
+    fn links(&self, _op: &CommOp) -> Vec<(flow::LinkId, f64)> {
+        Vec::new()
+    }
 }
 
 impl CommCost for AlphaBeta<'_> {
@@ -198,7 +203,10 @@ impl CommCost for AlphaBeta<'_> {
 /// each other here; inside one operation, every flow shares links max-min fairly.
 pub struct FlowModel<'a> {
     pub co: collective::Collectives<'a>,
-    cache: std::cell::RefCell<std::collections::BTreeMap<String, f64>>,
+    #[allow(clippy::type_complexity)]
+    cache: std::cell::RefCell<
+        std::collections::BTreeMap<String, (f64, std::rc::Rc<[(flow::LinkId, f64)]>)>,
+    >,
 }
 
 impl<'a> FlowModel<'a> {
@@ -220,45 +228,42 @@ impl<'a> FlowModel<'a> {
             .collect()
     }
 
-    fn simulate(&self, op: &CommOp) -> f64 {
+    fn simulate(&self, op: &CommOp) -> collective::Measured {
         use collective::{Algorithm, Op};
         let co = &self.co;
         let ranks = |s: Placement| self.ranks(s);
         match *op {
             CommOp::AllReduce { bytes, span } => {
                 co.collective(Op::AllReduce, &ranks(span), bytes, Algorithm::Auto)
-                    .time_s
             }
             CommOp::ReduceScatter { bytes, span } => {
                 co.collective(Op::ReduceScatter, &ranks(span), bytes, Algorithm::Auto)
-                    .time_s
             }
             CommOp::AllGather { bytes, span } => {
                 co.collective(Op::AllGather, &ranks(span), bytes, Algorithm::Auto)
-                    .time_s
             }
             CommOp::MoeDispatch {
                 tokens,
                 bytes_per_token,
                 span,
                 route,
-            } => {
-                co.moe(&ranks(span), tokens as f64, bytes_per_token, route, true)
-                    .time_s
-            }
+            } => co.moe(&ranks(span), tokens as f64, bytes_per_token, route, true),
             CommOp::MoeCombine {
                 tokens,
                 bytes_per_token,
                 span,
                 route,
-            } => {
-                co.moe(&ranks(span), tokens as f64, bytes_per_token, route, false)
-                    .time_s
-            }
+            } => co.moe(&ranks(span), tokens as f64, bytes_per_token, route, false),
             CommOp::Ring { bytes, steps, span } => {
                 let r = ranks(span);
                 if r.len() < 2 {
-                    return 0.0;
+                    return collective::Measured {
+                        time_s: 0.0,
+                        events: 0,
+                        rdma_bytes: 0.0,
+                        nvlink_bytes: 0.0,
+                        links: Vec::new(),
+                    };
                 }
                 let eff = |_: &collective::Transfer| {
                     self.co
@@ -272,7 +277,6 @@ impl<'a> FlowModel<'a> {
                     &collective::Collectives::ring(&r, steps as usize, bytes),
                     &eff,
                 )
-                .time_s
             }
             CommOp::P2p { bytes, cross_node } => {
                 // GPU 0 and the same-position GPU of the next node, or a neighbour on its own.
@@ -287,21 +291,31 @@ impl<'a> FlowModel<'a> {
                     co.cluster.gpus()
                 );
                 co.collective(Op::SendRecv, &[0, other], bytes, Algorithm::Auto)
-                    .time_s
             }
         }
     }
 }
 
+impl FlowModel<'_> {
+    /// The operation's simulated time and link loads, simulated once per distinct operation.
+    fn measured(&self, op: &CommOp) -> (f64, std::rc::Rc<[(flow::LinkId, f64)]>) {
+        let key = format!("{op:?}");
+        if let Some(hit) = self.cache.borrow().get(&key) {
+            return hit.clone();
+        }
+        let m = self.simulate(op);
+        let v = (m.time_s, std::rc::Rc::from(m.links));
+        self.cache.borrow_mut().insert(key, v.clone());
+        v
+    }
+}
+
 impl CommCost for FlowModel<'_> {
     fn time(&self, op: &CommOp) -> f64 {
-        let key = format!("{op:?}");
-        if let Some(&t) = self.cache.borrow().get(&key) {
-            return t;
-        }
-        let t = self.simulate(op);
-        self.cache.borrow_mut().insert(key, t);
-        t
+        self.measured(op).0
+    }
+    fn links(&self, op: &CommOp) -> Vec<(flow::LinkId, f64)> {
+        self.measured(op).1.to_vec()
     }
 }
 

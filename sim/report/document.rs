@@ -546,7 +546,87 @@ fn network(i: &Input) -> Section {
             ],
             rows,
         ));
-        blocks.push(Block::Para("Per-link loads of the whole step (the busiest links, leaf and spine utilisation) need the network to carry every transfer of the step at once; today each operation is simulated on the topology alone and cached, so they are not shown.".into()));
+        // The links those transfers load, one instance of each operation as the flow-level
+        // network carries it on its group's GPUs.
+        let step = t.makespan_ps as f64 / 1e12;
+        let mut per_link: std::collections::BTreeMap<u32, f64> = Default::default();
+        for tt in t.tasks.iter().filter(|tt| tt.task.gpu == g) {
+            if let Some(d) = t.details.get(tt.task.label.detail as usize) {
+                for &(l, b) in &d.links {
+                    *per_link.entry(l).or_default() += b;
+                }
+            }
+        }
+        let busy = |l: &u32, b: f64| b / t.links[l].bytes_per_s;
+        let mut classes: Vec<(&str, usize, f64, f64)> = Vec::new();
+        for class in ["NVLink", "PCIe", "NIC–leaf", "leaf–spine"] {
+            let of: Vec<(&u32, &f64)> = per_link
+                .iter()
+                .filter(|(l, _)| t.links[*l].class == class)
+                .collect();
+            if of.is_empty() {
+                continue;
+            }
+            let bytes: f64 = of.iter().map(|(_, b)| **b).sum();
+            let top = of.iter().map(|(l, b)| busy(l, **b)).fold(0.0, f64::max);
+            classes.push((class, of.len(), bytes, top));
+        }
+        if !classes.is_empty() {
+            blocks.push(Block::Para(format!(
+                "The links those transfers load in one step, each operation placed on its group's GPUs as the flow-level network simulates it (wire bytes, protocol efficiency included; busy time at line rate). GPU {g}'s groups stand for every group of the layout."
+            )));
+            blocks.push(table(
+                &[
+                    "link class",
+                    "links used",
+                    "GB per step",
+                    "busiest link (s at line rate)",
+                    "busiest link's share of the step",
+                ],
+                classes
+                    .iter()
+                    .map(|(c, n, b, top)| {
+                        vec![
+                            c.to_string(),
+                            n.to_string(),
+                            format!("{:.1}", b / 1e9),
+                            format!("{top:.3}"),
+                            format!("{:.1}%", 100.0 * top / step),
+                        ]
+                    })
+                    .collect(),
+            ));
+            let mut ranked: Vec<(&u32, &f64)> = per_link.iter().collect();
+            ranked.sort_by(|a, b| {
+                busy(b.0, *b.1)
+                    .total_cmp(&busy(a.0, *a.1))
+                    .then(a.0.cmp(b.0))
+            });
+            blocks.push(table(
+                &[
+                    "busiest links",
+                    "class",
+                    "GB per step",
+                    "s at line rate",
+                    "share of step",
+                ],
+                ranked
+                    .iter()
+                    .take(10)
+                    .map(|(l, b)| {
+                        let info = &t.links[*l];
+                        vec![
+                            info.name.clone(),
+                            info.class.to_string(),
+                            format!("{:.1}", **b / 1e9),
+                            format!("{:.3}", busy(l, **b)),
+                            format!("{:.1}%", 100.0 * busy(l, **b) / step),
+                        ]
+                    })
+                    .collect(),
+            ));
+        }
+        blocks.push(Block::Para("Each operation is simulated on the topology alone and cached, so these loads add up operations that in the step run at different times, and concurrent operations do not yet contend for a link.".into()));
     }
     Section {
         title: "Network".into(),

@@ -117,7 +117,7 @@ pub fn run(
         ));
     }
     let members: Vec<u32> = (0..n).collect();
-    let row = |size: f64, m: Measured, factor: f64| Row {
+    let row = |size: f64, m: &Measured, factor: f64| Row {
         op: op_name(op).into(),
         ranks: n,
         size_bytes: size,
@@ -138,7 +138,7 @@ pub fn run(
             };
             Ok(sizes
                 .iter()
-                .map(|&s| row(s, co.collective(p, &members, s, algo), factor))
+                .map(|&s| row(s, &co.collective(p, &members, s, algo), factor))
                 .collect())
         }
         (_, Some(m)) => {
@@ -168,7 +168,7 @@ pub fn run(
             };
             let me = co.moe(&members, m.tokens as f64, bpt, route, dispatch);
             let size = m.tokens as f64 * bpt;
-            let mut r = row(size, me, 1.0);
+            let mut r = row(size, &me, 1.0);
             r.rdma_gb_s = (me.rdma_bytes > 0.0).then(|| me.rdma_bytes / me.time_s / 1e9);
             r.nvlink_gb_s = Some(me.nvlink_bytes / me.time_s / 1e9);
             Ok(vec![r])

@@ -9,12 +9,12 @@
 //! members arrive together and one replica stands for all (a test checks this against the full
 //! simulation). `full` simulates every GPU with collective membership.
 
-use super::{Breakdown, ChunkCost, Memory, Staging, StepResult, TimedTask, Timeline};
+use super::{Breakdown, ChunkCost, LinkInfo, Memory, Staging, StepResult, TimedTask, Timeline};
 use crate::domain::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
 use crate::hw::KernelShape;
-use crate::net::{FlowModel, Placement};
+use crate::net::{CommOp, FlowModel, Placement};
 use crate::topo::Cluster;
 use crate::units::Time;
 use crate::workload::layout::Layout;
@@ -115,6 +115,7 @@ fn price(
                             .collect(),
                         bytes: 0.0,
                         sms: st.sms,
+                        links: Vec::new(),
                     });
                     SegPlan {
                         kind: SegKind::Compute,
@@ -130,6 +131,7 @@ fn price(
                         kernels: Vec::new(),
                         bytes: comm.op.bytes(),
                         sms: st.layout.comm_sms,
+                        links: st.ab.links(&comm.op),
                     });
                     SegPlan {
                         kind: SegKind::Comm {
@@ -226,6 +228,7 @@ fn block_plan(
             kernels: Vec::new(),
             bytes: 0.0,
             sms: st.dp_comm_sms(),
+            links: Vec::new(),
         });
         let seg = SegPlan {
             kind: SegKind::Comm {
@@ -246,11 +249,12 @@ fn block_plan(
     p
 }
 
-/// A data-parallel transfer's [`SegDetail`]: its name and the bytes it moves from this GPU.
+/// A transfer's [`SegDetail`]: its name, the bytes it moves from this GPU's buffer, and the
+/// links one instance of it loads.
 fn comm_detail(
     st: &Staging,
     name: &str,
-    bytes: f64,
+    op: &CommOp,
     layer: Option<u32>,
     details: &mut Vec<SegDetail>,
 ) -> u32 {
@@ -258,8 +262,34 @@ fn comm_detail(
         name: name.into(),
         layer,
         kernels: Vec::new(),
-        bytes,
+        bytes: op.bytes(),
         sms: st.dp_comm_sms(),
+        links: st.ab.links(op),
+    });
+    details.len() as u32 - 1
+}
+
+/// Several operations that run as one task (the replicated and the expert gradients' syncs).
+fn ops_detail(
+    st: &Staging,
+    name: &str,
+    ops: &[CommOp],
+    layer: Option<u32>,
+    details: &mut Vec<SegDetail>,
+) -> u32 {
+    let mut links: BTreeMap<u32, f64> = BTreeMap::new();
+    for op in ops {
+        for (l, b) in st.ab.links(op) {
+            *links.entry(l).or_default() += b;
+        }
+    }
+    details.push(SegDetail {
+        name: name.into(),
+        layer,
+        kernels: Vec::new(),
+        bytes: ops.iter().map(CommOp::bytes).fold(0.0, |a, b| a + b),
+        sms: st.dp_comm_sms(),
+        links: links.into_iter().collect(),
     });
     details.len() as u32 - 1
 }
@@ -271,37 +301,60 @@ fn sync_details(
     layer: Option<u32>,
     details: &mut Vec<SegDetail>,
 ) -> (u32, u32) {
-    let (reduce, gather) = st.grad_sync_bytes(params);
+    let (reduce, gather) = st.grad_sync_ops(params);
     let name = if st.layout.zero == 0 {
         "dp.grad_allreduce"
     } else {
         "dp.grad_reduce_scatter"
     };
     (
-        comm_detail(st, name, reduce, layer, details),
-        comm_detail(st, "dp.param_allgather", gather, layer, details),
+        ops_detail(st, name, &reduce, layer, details),
+        ops_detail(st, "dp.param_allgather", &gather, layer, details),
     )
 }
 
 /// A pipeline send from chunk `from` to chunk `to` (activations forward, gradients backward):
 /// 0 where both run on one rank (no pipeline, or DualPipeV's turn), priced across nodes where
 /// the two stages sit on different nodes for any micro-batch (DualPipe runs a chunk on two ranks).
-fn p2p_ps(st: &Staging, from: usize, to: Option<usize>, forward: bool) -> u64 {
+fn p2p_comm(
+    st: &Staging,
+    from: usize,
+    to: Option<usize>,
+    forward: bool,
+) -> Option<crate::workload::ops::Comm> {
     let l = st.layout;
-    let Some(to) = to else { return 0 };
+    let to = to?;
     let m = l.micro_batches;
     let ranks = [0, m - 1].map(|mb| {
         let r = |c: usize| schedule::rank_of(l.schedule, l.pp, m, c as u32, mb as u32) as u64;
         (r(from), r(to))
     });
     if ranks.iter().all(|(a, b)| a == b) {
-        return 0;
+        return None;
     }
     let cross = ranks
         .iter()
         .any(|&(a, b)| l.stages_cross_nodes(a, b, st.gpus_per_node));
     let (pf, pb) = st.ex.p2p(cross);
-    ps(st.ab.time(if forward { &pf.op } else { &pb.op }))
+    Some(if forward { pf } else { pb })
+}
+
+/// A pipeline send's time and detail: see [`p2p_comm`]; (0, no detail) where there is none.
+fn p2p(
+    st: &Staging,
+    from: usize,
+    to: Option<usize>,
+    forward: bool,
+    details: &mut Vec<SegDetail>,
+) -> (u64, u32) {
+    match p2p_comm(st, from, to, forward) {
+        None => (0, taskgraph::NO_DETAIL),
+        Some(c) => {
+            let d = comm_detail(st, &c.name, &c.op, None, details);
+            details[d as usize].sms = 0;
+            (ps(st.ab.time(&c.op)), d)
+        }
+    }
 }
 
 /// The step as timed chunks, for `replicas` GPUs per stage.
@@ -340,25 +393,14 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             }
             blocks.push(block_plan(st, &st.last, (d, e), None, details));
         }
+        let fwd = p2p(st, c, (c + 1 < n).then_some(c + 1), true, details);
+        let bwd = p2p(st, c, c.checked_sub(1), false, details);
         chunks.push(ChunkPlan {
             blocks,
             act_bytes: st.chunk_activations(c),
-            p2p_fwd_ps: p2p_ps(st, c, (c + 1 < n).then_some(c + 1), true),
-            p2p_bwd_ps: p2p_ps(st, c, c.checked_sub(1), false),
-            p2p_detail: {
-                let (f, b) = st.ex.p2p(false);
-                let mut d = |x: &crate::workload::ops::Comm| {
-                    details.push(SegDetail {
-                        name: x.name.clone(),
-                        layer: None,
-                        kernels: Vec::new(),
-                        bytes: x.op.bytes(),
-                        sms: 0,
-                    });
-                    details.len() as u32 - 1
-                };
-                (d(&f), d(&b))
-            },
+            p2p_fwd_ps: fwd.0,
+            p2p_bwd_ps: bwd.0,
+            p2p_detail: (fwd.1, bwd.1),
         });
     }
     let ranks = 0..l.pp;
@@ -403,8 +445,8 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         param_gather_detail: ranks
             .clone()
             .map(|r| {
-                let bytes = st.grad_sync_bytes(st.rank_params(r)).1;
-                comm_detail(st, "dp.param_allgather", bytes, None, details)
+                let gather = st.grad_sync_ops(st.rank_params(r)).1;
+                ops_detail(st, "dp.param_allgather", &gather, None, details)
             })
             .collect(),
         param_gather_ps: ranks
@@ -526,6 +568,45 @@ pub fn breakdown(g: &TaskGraph, o: &Outcome, gpu: u32) -> Breakdown {
     }
 }
 
+/// The links that `details` load, named and classed.
+fn link_info(cluster: &Cluster, details: &[SegDetail]) -> BTreeMap<u32, LinkInfo> {
+    use crate::topo::{LinkKind, Vertex};
+    let name = |v: &Vertex| match *v {
+        Vertex::Gpu { id, .. } => format!("GPU {id}"),
+        Vertex::NvSwitch { node } => format!("NVSwitch {node}"),
+        Vertex::Nic { node, index, .. } => format!("NIC {node}.{index}"),
+        Vertex::Leaf { plane, index } => format!("leaf {plane}.{index}"),
+        Vertex::Spine { plane, index } => format!("spine {plane}.{index}"),
+    };
+    let mut out = BTreeMap::new();
+    for &(l, _) in details.iter().flat_map(|d| &d.links) {
+        if out.contains_key(&l) {
+            continue;
+        }
+        let e = petgraph::graph::EdgeIndex::new(l as usize);
+        let (Some(link), Some((a, b))) = (
+            cluster.graph.edge_weight(e),
+            cluster.graph.edge_endpoints(e),
+        ) else {
+            continue;
+        };
+        out.insert(
+            l,
+            LinkInfo {
+                class: match link.kind {
+                    LinkKind::NvLink => "NVLink",
+                    LinkKind::Pcie => "PCIe",
+                    LinkKind::NicLeaf => "NIC–leaf",
+                    LinkKind::LeafSpine => "leaf–spine",
+                },
+                name: format!("{} → {}", name(&cluster.graph[a]), name(&cluster.graph[b])),
+                bytes_per_s: link.capacity.bytes_per_s,
+            },
+        );
+    }
+    out
+}
+
 /// Simulates one step.
 pub fn estimate(
     w: &Workload,
@@ -617,7 +698,10 @@ pub fn simulate(
         nic: graph.nic,
         nic_bytes_per_s: cluster.nic_per_gpu().bytes_per_s,
         nvlink_bytes_per_s: cluster.scale_up.bytes_per_s,
+        links: BTreeMap::new(),
     };
+    let mut timeline = timeline;
+    timeline.links = link_info(cluster, &timeline.details);
     (result, timeline)
 }
 

@@ -14,5 +14,5 @@ pub mod des;
 pub mod result;
 pub mod staging;
 
-pub use result::{Breakdown, ChunkCost, Memory, StepResult, TimedTask, Timeline};
+pub use result::{Breakdown, ChunkCost, LinkInfo, Memory, StepResult, TimedTask, Timeline};
 pub use staging::{partition, Staging};

@@ -116,4 +116,16 @@ pub struct Timeline {
     /// One GPU's NIC and NVLink bandwidth, per direction.
     pub nic_bytes_per_s: f64,
     pub nvlink_bytes_per_s: f64,
+    /// The links the details' transfers load, by link id.
+    pub links: BTreeMap<u32, LinkInfo>,
+}
+
+/// One directed link of the cluster, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkInfo {
+    /// NVLink, PCIe, NIC–leaf or leaf–spine.
+    pub class: &'static str,
+    /// "GPU 0 → NVSwitch 0", "leaf 0.1 → spine 0.3", ...
+    pub name: String,
+    pub bytes_per_s: f64,
 }

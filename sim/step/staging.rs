@@ -389,54 +389,41 @@ impl<'a> Staging<'a> {
 
     /// Gradient sync of `params` (dense, expert): (reduce-scatter or all-reduce, all-gather) seconds.
     pub fn grad_sync(&self, params: (f64, f64)) -> (f64, f64) {
+        let (reduce, gather) = self.grad_sync_ops(params);
+        let time = |ops: &[CommOp]| ops.iter().fold(0.0, |t, op| t + self.ab.time(op));
+        (time(&reduce), time(&gather))
+    }
+
+    /// The operations of `params`' gradient sync, over the replicated and the expert
+    /// data-parallel groups: (the reductions, the gathers of updated weights). ZeRO-0 all-reduces;
+    /// ZeRO-1 and above reduce-scatter and all-gather.
+    pub fn grad_sync_ops(&self, params: (f64, f64)) -> (Vec<CommOp>, Vec<CommOp>) {
         let pr = &self.w.precision;
         let (dg, eg) = self.dp_groups();
-        let one = |p: f64, g: Placement| -> (f64, f64) {
+        let (mut reduce, mut gather) = (Vec::new(), Vec::new());
+        for (p, g) in [(params.0, dg), (params.1, eg)] {
             if g.size <= 1 || p == 0.0 {
-                return (0.0, 0.0);
+                continue;
             }
             let grads = p * pr.grad_comm.bytes();
             let weights = p * pr.params.bytes();
-            match self.layout.zero {
-                0 => (
-                    self.ab.time(&CommOp::AllReduce {
-                        bytes: grads,
-                        span: g,
-                    }),
-                    0.0,
-                ),
-                _ => (
-                    self.ab.time(&CommOp::ReduceScatter {
-                        bytes: grads,
-                        span: g,
-                    }),
-                    self.ab.time(&CommOp::AllGather {
-                        bytes: weights,
-                        span: g,
-                    }),
-                ),
+            if self.layout.zero == 0 {
+                reduce.push(CommOp::AllReduce {
+                    bytes: grads,
+                    span: g,
+                });
+            } else {
+                reduce.push(CommOp::ReduceScatter {
+                    bytes: grads,
+                    span: g,
+                });
+                gather.push(CommOp::AllGather {
+                    bytes: weights,
+                    span: g,
+                });
             }
-        };
-        let (a, b) = one(params.0, dg);
-        let (c, d) = one(params.1, eg);
-        (a + c, b + d)
-    }
-
-    /// Bytes of `params`' gradient sync from this GPU's buffers: (the reduction's gradients,
-    /// the gather's updated weights; 0 without ZeRO), over both data-parallel groups.
-    pub fn grad_sync_bytes(&self, params: (f64, f64)) -> (f64, f64) {
-        let pr = &self.w.precision;
-        let (dg, eg) = self.dp_groups();
-        let gather = self.layout.zero > 0;
-        [(params.0, dg), (params.1, eg)]
-            .iter()
-            .filter(|(p, g)| g.size > 1 && *p > 0.0)
-            .fold((0.0, 0.0), |(r, a), (p, _)| {
-                (
-                    r + p * pr.grad_comm.bytes(),
-                    a + if gather { p * pr.params.bytes() } else { 0.0 },
-                )
-            })
+        }
+        (reduce, gather)
     }
 
     /// Accumulated gradients' (ZeRO-0/1) preparation for their once-a-step reduction, seconds

@@ -80,6 +80,9 @@ pub struct SegDetail {
     pub bytes: f64,
     /// SMs the segment's kernels may use.
     pub sms: u32,
+    /// Bytes on the wire one instance of a transfer puts on each link (link id = edge index of
+    /// the cluster graph), as the flow-level network carries it alone; empty for compute.
+    pub links: Vec<(u32, f64)>,
 }
 
 /// One kernel of a compute segment: its time alone on the segment's SMs, FLOPs and HBM bytes.

@@ -302,6 +302,11 @@ fn the_report_is_self_contained_and_says_what_ran() {
         assert!(text.contains("<svg"), "{svg} is an SVG");
     }
     assert!(md.contains(&step));
+    // Two nodes: the pipeline sends and gradient syncs load the NICs.
+    assert!(
+        md.contains("| NIC–leaf |"),
+        "the network section names the link classes"
+    );
     assert!(!md.contains("<table"), "Markdown tables, not HTML");
 }
 
