@@ -242,7 +242,7 @@ fn breakdown(i: &Input) -> Section {
         "Where one step goes",
         "time per step (s)",
         &[("slowest rank".to_string(), segs)],
-        Some(("step time", s.step_time_s)),
+        Some((&format!("step {:.2} s", s.step_time_s), s.step_time_s)),
     );
     let table_rows = rows
         .iter()
@@ -312,30 +312,36 @@ fn timeline(i: &Input) -> Section {
         };
     };
     let reps = t.replicas.max(1);
-    let mut lanes: Vec<Lane> = Vec::new();
-    for g in (0..t.gpus).filter(|g| g % reps == 0) {
-        for (s, name) in STREAM_NAMES.iter().enumerate() {
-            let spans: Vec<(f64, f64, String)> = t
-                .tasks
-                .iter()
-                .filter(|tt| tt.task.gpu == g && tt.task.stream as usize == s)
-                .filter(|tt| tt.end_ps > tt.start_ps)
-                .map(|tt| {
-                    (
-                        tt.start_ps as f64 / 1e12,
-                        tt.end_ps as f64 / 1e12,
-                        timeline_kind(i, tt),
-                    )
-                })
-                .collect();
-            if !spans.is_empty() {
-                lanes.push(Lane {
-                    name: format!("stage {} · {name}", g / reps),
-                    spans,
-                });
-            }
+    // One pass over the tasks: spans by (stage, stream) for each stage's first GPU.
+    let stages = (t.gpus / reps) as usize;
+    let mut spans: Vec<Vec<(f64, f64, String)>> = vec![Vec::new(); stages * STREAM_NAMES.len()];
+    for tt in &t.tasks {
+        let g = tt.task.gpu;
+        if g % reps != 0 || tt.end_ps <= tt.start_ps {
+            continue;
+        }
+        let slot = (g / reps) as usize * STREAM_NAMES.len() + tt.task.stream as usize;
+        if let Some(v) = spans.get_mut(slot) {
+            v.push((
+                tt.start_ps as f64 / 1e12,
+                tt.end_ps as f64 / 1e12,
+                timeline_kind(i, tt),
+            ));
         }
     }
+    let lanes: Vec<Lane> = spans
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(slot, spans)| Lane {
+            name: format!(
+                "stage {} · {}",
+                slot / STREAM_NAMES.len(),
+                STREAM_NAMES[slot % STREAM_NAMES.len()]
+            ),
+            spans,
+        })
+        .collect();
     let svg = plots::timeline(
         "One training step, every pipeline stage",
         &lanes,
@@ -377,7 +383,7 @@ fn memory(i: &Input) -> Section {
                 ("activations".into(), m.activations),
             ],
         )],
-        Some(("HBM capacity", m.capacity)),
+        Some((&format!("HBM {:.1} GiB", m.capacity), m.capacity)),
     );
     let rows = [
         ("weights", m.weights),
