@@ -134,23 +134,13 @@ const PUBLISHED: [(&str, f64, &str); 4] = [
 
 fn headline(i: &Input) -> Section {
     let s = i.summary;
-    let l = &s.layout;
     let mut blocks = vec![Block::Para(format!(
-        "{} on {} ({} × {}): TP{} PP{} EP{} CP{} DP{}, {} schedule, {} micro-batches of {} × {} tokens, ZeRO-{}. {} engine.",
+        "{} on {} ({} × {}): {}. {} engine.",
         s.workload,
         s.topology,
         s.gpus,
         s.gpu,
-        l.tp,
-        l.pp,
-        l.ep,
-        l.cp,
-        l.dp,
-        l.schedule.name(),
-        l.micro_batches,
-        l.micro_batch,
-        l.seq_len,
-        l.zero,
+        s.layout_line(),
         s.sim.engine
     ))];
     let rows = vec![
@@ -495,16 +485,7 @@ fn network(i: &Input) -> Section {
         // the link classes it crosses.
         let g = t.bottleneck_gpu;
         let mut rows: Vec<Vec<String>> = Vec::new();
-        for (k, kind) in [
-            crate::workload::ops::CommKind::Ep,
-            crate::workload::ops::CommKind::Tp,
-            crate::workload::ops::CommKind::Cp,
-            crate::workload::ops::CommKind::Pp,
-            crate::workload::ops::CommKind::Dp,
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (k, kind) in crate::workload::ops::CommKind::ALL.iter().enumerate() {
             let tasks: Vec<_> = t
                 .tasks
                 .iter()

@@ -153,17 +153,11 @@ impl Summary {
         serde_json::to_string_pretty(self).expect("summary serializes") + "\n"
     }
 
-    /// A short human summary.
-    pub fn human(&self) -> String {
-        let b = &self.breakdown_s;
-        let mut s = String::new();
+    /// The parallel layout in one line: degrees, schedule, micro-batching, ZeRO stage.
+    pub fn layout_line(&self) -> String {
         let l = &self.layout;
-        s += &format!(
-            "trainsim · {} on {} ({} × {})\n",
-            self.workload, self.topology, self.gpus, self.gpu
-        );
-        s += &format!(
-            "layout      TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens · ZeRO-{}\n",
+        format!(
+            "TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens · ZeRO-{}",
             l.tp,
             l.pp,
             l.ep,
@@ -174,7 +168,18 @@ impl Summary {
             l.micro_batch,
             l.seq_len,
             l.zero
+        )
+    }
+
+    /// A short human summary.
+    pub fn human(&self) -> String {
+        let b = &self.breakdown_s;
+        let mut s = String::new();
+        s += &format!(
+            "trainsim · {} on {} ({} × {})\n",
+            self.workload, self.topology, self.gpus, self.gpu
         );
+        s += &format!("layout      {}\n", self.layout_line());
         s += &format!(
             "model       {:.1}B params, {:.2}B active, {:.1} GFLOPs/token (training, no MTP)\n",
             self.model.params_total as f64 / 1e9,

@@ -74,16 +74,6 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
-fn kind_name(k: CommKind) -> &'static str {
-    match k {
-        CommKind::Ep => "ep",
-        CommKind::Tp => "tp",
-        CommKind::Cp => "cp",
-        CommKind::Pp => "pp",
-        CommKind::Dp => "dp",
-    }
-}
-
 /// The category of a task: its pass, or its communication kind.
 pub fn category(p: Pass) -> &'static str {
     match p {
@@ -91,7 +81,7 @@ pub fn category(p: Pass) -> &'static str {
         Pass::Bwd => "backward",
         Pass::Wgrad => "weight_grad",
         Pass::Optimizer => "optimizer",
-        Pass::Comm(k) => kind_name(k),
+        Pass::Comm(k) => k.name(),
     }
 }
 

@@ -475,13 +475,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
 /// Where one GPU's time went, in seconds, from its timeline.
 pub fn breakdown(g: &TaskGraph, o: &Outcome, gpu: u32) -> Breakdown {
     // Classes: 0 optimizer, 1 compute, 2.. comm kinds in order of precedence.
-    const KINDS: [CommKind; 5] = [
-        CommKind::Ep,
-        CommKind::Tp,
-        CommKind::Cp,
-        CommKind::Pp,
-        CommKind::Dp,
-    ];
+    const KINDS: [CommKind; 5] = CommKind::ALL;
     let class = |p: Pass| match p {
         Pass::Optimizer => 0usize,
         Pass::Fwd | Pass::Bwd | Pass::Wgrad => 1,
@@ -546,14 +540,7 @@ pub fn breakdown(g: &TaskGraph, o: &Outcome, gpu: u32) -> Breakdown {
     let total_work: f64 = work.iter().sum::<f64>().max(1.0);
     let mut by_kind = BTreeMap::new();
     for (i, k) in KINDS.iter().enumerate() {
-        let name = match k {
-            CommKind::Ep => "ep",
-            CommKind::Tp => "tp",
-            CommKind::Cp => "cp",
-            CommKind::Pp => "pp",
-            CommKind::Dp => "dp",
-        };
-        by_kind.insert(name.to_string(), s(acc[2 + i]));
+        by_kind.insert(k.name().to_string(), s(acc[2 + i]));
     }
     Breakdown {
         compute,

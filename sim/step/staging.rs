@@ -14,16 +14,6 @@ use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras, Ker
 use crate::workload::Workload;
 use std::collections::BTreeMap;
 
-fn kind_name(k: CommKind) -> &'static str {
-    match k {
-        CommKind::Ep => "ep",
-        CommKind::Tp => "tp",
-        CommKind::Cp => "cp",
-        CommKind::Pp => "pp",
-        CommKind::Dp => "dp",
-    }
-}
-
 /// Seconds of a run of kernels on `sms` SMs, less each kernel's margin.
 fn kernels_secs(ks: &[Kernel], km: &KernelModel, sms: u32) -> f64 {
     ks.iter()
@@ -44,9 +34,8 @@ fn cost_block(b: &BlockWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> C
                     comm,
                     parallel: true,
                 } if comm.kind != CommKind::Cp => {
-                    *c.hidden
-                        .entry(kind_name(comm.kind).to_string())
-                        .or_default() += ab.time(&comm.op).min(beside);
+                    *c.hidden.entry(comm.kind.name().to_string()).or_default() +=
+                        ab.time(&comm.op).min(beside);
                 }
                 Seg::Comm { .. } => {}
             }
@@ -67,7 +56,7 @@ fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> Chun
         .sum();
     let mut comm = BTreeMap::new();
     for c in work.comm_fwd.iter().chain(&work.comm_bwd) {
-        *comm.entry(kind_name(c.kind).to_string()).or_insert(0.0) += ab.time(&c.op);
+        *comm.entry(c.kind.name().to_string()).or_insert(0.0) += ab.time(&c.op);
     }
     ChunkCost {
         blocks: (0, 0),

@@ -28,6 +28,28 @@ pub enum CommKind {
     Dp,
 }
 
+impl CommKind {
+    /// Every kind, in the order of its index.
+    pub const ALL: [CommKind; 5] = [
+        CommKind::Ep,
+        CommKind::Tp,
+        CommKind::Cp,
+        CommKind::Pp,
+        CommKind::Dp,
+    ];
+
+    /// Its name in breakdowns and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommKind::Ep => "ep",
+            CommKind::Tp => "tp",
+            CommKind::Cp => "cp",
+            CommKind::Pp => "pp",
+            CommKind::Dp => "dp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kernel {
     pub name: String,
