@@ -11,10 +11,16 @@ pub const GPUS_YAML: &str = include_str!("../topologies/gpus.yaml");
 /// The calibration as shipped.
 pub const CALIBRATION_YAML: &str = include_str!("../topologies/calibration.yaml");
 
-/// The embedded catalog. It is checked by tests, so failure here is a build defect.
+/// The embedded catalog, parsed once per process. It is checked by tests, so failure here is a
+/// build defect.
 pub fn catalog() -> Catalog {
-    parse_catalog(&Source::embedded("topologies/gpus.yaml", GPUS_YAML))
-        .expect("embedded GPU catalog is valid (checked by tests)")
+    static PARSED: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            parse_catalog(&Source::embedded("topologies/gpus.yaml", GPUS_YAML))
+                .expect("embedded GPU catalog is valid (checked by tests)")
+        })
+        .clone()
 }
 
 /// A GPU catalog document.
@@ -22,13 +28,19 @@ pub fn parse_catalog(src: &Source) -> Result<Catalog, Diagnostic> {
     parse_doc(src, &[])
 }
 
-/// The embedded calibration. It is checked by tests, so failure here is a build defect.
+/// The embedded calibration, parsed once per process. It is checked by tests, so failure here
+/// is a build defect.
 pub fn calibration() -> Calibration {
-    parse_calibration(&Source::embedded(
-        "topologies/calibration.yaml",
-        CALIBRATION_YAML,
-    ))
-    .expect("embedded calibration is valid (checked by tests)")
+    static PARSED: std::sync::OnceLock<Calibration> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            parse_calibration(&Source::embedded(
+                "topologies/calibration.yaml",
+                CALIBRATION_YAML,
+            ))
+            .expect("embedded calibration is valid (checked by tests)")
+        })
+        .clone()
 }
 
 /// A calibration document (`validate --calibration FILE`).

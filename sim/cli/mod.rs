@@ -3,6 +3,7 @@
 
 mod collective;
 mod run;
+mod sweep;
 mod validate;
 
 use crate::config::{Diagnostic, Source};
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 pub use collective::CollectiveArgs;
 pub use run::RunArgs;
+pub use sweep::SweepArgs;
 pub use validate::ValidateArgs;
 
 #[derive(Parser, Debug)]
@@ -35,6 +37,9 @@ pub enum Command {
     /// Run the published reference cases and print predicted against published, with errors.
     /// Exit code 1 if any gating case is outside its tolerance.
     Validate(ValidateArgs),
+    /// Run a scenario at every point of a grid of overrides (`trainsim sweep merge` joins
+    /// shards).
+    Sweep(SweepArgs),
 }
 
 /// Reads a YAML document from a file; relative paths inside it resolve against its directory.
@@ -62,8 +67,10 @@ pub(crate) fn progress(quiet: bool, what: &str) -> indicatif::ProgressBar {
     let bar =
         indicatif::ProgressBar::with_draw_target(Some(1), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]")
-            .expect("a valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {pos}/{len} [{elapsed} elapsed, {eta} left]",
+        )
+        .expect("a valid template"),
     );
     bar.set_message(what.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -115,6 +122,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => run::run(a),
         Command::Collective(a) => collective::collective(a),
+        Command::Sweep(a) => sweep::sweep(a),
         Command::Validate(a) => match validate::validate(a) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

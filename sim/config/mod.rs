@@ -76,6 +76,25 @@ impl Override {
             raw: raw.to_string(),
         })
     }
+
+    /// An override of `path` (`DOC.PATH`) with a value already parsed, as a sweep axis or a
+    /// preset gives it; `raw` is what messages show (e.g. `topology.gpu=H800`).
+    pub fn with_value(path: &str, value: Value) -> Result<Override, Diagnostic> {
+        let text = match &value {
+            Value::String(s) => s.clone(),
+            other => serde_yaml::to_string(other)
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default(),
+        };
+        let raw = format!("{path}={text}");
+        let mut o = Override::parse(&format!("{path}=null")).map_err(|d| Diagnostic {
+            found: format!("\"{raw}\""),
+            ..d
+        })?;
+        o.value = value;
+        o.raw = raw;
+        Ok(o)
+    }
 }
 
 /// Deserializes a document, applying the overrides aimed at it. Errors carry the file, the key

@@ -324,11 +324,27 @@ impl CommCost for FlowModel<'_> {
 pub struct AlphaBeta<'a> {
     pub cluster: &'a Cluster,
     pub cal: &'a Calibration,
+    /// GPU → NIC → leaf → spine → leaf → NIC → GPU, found once in the graph.
+    inter_latency: f64,
 }
 
 impl<'a> AlphaBeta<'a> {
     pub fn new(cluster: &'a Cluster, cal: &'a Calibration) -> Self {
-        AlphaBeta { cluster, cal }
+        let hop = cluster
+            .graph
+            .edge_weights()
+            .find(|l| l.kind == crate::topo::LinkKind::LeafSpine);
+        let pcie = cluster
+            .graph
+            .edge_weights()
+            .find(|l| l.kind == crate::topo::LinkKind::Pcie);
+        let h = hop.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0);
+        let inter_latency = 3.0 * h + 2.0 * pcie.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0);
+        AlphaBeta {
+            cluster,
+            cal,
+            inter_latency,
+        }
     }
     fn nvlink(&self) -> f64 {
         self.cluster.scale_up.bytes_per_s * self.cal.network.nvlink_efficiency.value
@@ -341,18 +357,7 @@ impl<'a> AlphaBeta<'a> {
     }
     /// GPU → NIC → leaf → spine → leaf → NIC → GPU.
     fn inter_latency(&self) -> f64 {
-        let hop = self
-            .cluster
-            .graph
-            .edge_weights()
-            .find(|l| l.kind == crate::topo::LinkKind::LeafSpine);
-        let pcie = self
-            .cluster
-            .graph
-            .edge_weights()
-            .find(|l| l.kind == crate::topo::LinkKind::Pcie);
-        let h = hop.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0);
-        3.0 * h + 2.0 * pcie.map(|l| l.latency.as_secs_f64()).unwrap_or(0.0)
+        self.inter_latency
     }
 
     /// Ring reduce-scatter (or all-gather) of a `bytes` buffer, hierarchical over nodes.

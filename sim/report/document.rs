@@ -79,7 +79,8 @@ fn table(head: &[&str], rows: Vec<Vec<String>>) -> Block {
     }
 }
 
-fn sha256(text: &str) -> String {
+/// The sha256 of a text, in hex.
+pub fn sha256(text: &str) -> String {
     let d = Sha256::digest(text.as_bytes());
     d.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -801,7 +802,7 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}td:nth-child(n+2){font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2em;border-radius:3px;font-size:.92em}figure{margin:1em 0}svg{max-width:100%;height:auto}nav a{margin-right:.8em}@media print{nav{display:none}h2{break-after:avoid}figure,table{break-inside:avoid}}";
+pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}td:nth-child(n+2){font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2em;border-radius:3px;font-size:.92em}figure{margin:1em 0}svg{max-width:100%;height:auto}nav a{margin-right:.8em}@media print{nav{display:none}h2{break-after:avoid}figure,table{break-inside:avoid}}";
 
 /// Renders the report.
 pub fn render(i: &Input) -> Rendered {

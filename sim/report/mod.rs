@@ -8,6 +8,7 @@
 pub mod document;
 pub mod plots;
 pub mod summary;
+pub mod sweep;
 pub mod tables;
 pub mod trace;
 

@@ -1,12 +1,14 @@
-//! SVG plots for reports: horizontal (stacked) bars and a Gantt-style timeline, drawn with the
-//! `plotters` SVG backend and returned as self-contained SVG documents.
+//! SVG plots for reports: horizontal (stacked) bars, a Gantt-style timeline and line charts for
+//! sweeps, drawn with the `plotters` SVG backend and returned as self-contained SVG documents.
 //!
 //! plotters is built without a font feature, so it cannot measure text. The layout is therefore
 //! computed here, from a deliberately generous estimate of text width ([`CHAR_EM`] of the font
 //! size per character): the left label area is sized from the longest label, the number of x
 //! ticks is the largest that keeps tick labels apart, the legend sits below the axis and wraps,
-//! and the reference-line label has its own band above the plot. Nothing is left to chance
-//! placement, so no text overlaps at the default size (the tests check this on the SVG text).
+//! and the reference-line label has its own band above the plot (a line chart's y axis label
+//! likewise, written horizontally, since the overlap estimate knows no rotation). Nothing is left
+//! to chance placement, so no text overlaps at the default size (the tests check this on the SVG
+//! text).
 //!
 //! Every function is deterministic byte for byte: no hash-ordered iteration, no clocks.
 
@@ -250,6 +252,290 @@ pub fn timeline(title: &str, lanes: &[Lane], end_s: f64) -> String {
     })
 }
 
+/// One line of [`lines`]: its name and its `(x, y)` points (`y == None`: infeasible).
+pub type Series = (String, Vec<(f64, Option<f64>)>);
+
+/// A line chart for sweeps: `y` against `x`, one line per series (a series is one value of the
+/// sweep's second axis, or the only line). `x_label` / `y_label` carry units, e.g.
+/// "scale-up bandwidth (GB/s)" and "step time (s)". `points[i] = (x, y)`; `y == None` marks an
+/// infeasible point: it is drawn as a red × on the x axis baseline (stacked upwards when several
+/// series are infeasible at the same x), listed once in the legend as "infeasible", and the
+/// series' line is broken there (never connected across it).
+/// `x_ticks`: when Some (and not empty), the x values are categorical (0, 1, 2, ...) and these
+/// are their tick labels (e.g. chip names); otherwise x is numeric. `log_x`: numeric x on a log2
+/// scale (used for bandwidth sweeps that double; ignored with categories); ticks then sit at the
+/// data's x values (up to 16 distinct values, thinned where labels would collide), else at powers
+/// of 10 (or of 2). Linear numeric x gets round ticks, as many as keep their labels apart.
+///
+/// Points are drawn in x order (a stable sort; the given order breaks ties). Each series' colour
+/// is [`color`] of its name, so a name has the same colour in every plot; only when two series of
+/// one chart would share a colour does the later one take the next free fallback colour. Series
+/// named "" get no legend entry (so a single unnamed line has no legend); the legend sits below
+/// the x axis and wraps.
+///
+/// The y axis starts at 0 when all values are ≥ 0 and the smallest is at most half the largest
+/// (zero is then no farther from the data than the data's own spread); otherwise it spans the
+/// data with 5% padding, so a sweep between 10.2 and 12.5 s shows its differences. The y axis
+/// label is written horizontally above the axis (top left), not rotated.
+///
+/// Degenerate input: a `Some(y)` that is not finite (or beyond ±1e300) breaks the line like an
+/// infeasible point but draws no marker; a point whose x cannot be placed (not finite, beyond
+/// ±1e300, ≤ 0 on a log axis, or outside `-0.5..=n-0.5` for n categories) is left out. When no
+/// point remains (no series, no points, all NaN) the result is the "no data" SVG; when only
+/// infeasible points remain, the axes (y from 0 to 1) and their markers are still drawn.
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    x_ticks: Option<&[String]>,
+    log_x: bool,
+) -> String {
+    let categories = x_ticks.filter(|t| !t.is_empty());
+    let scale = match categories {
+        Some(c) => XScale::Categories(c),
+        None if log_x => XScale::Log,
+        None => XScale::Linear,
+    };
+    let mut used: Vec<RGBColor> = Vec::with_capacity(series.len());
+    let mut plotted: Vec<PlotLine> = Vec::with_capacity(series.len());
+    for (name, pts) in series {
+        let mut points: Vec<(f64, f64, LinePoint)> = pts
+            .iter()
+            .filter_map(|&(x, y)| {
+                let t = scale.position(x)?;
+                let p = match y {
+                    None => LinePoint::Infeasible,
+                    Some(v) if v.is_finite() && v.abs() <= 1e300 => LinePoint::Value(v),
+                    Some(_) => LinePoint::Gap,
+                };
+                Some((t, x, p))
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let c = distinct_color(name, &used);
+        used.push(c);
+        plotted.push(PlotLine {
+            name: name.clone(),
+            color: c,
+            points,
+        });
+    }
+    let drawable = |l: &PlotLine| l.points.iter().any(|p| p.2 != LinePoint::Gap);
+    if !plotted.iter().any(drawable) {
+        return no_data(title);
+    }
+
+    // y axis.
+    let values = plotted
+        .iter()
+        .flat_map(|l| l.points.iter())
+        .filter_map(|p| match p.2 {
+            LinePoint::Value(v) => Some(v),
+            _ => None,
+        });
+    let (y_lo, y_hi) = y_range(values);
+    let plot_h = LINE_PLOT_H;
+    let y_ticks = y_ticks(y_lo, y_hi, plot_h);
+    let y_tick_w = y_ticks
+        .iter()
+        .map(|(_, s)| text_w(s, TICK_PX))
+        .max()
+        .unwrap_or(0);
+
+    // x axis: the t range (t is x, or log2 x), then the plot's left and right edges, widened until
+    // the outermost tick labels stay inside the picture.
+    let (t0, t1) = scale.range(
+        plotted
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| (p.0, p.1))),
+    );
+    let base_left = MARGIN + y_tick_w + LABEL_GAP;
+    let (mut left, mut right) = (base_left, MARGIN + 16);
+    let mut ticks_x: Vec<(i32, String)> = Vec::new();
+    for _ in 0..3 {
+        let plot_w = WIDTH as i32 - left - right;
+        ticks_x = scale.ticks(&plotted, t0, t1, left, plot_w);
+        let lx = ticks_x
+            .iter()
+            .map(|(x, s)| x - text_w(s, TICK_PX) / 2)
+            .min()
+            .unwrap_or(MARGIN);
+        let rx = ticks_x
+            .iter()
+            .map(|(x, s)| x + text_w(s, TICK_PX) / 2)
+            .max()
+            .unwrap_or(0);
+        let new_left = left.max(left + MARGIN - lx).max(base_left);
+        let new_right = right.max(right + rx - (WIDTH as i32 - MARGIN)).min(160);
+        if (new_left, new_right) == (left, right) {
+            break;
+        }
+        (left, right) = (new_left.min(WIDTH as i32 / 3), new_right);
+    }
+    let plot_w = WIDTH as i32 - left - right;
+    // Whatever still leaves the picture is dropped (only in extreme cases).
+    ticks_x.retain(|(x, s)| {
+        let w = text_w(s, TICK_PX);
+        x - w / 2 >= MARGIN && x + w - w / 2 <= WIDTH as i32 - MARGIN
+    });
+
+    let title_h = TITLE_PX as i32 + 12;
+    let y_label_top = MARGIN + title_h;
+    let plot_top = y_label_top + DESC_PX as i32 + 8;
+    let plot_bottom = plot_top + plot_h;
+    let map_x = |t: f64| left + ((t - t0) / (t1 - t0) * f64::from(plot_w)).round() as i32;
+    let map_y =
+        |v: f64| plot_bottom - ((v - y_lo) / (y_hi - y_lo) * f64::from(plot_h)).round() as i32;
+
+    let any_infeasible = plotted
+        .iter()
+        .any(|l| l.points.iter().any(|p| p.2 == LinePoint::Infeasible));
+    let mut legend_items: Vec<(String, RGBColor)> = plotted
+        .iter()
+        .filter(|l| !l.name.is_empty() && drawable(l))
+        .map(|l| (l.name.clone(), l.color))
+        .collect();
+    let n_series_items = legend_items.len();
+    if any_infeasible {
+        legend_items.push(("infeasible".to_string(), REFERENCE));
+    }
+    let legend = legend_layout(&legend_items, left);
+    let legend_top = plot_bottom + X_AREA + 10;
+    let height = match legend.last() {
+        Some(last) => legend_top + (last.1 + 1) * LEGEND_ROW + MARGIN,
+        None => plot_bottom + X_AREA + MARGIN,
+    };
+
+    let mut svg = String::new();
+    let result = (|| -> DrawResult {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw_title(&root, title)?;
+        let y_desc = fit(y_label, DESC_PX, WIDTH as i32 - 2 * MARGIN);
+        let style = font(DESC_PX).pos(Pos::new(HPos::Left, VPos::Top));
+        root.draw_text(&y_desc, &style, (MARGIN, y_label_top))?;
+
+        // Grid, axes and x tick marks.
+        for (v, _) in &y_ticks {
+            let y = map_y(*v);
+            root.draw(&PathElement::new(vec![(left, y), (left + plot_w, y)], GRID))?;
+        }
+        for (x, _) in &ticks_x {
+            root.draw(&PathElement::new(
+                vec![(*x, plot_top), (*x, plot_bottom)],
+                GRID,
+            ))?;
+        }
+        root.draw(&PathElement::new(
+            vec![
+                (left, plot_top),
+                (left, plot_bottom),
+                (left + plot_w, plot_bottom),
+            ],
+            INK,
+        ))?;
+        for (x, _) in &ticks_x {
+            root.draw(&PathElement::new(
+                vec![(*x, plot_bottom), (*x, plot_bottom + 5)],
+                INK,
+            ))?;
+        }
+
+        // Lines, broken at every point that is not a value; then the markers on top.
+        for line in &plotted {
+            let style = line.color.stroke_width(2);
+            let mut run: Vec<(i32, i32)> = Vec::new();
+            for p in line.points.iter().map(Some).chain([None]) {
+                match p {
+                    Some(&(t, _, LinePoint::Value(v))) => run.push((map_x(t), map_y(v))),
+                    _ => {
+                        if run.len() >= 2 {
+                            root.draw(&PathElement::new(run.clone(), style))?;
+                        }
+                        run.clear();
+                    }
+                }
+            }
+        }
+        for line in &plotted {
+            for &(t, _, p) in &line.points {
+                if let LinePoint::Value(v) = p {
+                    root.draw(&Circle::new(
+                        (map_x(t), map_y(v)),
+                        MARKER_R,
+                        line.color.filled(),
+                    ))?;
+                }
+            }
+        }
+        // Infeasible points: a red × on the baseline, stacked when they share a position.
+        let mut stacked: Vec<(i32, i32)> = Vec::new();
+        for line in &plotted {
+            for &(t, _, p) in &line.points {
+                if p != LinePoint::Infeasible {
+                    continue;
+                }
+                let x = map_x(t);
+                let k = match stacked.iter_mut().find(|(sx, _)| *sx == x) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        stacked.push((x, 0));
+                        0
+                    }
+                };
+                root.draw(&Cross::new(
+                    (x, plot_bottom - k * (2 * CROSS_R + 2)),
+                    CROSS_R,
+                    REFERENCE.stroke_width(2),
+                ))?;
+            }
+        }
+
+        // Tick labels and the x axis label.
+        let y_style = font(TICK_PX).pos(Pos::new(HPos::Right, VPos::Center));
+        for (v, text) in &y_ticks {
+            root.draw_text(text, &y_style, (left - LABEL_GAP, map_y(*v)))?;
+        }
+        let x_style = font(TICK_PX).pos(Pos::new(HPos::Center, VPos::Top));
+        for (x, text) in &ticks_x {
+            root.draw_text(text, &x_style, (*x, plot_bottom + 8))?;
+        }
+        let x_desc = fit(x_label, DESC_PX, plot_w);
+        let style = font(DESC_PX).pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw_text(&x_desc, &style, (left + plot_w / 2, plot_bottom + 26))?;
+
+        // Legend: a line sample with its marker per series, a red × for "infeasible".
+        let legend_style = font(LEGEND_PX).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (x, row, text, c)) in legend.iter().enumerate() {
+            let cy = legend_top + row * LEGEND_ROW + LEGEND_ROW / 2;
+            if i < n_series_items {
+                root.draw(&Rectangle::new(
+                    [(*x, cy - 1), (x + SWATCH, cy + 1)],
+                    c.filled(),
+                ))?;
+                root.draw(&Circle::new((x + SWATCH / 2, cy), MARKER_R, c.filled()))?;
+            } else {
+                root.draw(&Cross::new(
+                    (x + SWATCH / 2, cy),
+                    CROSS_R,
+                    c.stroke_width(2),
+                ))?;
+            }
+            root.draw_text(text, &legend_style, (x + SWATCH + 5, cy))?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => svg,
+        Err(e) => fallback_svg(title, &format!("plot error: {e}")),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bars
 
@@ -331,6 +617,231 @@ fn bar_chart(
         }
         Ok(())
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lines
+
+/// Height of a line chart's plotting area.
+const LINE_PLOT_H: i32 = 300;
+/// Radius of a line chart's point markers.
+const MARKER_R: i32 = 3;
+/// Half-size of an infeasible point's ×.
+const CROSS_R: i32 = 4;
+/// Minimum gap between neighbouring x tick labels.
+const TICK_GAP: i32 = 12;
+/// On a log axis, at most this many distinct x values are labelled individually.
+const MAX_DATA_TICKS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LinePoint {
+    Value(f64),
+    Infeasible,
+    /// A value that cannot be drawn (not finite): breaks the line, no marker.
+    Gap,
+}
+
+struct PlotLine {
+    name: String,
+    color: RGBColor,
+    /// (position on the x axis, x, point), sorted by position.
+    points: Vec<(f64, f64, LinePoint)>,
+}
+
+enum XScale<'a> {
+    Categories(&'a [String]),
+    Linear,
+    /// Positions are log2 of x.
+    Log,
+}
+
+impl XScale<'_> {
+    /// Where `x` sits on the axis, or None when it cannot be placed.
+    fn position(&self, x: f64) -> Option<f64> {
+        if !x.is_finite() || x.abs() > 1e300 {
+            return None;
+        }
+        match self {
+            XScale::Categories(c) => (-0.5..=c.len() as f64 - 0.5).contains(&x).then_some(x),
+            XScale::Linear => Some(x),
+            XScale::Log => (x > 0.0).then(|| x.log2()),
+        }
+    }
+
+    /// The axis range in positions, from the points' (position, x): every category, or the data
+    /// with 4% padding (a single position: ±10% of x, or a halving/doubling on a log axis).
+    fn range(&self, points: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+        if let XScale::Categories(c) = self {
+            return (-0.5, c.len() as f64 - 0.5);
+        }
+        let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (t, _)| {
+            (lo.min(t), hi.max(t))
+        });
+        if lo > hi {
+            return (0.0, 1.0);
+        }
+        if hi - lo > lo.abs().max(hi.abs()) * 1e-9 {
+            let pad = (hi - lo) * 0.04;
+            return (lo - pad, hi + pad);
+        }
+        let pad = match self {
+            XScale::Log => 1.0,
+            _ if lo == 0.0 => 1.0,
+            _ => lo.abs() * 0.1,
+        };
+        (lo - pad, hi + pad)
+    }
+
+    /// Tick positions in pixels with their labels, none closer than [`TICK_GAP`].
+    fn ticks(
+        &self,
+        lines: &[PlotLine],
+        t0: f64,
+        t1: f64,
+        left: i32,
+        plot_w: i32,
+    ) -> Vec<(i32, String)> {
+        let px = |t: f64| left + ((t - t0) / (t1 - t0) * f64::from(plot_w)).round() as i32;
+        let ticks: Vec<(i32, String)> = match self {
+            XScale::Categories(c) => {
+                let slot = plot_w / c.len() as i32;
+                let max_w = (slot - TICK_GAP).max(36);
+                c.iter()
+                    .enumerate()
+                    .map(|(i, s)| (px(i as f64), fit(s, TICK_PX, max_w)))
+                    .collect()
+            }
+            XScale::Linear => {
+                let (hint, format, _) = choose_ticks_in(t0, t1, plot_w);
+                RangedCoordf64::from(t0..t1)
+                    .key_points(hint)
+                    .into_iter()
+                    .map(|v| (px(v), fmt_tick(v, format)))
+                    .collect()
+            }
+            XScale::Log => {
+                let mut xs: Vec<f64> = lines
+                    .iter()
+                    .flat_map(|l| l.points.iter().map(|p| p.1))
+                    .collect();
+                xs.sort_by(f64::total_cmp);
+                xs.dedup();
+                if xs.len() > MAX_DATA_TICKS {
+                    xs = powers_within(10.0, t0, t1);
+                    if xs.len() < 2 {
+                        xs = powers_within(2.0, t0, t1);
+                    }
+                }
+                xs.into_iter()
+                    .map(|x| (px(x.log2()), fmt_short(x)))
+                    .collect()
+            }
+        };
+        // Greedy from the left: keep a tick when its label clears the last one kept.
+        let mut kept: Vec<(i32, String)> = Vec::with_capacity(ticks.len());
+        let mut last_right = i32::MIN;
+        for (x, s) in ticks {
+            let w = text_w(&s, TICK_PX);
+            if x - w / 2 >= last_right.saturating_add(TICK_GAP) {
+                last_right = x + w - w / 2;
+                kept.push((x, s));
+            }
+        }
+        kept
+    }
+}
+
+/// The powers of `base` whose log2 lies in `t0..=t1`.
+fn powers_within(base: f64, t0: f64, t1: f64) -> Vec<f64> {
+    let per = base.log2();
+    let (k0, k1) = ((t0 / per).ceil() as i32, (t1 / per).floor() as i32);
+    (k0..=k1).map(|k| base.powi(k)).collect()
+}
+
+/// The y range: from 0 when zero is no farther from the data than its spread (all values ≥ 0
+/// and the smallest at most half the largest, or all equal; likewise for all ≤ 0), else the
+/// data ± 5%. No values (or only zeros): 0 to 1.
+fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    if hi - lo <= lo.abs().max(hi.abs()) * 1e-9 {
+        // Constant, as far as an axis can tell.
+        lo = hi;
+    }
+    if lo >= 0.0 && (lo <= hi / 2.0 || lo == hi) {
+        lo = 0.0;
+    }
+    if hi <= 0.0 && (hi >= lo / 2.0 || lo == hi) {
+        hi = 0.0;
+    }
+    if lo == hi {
+        return (0.0, 1.0);
+    }
+    let pad = (hi - lo) * 0.05;
+    if lo != 0.0 {
+        lo -= pad;
+    }
+    if hi != 0.0 {
+        hi += pad;
+    }
+    (lo, hi)
+}
+
+/// y ticks with their labels: the most (at most 10) that stay at least 36 px apart.
+fn y_ticks(lo: f64, hi: f64, plot_h: i32) -> Vec<(f64, String)> {
+    let magnitude = lo.abs().max(hi.abs());
+    for hint in (2..=10).rev() {
+        let points = RangedCoordf64::from(lo..hi).key_points(hint);
+        if points.len() < 2 {
+            continue;
+        }
+        let step = points[1] - points[0];
+        if step / (hi - lo) * f64::from(plot_h) >= 36.0 || hint == 2 {
+            let format = tick_format(step, magnitude);
+            return points
+                .into_iter()
+                .map(|v| (v, fmt_tick(v, format)))
+                .collect();
+        }
+    }
+    // A range too narrow for plotters' key points: label its ends.
+    vec![(lo, fmt_value(lo)), (hi, fmt_value(hi))]
+}
+
+/// A series' colour: [`color`] of its name, unless an earlier series of the same chart has it;
+/// then the next fallback colour not yet used (or the name's colour, when all are).
+fn distinct_color(name: &str, used: &[RGBColor]) -> RGBColor {
+    let own = color(name);
+    if !used.contains(&own) {
+        return own;
+    }
+    let start = FALLBACK.iter().position(|c| *c == own).map_or(0, |i| i + 1);
+    (0..FALLBACK.len())
+        .map(|i| FALLBACK[(start + i) % FALLBACK.len()])
+        .find(|c| !used.contains(c))
+        .unwrap_or(own)
+}
+
+/// [`fmt_value`] without trailing zeros: "50", "12.5", "1.5e9".
+fn fmt_short(v: f64) -> String {
+    let s = fmt_value(v);
+    let (mantissa, exp) = match s.split_once('e') {
+        Some((m, e)) => (m, Some(e)),
+        None => (s.as_str(), None),
+    };
+    let mantissa = if mantissa.contains('.') {
+        mantissa.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        mantissa
+    };
+    match exp {
+        Some(e) => format!("{mantissa}e{e}"),
+        None => mantissa.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,20 +1161,26 @@ fn x_axis_for(fixed: f64, plot_left: i32, x_max_for: impl Fn(i32) -> f64) -> (XA
 /// The largest tick count (at most 10) whose labels, centred on their ticks, stay apart.
 /// Returns (count hint for plotters, label format, widest label in pixels).
 fn choose_ticks(x_max: f64, plot_w: i32) -> (usize, TickFormat, i32) {
+    choose_ticks_in(0.0, x_max, plot_w)
+}
+
+/// [`choose_ticks`] for an axis spanning `lo..hi` (`lo < hi`) over `plot_w` pixels.
+fn choose_ticks_in(lo: f64, hi: f64, plot_w: i32) -> (usize, TickFormat, i32) {
     let mut fallback = (2, TickFormat::Fixed(0), 0);
+    let magnitude = lo.abs().max(hi.abs());
     for hint in (2..=10).rev() {
-        let points = RangedCoordf64::from(0f64..x_max).key_points(hint);
+        let points = RangedCoordf64::from(lo..hi).key_points(hint);
         if points.len() < 2 {
             continue;
         }
         let step = points[1] - points[0];
-        let format = tick_format(step, x_max);
+        let format = tick_format(step, magnitude);
         let widest = points
             .iter()
             .map(|v| text_w(&fmt_tick(*v, format), TICK_PX))
             .max()
             .unwrap_or(0);
-        let spacing = step / x_max * f64::from(plot_w);
+        let spacing = step / (hi - lo) * f64::from(plot_w);
         if spacing >= f64::from(widest + 16) && spacing >= 48.0 {
             return (hint, format, widest);
         }
@@ -929,6 +1446,7 @@ mod tests {
                     e.text
                 ),
                 "rect" => format!("rect fill={}", e.attr("fill").unwrap()),
+                "circle" => format!("circle fill={}", e.attr("fill").unwrap()),
                 "polyline" | "line" => {
                     format!("{} stroke={}", e.name, e.attr("stroke").unwrap())
                 }
@@ -1032,6 +1550,94 @@ mod tests {
                     .collect(),
             })
             .collect()
+    }
+
+    const CHIPS: [&str; 7] = ["H800", "H100", "H20", "H200", "A800", "A100", "B200"];
+
+    fn chip_ticks() -> Vec<String> {
+        CHIPS.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Three series over the seven chips; "TP 8 · PP 1" is infeasible on the H20 (index 2).
+    fn chip_series() -> Vec<Series> {
+        ["TP 2 · PP 4", "TP 4 · PP 2", "TP 8 · PP 1"]
+            .iter()
+            .enumerate()
+            .map(|(s, name)| {
+                let pts = (0..7)
+                    .map(|i| {
+                        let y = 3.0 + (i as f64 * 0.9 + s as f64 * 1.7).sin() + s as f64 * 0.4;
+                        (i as f64, (!(s == 2 && i == 2)).then_some(y))
+                    })
+                    .collect();
+                (name.to_string(), pts)
+            })
+            .collect()
+    }
+
+    /// Two series over a doubling bandwidth sweep, 50..1600 GB/s.
+    fn bandwidth_series() -> Vec<Series> {
+        ["TP 8", "TP 4 · EP 16"]
+            .iter()
+            .enumerate()
+            .map(|(s, name)| {
+                let pts = (0..6)
+                    .map(|i| {
+                        let bw = 50.0 * f64::from(1u32 << i);
+                        (bw, Some(2.0 + 40.0 / bw * (1.0 + s as f64)))
+                    })
+                    .collect();
+                (name.to_string(), pts)
+            })
+            .collect()
+    }
+
+    fn polylines_stroked(els: &[El], c: RGBColor) -> usize {
+        let h = hex(c);
+        els.iter()
+            .filter(|e| e.name == "polyline" && e.attr("stroke") == Some(h.as_str()))
+            .count()
+    }
+
+    fn circles_filled(els: &[El], c: RGBColor) -> usize {
+        let h = hex(c);
+        els.iter()
+            .filter(|e| e.name == "circle" && e.attr("fill") == Some(h.as_str()))
+            .count()
+    }
+
+    /// Each × is two red `<line>`s.
+    fn crosses(els: &[El]) -> usize {
+        let h = hex(REFERENCE);
+        let n = els
+            .iter()
+            .filter(|e| e.name == "line" && e.attr("stroke") == Some(h.as_str()))
+            .count();
+        assert_eq!(n % 2, 0);
+        n / 2
+    }
+
+    /// Tick labels under the x axis (top-anchored, centred, 11 px), left to right.
+    fn x_tick_labels(els: &[El]) -> Vec<(f64, &str)> {
+        let mut v: Vec<(f64, &str)> = els
+            .iter()
+            .filter(|e| e.name == "text" && e.attr("dy") == Some("0.76em"))
+            .filter(|e| e.attr("text-anchor") == Some("middle") && e.num("font-size") == 11.0)
+            .map(|e| (e.num("x"), e.text.as_str()))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    }
+
+    /// y tick labels (right-anchored, centred vertically), bottom to top.
+    fn y_tick_labels(els: &[El]) -> Vec<&str> {
+        let mut v: Vec<(f64, &str)> = els
+            .iter()
+            .filter(|e| e.name == "text" && e.attr("text-anchor") == Some("end"))
+            .map(|e| (e.num("y"), e.text.as_str()))
+            .collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        v.into_iter().map(|x| x.1).collect()
     }
 
     // ---- colours ----
@@ -1243,12 +1849,307 @@ mod tests {
     }
 
     #[test]
+    fn lines_structure() {
+        let ticks = chip_ticks();
+        let data = chip_series();
+        let svg = lines(
+            "Step time by chip",
+            "chip",
+            "step time (s)",
+            &data,
+            Some(&ticks),
+            false,
+        );
+        let els = parse(&svg);
+        assert_eq!(els[0].attr("width"), Some("960"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        let t = texts(&els);
+        for s in ["Step time by chip", "chip", "step time (s)"] {
+            assert_eq!(t.iter().filter(|x| **x == s).count(), 1, "{s}");
+        }
+        let xs: Vec<&str> = x_tick_labels(&els).into_iter().map(|x| x.1).collect();
+        assert_eq!(xs, CHIPS);
+        // Legend: the series in order, then "infeasible".
+        let legend: Vec<&str> = t
+            .iter()
+            .copied()
+            .filter(|x| x.starts_with("TP ") || *x == "infeasible")
+            .collect();
+        assert_eq!(
+            legend,
+            ["TP 2 · PP 4", "TP 4 · PP 2", "TP 8 · PP 1", "infeasible"]
+        );
+        // y ticks: numbers from 0, increasing upwards.
+        let ys: Vec<f64> = y_tick_labels(&els)
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert!(ys.len() >= 3 && ys[0] == 0.0, "{ys:?}");
+        assert!(ys.windows(2).all(|w| w[0] < w[1]), "{ys:?}");
+        // A marker per feasible point plus the legend's; one line per series, the third broken.
+        let feasible = [7, 7, 6];
+        for ((name, _), n) in data.iter().zip(feasible) {
+            assert_eq!(circles_filled(&els, color(name)), n + 1, "{name}");
+        }
+        assert_eq!(polylines_stroked(&els, color("TP 2 · PP 4")), 1);
+        assert_eq!(polylines_stroked(&els, color("TP 8 · PP 1")), 2);
+        assert_eq!(
+            crosses(&els),
+            1 + 1,
+            "the infeasible point and its legend entry"
+        );
+        insta::assert_snapshot!("lines", summary(&svg));
+    }
+
+    #[test]
+    fn no_text_overlaps_in_lines_with_chip_categories() {
+        let ticks = chip_ticks();
+        let svg = lines(
+            "Step time by chip and parallelism",
+            "chip",
+            "step time (s)",
+            &chip_series(),
+            Some(&ticks),
+            false,
+        );
+        assert_no_text_overlap(&svg);
+        assert_eq!(x_tick_labels(&parse(&svg)).len(), 7);
+    }
+
+    #[test]
+    fn no_text_overlaps_in_lines_with_log_x() {
+        let svg = lines(
+            "Step time against scale-up bandwidth",
+            "scale-up bandwidth (GB/s)",
+            "step time (s)",
+            &bandwidth_series(),
+            None,
+            true,
+        );
+        assert_no_text_overlap(&svg);
+        let els = parse(&svg);
+        // Ticks at the data's values, equally spaced on the log axis.
+        let xs = x_tick_labels(&els);
+        let labels: Vec<&str> = xs.iter().map(|x| x.1).collect();
+        assert_eq!(labels, ["50", "100", "200", "400", "800", "1600"]);
+        let gaps: Vec<f64> = xs.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps.iter().all(|g| (g - gaps[0]).abs() <= 1.0), "{gaps:?}");
+        let t = texts(&els);
+        assert!(t.contains(&"TP 8") && t.contains(&"TP 4 · EP 16"));
+        assert!(!t.contains(&"infeasible"));
+        assert_eq!(crosses(&els), 0);
+
+        // Wide sweeps: powers of ten; linear x; many long series names (the legend wraps).
+        let wide: Vec<Series> = (0..14)
+            .map(|s| {
+                let pts = (0..30)
+                    .map(|i| (1.7f64.powi(i), Some(1e-3 * (s + i) as f64)))
+                    .collect();
+                (format!("a rather long series name number {s}"), pts)
+            })
+            .collect();
+        for log in [true, false] {
+            let svg = lines("wide", "x (B)", "time (s)", &wide, None, log);
+            assert_no_text_overlap(&svg);
+        }
+    }
+
+    #[test]
+    fn infeasible_markers_are_drawn_and_counted() {
+        let data: Vec<Series> = vec![
+            (
+                "a".into(),
+                vec![(1.0, Some(2.0)), (2.0, None), (3.0, None), (4.0, Some(1.0))],
+            ),
+            // Infeasible at the same x as one of a's: stacked, still one marker each.
+            ("b".into(), vec![(2.0, None), (3.0, Some(5.0))]),
+        ];
+        let svg = lines("markers", "x (s)", "y (s)", &data, None, false);
+        let els = parse(&svg);
+        assert_eq!(crosses(&els), 3 + 1);
+        assert_eq!(
+            texts(&els).iter().filter(|t| **t == "infeasible").count(),
+            1
+        );
+        let red = hex(REFERENCE);
+        let mut centres: Vec<(i64, i64)> = els
+            .iter()
+            .filter(|e| e.name == "line" && e.attr("stroke") == Some(red.as_str()))
+            .map(|e| {
+                let c = |a: &str, b: &str| (e.num(a) + e.num(b)) as i64 / 2;
+                (c("x1", "x2"), c("y1", "y2"))
+            })
+            .collect();
+        centres.sort();
+        centres.dedup();
+        assert_eq!(centres.len(), 4, "no two markers on top of each other");
+
+        // Only infeasible points: axes and markers, no "no data".
+        let none: Vec<Series> = vec![("".into(), vec![(0.0, None), (1.0, None), (2.0, None)])];
+        let ticks = chip_ticks()[..3].to_vec();
+        let svg = lines(
+            "all infeasible",
+            "chip",
+            "y (s)",
+            &none,
+            Some(&ticks),
+            false,
+        );
+        let els = parse(&svg);
+        let t = texts(&els);
+        assert!(!t.contains(&"no data"));
+        assert!(t.contains(&"infeasible") && t.contains(&"H20"));
+        assert_eq!(crosses(&els), 3 + 1);
+        assert_eq!(count(&els, "circle"), 0);
+        assert_no_text_overlap(&svg);
+    }
+
+    #[test]
+    fn a_line_is_broken_at_an_infeasible_point() {
+        let one = |pts: Vec<(f64, Option<f64>)>| vec![(String::new(), pts)];
+        let c = color("");
+        let broken = one(vec![
+            (1.0, Some(1.0)),
+            (2.0, Some(2.0)),
+            (3.0, None),
+            (4.0, Some(4.0)),
+            (5.0, Some(5.0)),
+        ]);
+        let els = parse(&lines("broken", "x (s)", "y (s)", &broken, None, false));
+        assert_eq!(polylines_stroked(&els, c), 2);
+        assert_eq!(circles_filled(&els, c), 4, "unnamed: no legend marker");
+        assert_eq!(count(&els, "rect"), 1, "background only: no legend swatch");
+
+        // Unsorted input is sorted by x first: the None still falls between 2 and 4.
+        let shuffled = one(vec![
+            (4.0, Some(4.0)),
+            (1.0, Some(1.0)),
+            (3.0, None),
+            (5.0, Some(5.0)),
+            (2.0, Some(2.0)),
+        ]);
+        let els = parse(&lines("shuffled", "x (s)", "y (s)", &shuffled, None, false));
+        assert_eq!(polylines_stroked(&els, c), 2);
+
+        // A NaN breaks the line without a marker; a lone point between breaks is a marker only.
+        let nan = one(vec![
+            (1.0, Some(1.0)),
+            (2.0, Some(f64::NAN)),
+            (3.0, Some(3.0)),
+            (4.0, None),
+            (5.0, Some(5.0)),
+            (6.0, Some(6.0)),
+        ]);
+        let els = parse(&lines("nan", "x (s)", "y (s)", &nan, None, false));
+        assert_eq!(polylines_stroked(&els, c), 1);
+        assert_eq!(circles_filled(&els, c), 4);
+        assert_eq!(crosses(&els), 1 + 1);
+
+        // Without gaps: one line.
+        let whole = one((0..5).map(|i| (i as f64, Some(i as f64))).collect());
+        let els = parse(&lines("whole", "x (s)", "y (s)", &whole, None, false));
+        assert_eq!(polylines_stroked(&els, c), 1);
+    }
+
+    #[test]
+    fn lines_y_axis_starts_at_zero_unless_the_data_is_far_from_it() {
+        let one = |ys: &[f64]| {
+            let pts = ys
+                .iter()
+                .enumerate()
+                .map(|(i, y)| (i as f64, Some(*y)))
+                .collect();
+            let svg = lines("y", "x (s)", "y (s)", &[("s".into(), pts)], None, false);
+            let els = parse(&svg);
+            y_tick_labels(&els)
+                .iter()
+                .map(|s| s.parse::<f64>().unwrap())
+                .collect::<Vec<f64>>()
+        };
+        assert_eq!(one(&[2.0, 10.0])[0], 0.0);
+        assert_eq!(one(&[5.0, 5.0])[0], 0.0, "a constant series from 0");
+        let far = one(&[10.2, 12.5, 11.0]);
+        assert!(far[0] >= 10.0, "{far:?}");
+        let negative = one(&[-3.0, -1.0]);
+        assert_eq!(*negative.last().unwrap(), 0.0, "{negative:?}");
+    }
+
+    #[test]
+    fn lines_colours_follow_the_series_names() {
+        // Two names that hash to the same fallback colour still get distinct colours.
+        let first = "series 0".to_string();
+        let twin = (1..1000)
+            .map(|i| format!("series {i}"))
+            .find(|n| color(n) == color(&first))
+            .unwrap();
+        let data: Vec<Series> = vec![
+            ("forward".into(), vec![(1.0, Some(1.0)), (2.0, Some(2.0))]),
+            (first.clone(), vec![(1.0, Some(2.0)), (2.0, Some(3.0))]),
+            (twin.clone(), vec![(1.0, Some(3.0)), (2.0, Some(4.0))]),
+        ];
+        let els = parse(&lines("colours", "x (s)", "y (s)", &data, None, false));
+        assert_eq!(polylines_stroked(&els, color("forward")), 1);
+        assert_eq!(
+            polylines_stroked(&els, color(&first)),
+            1,
+            "the first keeps its own"
+        );
+        let strokes: Vec<&str> = els
+            .iter()
+            .filter(|e| e.name == "polyline" && e.attr("stroke-width") == Some("2"))
+            .map(|e| e.attr("stroke").unwrap())
+            .collect();
+        assert_eq!(strokes.len(), 3);
+        assert!(strokes[0] != strokes[1] && strokes[1] != strokes[2] && strokes[0] != strokes[2]);
+    }
+
+    #[test]
+    fn lines_survive_odd_inputs() {
+        let inf = f64::INFINITY;
+        let odd: Vec<Vec<(f64, Option<f64>)>> = vec![
+            vec![(1.0, Some(1.0))],
+            vec![(0.0, Some(0.0)), (0.0, Some(0.0))],
+            vec![(1.0, Some(1.0)), (1.0 + 1e-15, Some(1.0 + 1e-15))],
+            vec![(1e-300, Some(1e-300)), (1e300, Some(-1e300))],
+            vec![
+                (inf, Some(1.0)),
+                (2.0, Some(inf)),
+                (3.0, Some(-inf)),
+                (4.0, None),
+            ],
+            vec![(-5.0, Some(-2.0)), (5.0, Some(3.0))],
+            (0..200)
+                .map(|i| (i as f64 * 0.37, Some((i % 7) as f64)))
+                .collect(),
+        ];
+        let many: Vec<String> = (0..60).map(|i| format!("category {i}")).collect();
+        for pts in &odd {
+            let data = vec![("s".to_string(), pts.clone())];
+            for (ticks, log) in [(None, false), (None, true), (Some(&many[..]), false)] {
+                let svg = lines("odd", "x (s)", "y (s)", &data, ticks, log);
+                let els = parse(&svg);
+                assert_eq!(els[0].name, "svg");
+                assert!(svg.trim_end().ends_with("</svg>"));
+                if !texts(&els).contains(&"no data") {
+                    assert_no_text_overlap(&svg);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn outputs_are_deterministic() {
         let data = six_kind_bars();
         let a = stacked_bars("t", "x (s)", &data, Some(("r", 3.0)));
         assert_eq!(a, stacked_bars("t", "x (s)", &data, Some(("r", 3.0))));
         let lanes = stage_lanes(8, 300, 5.0);
         assert_eq!(timeline("t", &lanes, 5.0), timeline("t", &lanes, 5.0));
+        let (ticks, series) = (chip_ticks(), chip_series());
+        let l = lines("t", "x", "y (s)", &series, Some(&ticks), false);
+        assert_eq!(l, lines("t", "x", "y (s)", &series, Some(&ticks), false));
+        let series = bandwidth_series();
+        let l = lines("t", "x (GB/s)", "y (s)", &series, None, true);
+        assert_eq!(l, lines("t", "x (GB/s)", "y (s)", &series, None, true));
     }
 
     // ---- edge cases ----
@@ -1294,6 +2195,42 @@ mod tests {
                     spans: vec![(1.0, 1.0, "dp".into()), (nan, -1.0, "dp".into())],
                 }],
                 nan,
+            ),
+            lines("no series", "x (s)", "y (s)", &[], None, false),
+            lines(
+                "no points",
+                "x (s)",
+                "y (s)",
+                &[("a".into(), vec![]), ("".into(), vec![])],
+                None,
+                true,
+            ),
+            lines(
+                "all nan",
+                "x (s)",
+                "y (s)",
+                &[(
+                    "a".into(),
+                    vec![(1.0, Some(nan)), (nan, Some(1.0)), (nan, None)],
+                )],
+                None,
+                false,
+            ),
+            lines(
+                "log of nothing positive",
+                "x (s)",
+                "y (s)",
+                &[("a".into(), vec![(0.0, Some(1.0)), (-2.0, None)])],
+                None,
+                true,
+            ),
+            lines(
+                "outside the categories",
+                "chip",
+                "y (s)",
+                &[("a".into(), vec![(7.0, Some(1.0)), (-1.0, None)])],
+                Some(&chip_ticks()),
+                false,
             ),
         ];
         for svg in &cases {
@@ -1569,6 +2506,49 @@ mod tests {
                 timeline("Timeline", &stage_lanes(4, 40, 2.0), 2.0),
             ),
             ("empty.svg", bars("Nothing", "x (s)", "cost", &[])),
+            (
+                "lines_chips.svg",
+                lines(
+                    "Step time by chip and parallelism",
+                    "chip",
+                    "step time (s)",
+                    &chip_series(),
+                    Some(&chip_ticks()),
+                    false,
+                ),
+            ),
+            (
+                "lines_bandwidth.svg",
+                lines(
+                    "Step time against scale-up bandwidth",
+                    "scale-up bandwidth (GB/s)",
+                    "step time (s)",
+                    &bandwidth_series(),
+                    None,
+                    true,
+                ),
+            ),
+            (
+                "lines_wide.svg",
+                lines(
+                    "Many series on a linear axis",
+                    "global batch (sequences)",
+                    "MFU (%)",
+                    &(0..9)
+                        .map(|s| {
+                            let pts = (1..=12)
+                                .map(|i| {
+                                    let y = 30.0 + (i * (s + 2)) as f64 % 17.0;
+                                    (256.0 * i as f64, (i != s + 2).then_some(y))
+                                })
+                                .collect();
+                            (format!("TP {} · PP {}", 1 << (s % 4), 1 << (s / 4)), pts)
+                        })
+                        .collect::<Vec<_>>(),
+                    None,
+                    false,
+                ),
+            ),
         ];
         for (name, svg) in samples {
             println!("{name}: {} bytes", svg.len());

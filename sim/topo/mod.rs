@@ -190,7 +190,13 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         ));
     }
 
-    let mut g: DiGraph<Vertex, Link> = DiGraph::new();
+    // Sized up front: a 2,048-GPU cluster has ~4.5K vertices and ~17K links.
+    let per_plane_links = endpoints as usize + leaves as usize * (spines.min(up) as usize);
+    let mut g: DiGraph<Vertex, Link> = DiGraph::with_capacity(
+        (spec.nodes * (1 + spec.gpus_per_node + nics) + f.planes * (leaves + spines)) as usize,
+        2 * (spec.nodes as usize * (2 * spec.gpus_per_node as usize)
+            + f.planes as usize * per_plane_links),
+    );
     let both = |g: &mut DiGraph<Vertex, Link>, a, b, up: Link, downl: Link| {
         g.add_edge(a, b, up);
         g.add_edge(b, a, downl);
@@ -308,17 +314,31 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
     Ok(cluster)
 }
 
-/// Every GPU reaches every other: all GPUs lie in one strongly connected component.
+/// Every GPU reaches every other. The builder adds every link with its reverse, so a strongly
+/// connected cluster is a connected one: union-find over the links, in their order.
 fn check_reachable(c: &Cluster, file: &str) -> Result<(), Diagnostic> {
-    let sccs = petgraph::algo::kosaraju_scc(&c.graph);
-    let mut comp = vec![usize::MAX; c.graph.node_count()];
-    for (i, scc) in sccs.iter().enumerate() {
-        for v in scc {
-            comp[v.index()] = i;
+    fn root(parent: &mut [u32], mut v: u32) -> u32 {
+        while parent[v as usize] != v {
+            let up = parent[parent[v as usize] as usize];
+            parent[v as usize] = up;
+            v = up;
         }
+        v
     }
-    let first = comp[c.gpu_vertices[0].index()];
-    if let Some(bad) = c.gpu_vertices.iter().position(|v| comp[v.index()] != first) {
+    let mut parent: Vec<u32> = (0..c.graph.node_count() as u32).collect();
+    for e in c.graph.raw_edges() {
+        let (a, b) = (
+            root(&mut parent, e.source().index() as u32),
+            root(&mut parent, e.target().index() as u32),
+        );
+        parent[a.max(b) as usize] = a.min(b);
+    }
+    let first = root(&mut parent, c.gpu_vertices[0].index() as u32);
+    if let Some(bad) = c
+        .gpu_vertices
+        .iter()
+        .position(|v| root(&mut parent, v.index() as u32) != first)
+    {
         return Err(Diagnostic::new(
             file,
             format!("GPU {bad} cannot reach GPU 0"),
@@ -349,6 +369,17 @@ scale_out:
 "#
         );
         parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap()
+    }
+
+    /// Without their PCIe links the nodes are islands: the check names the first GPU cut off
+    /// from GPU 0; with them every GPU is reached.
+    #[test]
+    fn a_cluster_cut_into_islands_is_not_connected() {
+        let mut c = build(&spec("8"), &crate::builtin::catalog(), "t.yaml").unwrap();
+        assert!(check_reachable(&c, "t.yaml").is_ok());
+        c.graph.retain_edges(|g, e| g[e].kind != LinkKind::Pcie);
+        let e = check_reachable(&c, "t.yaml").unwrap_err();
+        assert_eq!(e.found, "GPU 8 cannot reach GPU 0", "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod collective;
 mod diagnostics;
 mod outputs;
 mod run;
+mod sweep;
 mod validate;
 
 use std::path::PathBuf;

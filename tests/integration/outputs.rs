@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// DeepSeek-V3's layer design cut to 4 layers of 64 experts on two H800 nodes: PP2 × EP8,
 /// DualPipe.
-const SMALL: [&str; 16] = [
+pub const SMALL: [&str; 16] = [
     "--topology",
     "topologies/h800-16.yaml",
     "--set",
