@@ -291,6 +291,7 @@ pub(super) fn sweep(a: &SweepArgs) -> Result<(), Diagnostic> {
         title,
         engine: engine.name().to_string(),
         axes: axes.iter().map(|x| x.name.clone()).collect(),
+        units: axes.iter().map(sweep::unit).collect(),
         labels: axes
             .iter()
             .map(|x| x.values.iter().map(|v| v.label.clone()).collect())

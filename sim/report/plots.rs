@@ -814,8 +814,13 @@ fn y_ticks(lo: f64, hi: f64, plot_h: i32) -> Vec<(f64, String)> {
 
 /// A series' colour: [`color`] of its name, unless an earlier series of the same chart has it;
 /// then the next fallback colour not yet used (or the name's colour, when all are).
+/// An unnamed series (a sweep's only line) is drawn in the strong "compute" blue.
 fn distinct_color(name: &str, used: &[RGBColor]) -> RGBColor {
-    let own = color(name);
+    let own = if name.is_empty() {
+        color("compute")
+    } else {
+        color(name)
+    };
     if !used.contains(&own) {
         return own;
     }
@@ -2007,7 +2012,8 @@ mod tests {
     #[test]
     fn a_line_is_broken_at_an_infeasible_point() {
         let one = |pts: Vec<(f64, Option<f64>)>| vec![(String::new(), pts)];
-        let c = color("");
+        // An unnamed line is drawn in the "compute" colour.
+        let c = color("compute");
         let broken = one(vec![
             (1.0, Some(1.0)),
             (2.0, Some(2.0)),

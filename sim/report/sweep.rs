@@ -47,6 +47,8 @@ pub struct Meta {
     pub title: String,
     pub engine: String,
     pub axes: Vec<String>,
+    /// Each axis's unit, where its values share one (plot labels).
+    pub units: Vec<Option<String>>,
     /// Each axis's labels and numbers, in order.
     pub labels: Vec<Vec<String>>,
     pub numbers: Vec<Vec<Option<f64>>>,
@@ -239,7 +241,10 @@ pub fn plot_files(meta: &Meta, rows: &[Row]) -> Vec<(String, String)> {
                 m.label.split(" (").next().unwrap_or(m.name),
                 meta.axes[0]
             ),
-            &meta.axes[0],
+            &match &meta.units[0] {
+                Some(u) => format!("{} ({u})", meta.axes[0]),
+                None => meta.axes[0].clone(),
+            },
             m.label,
             &series,
             if numbers.is_none() {

@@ -114,6 +114,25 @@ pub fn fmt_number(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// The unit an axis's values share ("GB/s bidirectional", "$"), where every value is a number
+/// written with the same prefix and suffix: for plot labels.
+pub fn unit(axis: &Axis) -> Option<String> {
+    let parts: Vec<(String, String)> = axis
+        .values
+        .iter()
+        .map(|v| split_number(&v.label).map(|(p, _, u)| (p, u)))
+        .collect::<Option<_>>()?;
+    let first = parts.first()?.clone();
+    if parts.iter().any(|p| *p != first) {
+        return None;
+    }
+    match first {
+        (p, u) if !u.is_empty() => Some(if p.is_empty() { u } else { format!("{p}, {u}") }),
+        (p, _) if !p.is_empty() => Some(p),
+        _ => None,
+    }
+}
+
 /// The most values one axis may have.
 const MAX_VALUES: usize = 10_000;
 
@@ -132,7 +151,7 @@ pub fn parse_values(
         let at = rest
             .match_indices(' ')
             .map(|(i, _)| i)
-            .filter(|&i| {
+            .rfind(|&i| {
                 let t = &rest[i + 1..];
                 (t.starts_with('x') || t.starts_with('+'))
                     && t[1..]
@@ -140,7 +159,6 @@ pub fn parse_values(
                         .next()
                         .is_some_and(|c| c.is_ascii_digit() || c == '.' || !c.is_alphanumeric())
             })
-            .last()
             .ok_or_else(|| {
                 bad(
                     format!("\"{text}\" (a range without a step)"),
@@ -168,7 +186,8 @@ pub fn parse_values(
         } else {
             let d = step.trim_start_matches('+');
             let (pd, vd, ud) = split_number(d).ok_or_else(unit_err)?;
-            if !(pd.is_empty() || pd == pa) || !(ud.is_empty() || ud == ua) {
+            // The step may drop the range's qualifier: "+10 GB/s" steps "… GB/s bidirectional".
+            if !(pd.is_empty() || pd == pa) || !(ud.is_empty() || ua.starts_with(ud.as_str())) {
                 return Err(unit_err());
             }
             (1.0, vd)
@@ -557,6 +576,14 @@ mod tests {
             ["$1", "$1.5", "$2", "$2.5", "$3", "$3.5", "$4"]
         );
         assert_eq!(labels("0.1..0.3 +0.1"), ["0.1", "0.2", "0.3"]);
+        assert_eq!(
+            labels("100 GB/s bidirectional..120 GB/s bidirectional +10 GB/s"),
+            [
+                "100 GB/s bidirectional",
+                "110 GB/s bidirectional",
+                "120 GB/s bidirectional"
+            ]
+        );
         assert_eq!(labels("8,16,32"), ["8", "16", "32"]);
         let v = parse_values("8,16", "x").unwrap();
         assert_eq!(v[0].1, Value::Number(8.into()), "numbers stay numbers");
