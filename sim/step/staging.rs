@@ -71,7 +71,15 @@ fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> Chun
     }
 }
 
-/// Splits `costs` into `k` contiguous non-empty runs minimizing the largest sum.
+/// Splits `costs` (non-negative) into `k` contiguous non-empty runs minimizing the largest sum;
+/// among optimal cuts, each run ends as early as the dynamic program over cut points finds it
+/// (the first best cut point, scanning left to right).
+///
+/// `best[j][i]` (the least largest sum of the first `i` items in `j` runs) is the minimum over
+/// the last cut `c` of `max(best[j-1][c], prefix[i] - prefix[c])`: the first term never falls as
+/// `c` grows and the second never rises, so the minimum sits where they cross, found by
+/// bisection; ties left of the crossing are walked back to the first. A unit test holds this to
+/// the plain O(k·n²) scan on random and tied costs.
 pub fn partition(costs: &[f64], k: usize) -> Vec<(usize, usize)> {
     let n = costs.len();
     assert!(k >= 1 && k <= n, "cannot cut {n} items into {k} runs");
@@ -79,19 +87,34 @@ pub fn partition(costs: &[f64], k: usize) -> Vec<(usize, usize)> {
     for i in 0..n {
         prefix[i + 1] = prefix[i] + costs[i];
     }
-    // best[j][i]: minimal max over the first i items cut into j runs; cut[j][i]: last cut point.
     let mut best = vec![vec![f64::INFINITY; n + 1]; k + 1];
     let mut cut = vec![vec![0usize; n + 1]; k + 1];
     best[0][0] = 0.0;
     for j in 1..=k {
+        let (prev, cur) = best.split_at_mut(j);
+        let (prev, cur) = (&prev[j - 1], &mut cur[0]);
         for i in j..=n {
-            for c in (j - 1)..i {
-                let v = best[j - 1][c].max(prefix[i] - prefix[c]);
-                if v < best[j][i] {
-                    best[j][i] = v;
-                    cut[j][i] = c;
+            let f = |c: usize| prev[c].max(prefix[i] - prefix[c]);
+            // The first c in [j-1, i) where the left part's best reaches the last run's sum.
+            let (mut lo, mut hi) = (j - 1, i);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if prev[mid] >= prefix[i] - prefix[mid] {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
                 }
             }
+            let mut c = if lo == i { i - 1 } else { lo };
+            if lo > j - 1 && f(lo - 1) <= f(c) {
+                c = lo - 1;
+            }
+            let v = f(c);
+            while c > j - 1 && f(c - 1) == v {
+                c -= 1;
+            }
+            cur[i] = v;
+            cut[j][i] = c;
         }
     }
     let mut runs = Vec::with_capacity(k);
@@ -608,6 +631,64 @@ mod tests {
         assert_eq!(bf16, (2.0, 2.0, 4.0));
         let remainders = mem(&["workload.training.precision.master=bf16"]);
         assert_eq!(remainders.2, 10.0);
+    }
+
+    /// The plain scan over every cut point: the oracle for [`partition`].
+    fn partition_reference(costs: &[f64], k: usize) -> Vec<(usize, usize)> {
+        let n = costs.len();
+        assert!(k >= 1 && k <= n, "cannot cut {n} items into {k} runs");
+        let mut prefix = vec![0.0; n + 1];
+        for i in 0..n {
+            prefix[i + 1] = prefix[i] + costs[i];
+        }
+        // best[j][i]: minimal max over the first i items cut into j runs; cut[j][i]: last cut point.
+        let mut best = vec![vec![f64::INFINITY; n + 1]; k + 1];
+        let mut cut = vec![vec![0usize; n + 1]; k + 1];
+        best[0][0] = 0.0;
+        for j in 1..=k {
+            for i in j..=n {
+                for c in (j - 1)..i {
+                    let v = best[j - 1][c].max(prefix[i] - prefix[c]);
+                    if v < best[j][i] {
+                        best[j][i] = v;
+                        cut[j][i] = c;
+                    }
+                }
+            }
+        }
+        let mut runs = Vec::with_capacity(k);
+        let mut i = n;
+        for j in (1..=k).rev() {
+            let c = cut[j][i];
+            runs.push((c, i));
+            i = c;
+        }
+        runs.reverse();
+        runs
+    }
+
+    /// The bisection finds exactly the cuts the plain scan finds, ties included (costs from a
+    /// few values make many optimal cuts; zero costs make flat stretches).
+    #[test]
+    fn partition_matches_the_plain_scan() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for case in 0..3000 {
+            let n = rng.random_range(1..48usize);
+            let k = rng.random_range(1..=n);
+            let costs: Vec<f64> = (0..n)
+                .map(|_| match case % 3 {
+                    0 => [0.0, 0.5, 1.0, 2.0, 3.0][rng.random_range(0..5usize)],
+                    1 => rng.random_range(0.0..10.0f64),
+                    _ => [1.0, 1.0, 4.0][rng.random_range(0..3usize)] * 1e-3,
+                })
+                .collect();
+            assert_eq!(
+                partition(&costs, k),
+                partition_reference(&costs, k),
+                "case {case}: {costs:?} into {k}"
+            );
+        }
     }
 
     #[test]
