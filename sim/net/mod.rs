@@ -330,9 +330,14 @@ pub struct AlphaBeta<'a> {
 
 impl<'a> AlphaBeta<'a> {
     pub fn new(cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+        // Leaf–spine links are built last and all carry the fabric's hop latency: search from
+        // the end.
         let hop = cluster
             .graph
-            .edge_weights()
+            .raw_edges()
+            .iter()
+            .rev()
+            .map(|e| &e.weight)
             .find(|l| l.kind == crate::topo::LinkKind::LeafSpine);
         let pcie = cluster
             .graph

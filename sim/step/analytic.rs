@@ -57,13 +57,16 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         }
     };
 
+    // Each chunk's pair once; the ranks and the bottleneck read them.
+    let pairs: Vec<(f64, BTreeMap<String, f64>)> = chunks.iter().map(pair).collect();
+
     // The slowest pipeline rank sets the pace.
     let mut bottleneck = (0u64, f64::NEG_INFINITY);
     for d in 0..layout.pp {
         let t: f64 = layout
             .device_chunks(d)
             .iter()
-            .map(|&(c, m)| m as f64 * pair(&chunks[c as usize]).0)
+            .map(|&(c, m)| m as f64 * pairs[c as usize].0)
             .sum();
         if t > bottleneck.1 {
             bottleneck = (d, t);
@@ -77,13 +80,13 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
     let mut avg_pair = 0.0;
     for &(c, m) in &mine {
         let cc = &chunks[c as usize];
-        let (p, exposed) = pair(cc);
+        let (p, exposed) = &pairs[c as usize];
         let m = m as f64;
         bd.forward += m * cc.fwd;
         bd.backward += m * cc.bwd;
         bd.weight_grad += m * cc.wgrad;
         for (k, v) in exposed {
-            *bd.exposed_comm_by_kind.entry(k).or_default() += m * v;
+            *bd.exposed_comm_by_kind.entry(k.clone()).or_default() += m * v;
         }
         avg.fwd += m * cc.fwd / mbs;
         avg.bwd += m * cc.bwd / mbs;

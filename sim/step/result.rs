@@ -37,11 +37,16 @@ impl ChunkCost {
         self.wgrad += o.wgrad;
         self.attention += o.attention;
         self.kernels += o.kernels;
-        for (k, v) in &o.comm {
-            *self.comm.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.hidden {
-            *self.hidden.entry(k.clone()).or_default() += v;
+        // Look keys up before cloning them: most adds find the kind already there.
+        for (into, from) in [(&mut self.comm, &o.comm), (&mut self.hidden, &o.hidden)] {
+            for (k, v) in from {
+                match into.get_mut(k) {
+                    Some(x) => *x += v,
+                    None => {
+                        into.insert(k.clone(), 0.0 + v);
+                    }
+                }
+            }
         }
     }
 }

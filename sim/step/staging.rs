@@ -10,21 +10,51 @@ use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
 use crate::workload::layout::Layout;
 use crate::workload::model::{LayerKind, Model, Part};
-use crate::workload::ops::{BlockWork, ChunkWork, CommKind, Expander, Extras, Kernel, Seg};
+#[cfg(test)]
+use crate::workload::ops::ChunkWork;
+use crate::workload::ops::{BlockWork, Comm, CommKind, Expander, Extras, Kernel, Seg};
 use crate::workload::Workload;
 use std::collections::BTreeMap;
 
 /// Seconds of a run of kernels on `sms` SMs, less each kernel's margin.
-fn kernels_secs(ks: &[Kernel], km: &KernelModel, sms: u32) -> f64 {
-    ks.iter()
+fn kernels_secs<'k>(ks: impl IntoIterator<Item = &'k Kernel>, km: &KernelModel, sms: u32) -> f64 {
+    ks.into_iter()
         .map(|k| km.busy(&k.shape, sms - k.sm_margin).as_secs_f64())
         .sum()
+}
+
+/// The kernels of a pass's compute segments, in order.
+fn seg_kernels(segs: &[Seg]) -> impl Iterator<Item = &Kernel> + Clone {
+    segs.iter().flat_map(|s| match s {
+        Seg::Compute(ks) => ks.as_slice(),
+        Seg::Comm { .. } => &[],
+    })
+}
+
+/// The communication of a pass's segments, in order.
+fn seg_comms(segs: &[Seg]) -> impl Iterator<Item = &Comm> {
+    segs.iter().filter_map(|s| match s {
+        Seg::Comm { comm, .. } => Some(comm),
+        Seg::Compute(_) => None,
+    })
 }
 
 /// Prices a block's work: its kernels and communication, and the communication that runs
 /// beside a compute segment (`Seg::Comm { parallel }`) as far as that segment's time covers it.
 fn cost_block(b: &BlockWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> ChunkCost {
-    let mut c = cost(&b.flatten(), km, sms, ab);
+    let mut c = cost_of(
+        [
+            seg_kernels(&b.fwd),
+            seg_kernels(&b.bwd),
+            seg_kernels(&b.wgrad),
+        ],
+        seg_comms(&b.fwd)
+            .chain(seg_comms(&b.bwd))
+            .chain(seg_comms(&b.wgrad)),
+        km,
+        sms,
+        ab,
+    );
     for segs in [&b.fwd, &b.bwd, &b.wgrad] {
         let mut beside = 0.0;
         for s in segs {
@@ -44,30 +74,47 @@ fn cost_block(b: &BlockWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> C
     c
 }
 
-/// Prices a chunk's work.
+/// Prices a chunk's work (the trace tests price one layer pair this way).
+#[cfg(test)]
 fn cost(work: &ChunkWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> ChunkCost {
-    let t = |ks: &[Kernel]| kernels_secs(ks, km, sms);
-    let attention = work
-        .fwd
-        .iter()
-        .chain(&work.bwd)
+    cost_of(
+        [work.fwd.iter(), work.bwd.iter(), work.wgrad.iter()],
+        work.comm_fwd.iter().chain(&work.comm_bwd),
+        km,
+        sms,
+        ab,
+    )
+}
+
+/// Prices kernels (forward, backward, weight gradients) and communication, in order.
+fn cost_of<'k, K: Iterator<Item = &'k Kernel> + Clone>(
+    [fwd, bwd, wgrad]: [K; 3],
+    comms: impl Iterator<Item = &'k Comm>,
+    km: &KernelModel,
+    sms: u32,
+    ab: &dyn CommCost,
+) -> ChunkCost {
+    let attention = fwd
+        .clone()
+        .chain(bwd.clone())
         .filter(|k| matches!(k.shape, KernelShape::Attention(_)))
         .map(|k| km.busy(&k.shape, sms).as_secs_f64())
         .sum();
     let mut comm = BTreeMap::new();
-    for c in work.comm_fwd.iter().chain(&work.comm_bwd) {
+    for c in comms {
         *comm.entry(c.kind.name().to_string()).or_insert(0.0) += ab.time(&c.op);
     }
+    let kernels = fwd.clone().count() + bwd.clone().count() + wgrad.clone().count();
     ChunkCost {
         blocks: (0, 0),
         extras: String::new(),
-        fwd: t(&work.fwd),
-        bwd: t(&work.bwd),
-        wgrad: t(&work.wgrad),
+        fwd: kernels_secs(fwd, km, sms),
+        bwd: kernels_secs(bwd, km, sms),
+        wgrad: kernels_secs(wgrad, km, sms),
         attention,
         comm,
         hidden: BTreeMap::new(),
-        kernels: work.fwd.len() + work.bwd.len() + work.wgrad.len(),
+        kernels,
     }
 }
 
@@ -268,9 +315,11 @@ impl<'a> Staging<'a> {
         let price = |b: &BlockWork| cost_block(b, &km, sms, ab);
         let dense_c = price(&dense);
         let moe_c = moe.as_ref().map(price);
-        let block_cost = |k: LayerKind| match k {
-            LayerKind::Moe => moe_c.clone().expect("MoE block in a model with experts"),
-            LayerKind::Dense => dense_c.clone(),
+        let block_cost = |k: LayerKind| -> &ChunkCost {
+            match k {
+                LayerKind::Moe => moe_c.as_ref().expect("MoE block in a model with experts"),
+                LayerKind::Dense => &dense_c,
+            }
         };
         let first_c = price(&first);
         let last_c = price(&last);
@@ -286,7 +335,7 @@ impl<'a> Staging<'a> {
             .map(|(ci, &(a, b))| {
                 let mut c = ChunkCost::default();
                 for &k in &kinds[a..b] {
-                    c.add(&block_cost(k));
+                    c.add(block_cost(k));
                 }
                 let mut extras = Vec::new();
                 if ci == 0 {
