@@ -257,6 +257,10 @@ pub struct Staging<'a> {
     pub runs: Vec<(usize, usize)>,
     /// Per-micro-batch cost of each chunk.
     pub chunks: Vec<ChunkCost>,
+    /// Per-GPU parameters of a dense block and, in an MoE model, of an MoE block: computed once,
+    /// read for every block of every rank.
+    params_dense: (f64, f64),
+    params_moe: Option<(f64, f64)>,
     /// All-reduce of the gradient-norm scalar over every GPU (clipping): latency-bound, so
     /// priced by the closed-form model even when the DES prices the rest by flows.
     norm_sync: f64,
@@ -369,6 +373,10 @@ impl<'a> Staging<'a> {
             last,
             runs,
             chunks,
+            params_dense: block_params(model, layout, LayerKind::Dense),
+            params_moe: model
+                .moe
+                .map(|_| block_params(model, layout, LayerKind::Moe)),
             norm_sync: AlphaBeta::new(cluster, cal).time(&CommOp::AllReduce {
                 bytes: 8.0,
                 span: Placement::strided(layout.gpus(), 1, gpn),
@@ -388,7 +396,11 @@ impl<'a> Staging<'a> {
 
     /// Parameters of one block of `kind` on a GPU: (replicated weights, routed-expert weights).
     pub fn block_params(&self, kind: LayerKind) -> (f64, f64) {
-        block_params(&self.w.model, self.layout, kind)
+        match (kind, self.params_moe) {
+            (LayerKind::Dense, _) => self.params_dense,
+            (LayerKind::Moe, Some(p)) => p,
+            (LayerKind::Moe, None) => block_params(&self.w.model, self.layout, kind),
+        }
     }
 
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
