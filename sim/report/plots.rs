@@ -401,11 +401,7 @@ pub fn lines(
         legend_items.push(("infeasible".to_string(), REFERENCE));
     }
     let legend = legend_layout(&legend_items, left);
-    let legend_top = plot_bottom + X_AREA + 10;
-    let height = match legend.last() {
-        Some(last) => legend_top + (last.1 + 1) * LEGEND_ROW + MARGIN,
-        None => plot_bottom + X_AREA + MARGIN,
-    };
+    let (legend_top, height) = below_axis(&legend, plot_bottom);
 
     let mut svg = String::new();
     let result = (|| -> DrawResult {
@@ -996,6 +992,17 @@ struct Frame<'t> {
 }
 
 /// Legend entries laid out in rows: (x, row, text, colour).
+/// Where a legend laid out by [`legend_layout`] starts below the x axis, and the SVG's height
+/// with it.
+fn below_axis(legend: &[(i32, i32, String, RGBColor)], plot_bottom: i32) -> (i32, i32) {
+    let legend_top = plot_bottom + X_AREA + 10;
+    let height = match legend.last() {
+        Some(last) => legend_top + (last.1 + 1) * LEGEND_ROW + MARGIN,
+        None => plot_bottom + X_AREA + MARGIN,
+    };
+    (legend_top, height)
+}
+
 fn legend_layout(items: &[(String, RGBColor)], x_start: i32) -> Vec<(i32, i32, String, RGBColor)> {
     let right = WIDTH as i32 - MARGIN;
     let max_text = right - x_start - SWATCH - 5;
@@ -1029,11 +1036,7 @@ fn render(
     let plot_h = (n * frame.row_h).max(1);
     let plot_bottom = plot_top + plot_h;
     let legend = legend_layout(&frame.legend, frame.plot_left);
-    let legend_top = plot_bottom + X_AREA + 10;
-    let height = match legend.last() {
-        Some(last) => legend_top + (last.1 + 1) * LEGEND_ROW + MARGIN,
-        None => plot_bottom + X_AREA + MARGIN,
-    };
+    let (legend_top, height) = below_axis(&legend, plot_bottom);
 
     let mut svg = String::new();
     let result = (|| -> DrawResult {
