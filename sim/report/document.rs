@@ -633,18 +633,29 @@ fn marked(comment: &str) -> bool {
 pub fn marked_assumptions(text: &str) -> Vec<(usize, String, String)> {
     let mut stack: Vec<(usize, String)> = Vec::new();
     let mut out: Vec<(usize, String, String)> = Vec::new();
-    // A marked comment on its own line waits for the key below it.
-    let mut pending: Option<(usize, String)> = None;
+    // A marked comment on its own line waits for the key below it; in the comments that open
+    // the document, before any key, it speaks of the whole document.
+    let mut pending: Option<(usize, String, bool)> = None;
     let mut open: Option<usize> = None;
+    // Items seen so far of each list: (its indent, the path it hangs from, count).
+    let mut lists: Vec<(usize, String, usize)> = Vec::new();
+    let mut seen_key = false;
+    let joined = |stack: &[(usize, String)]| {
+        stack
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
+        let mut indent = line.len() - trimmed.len();
         if trimmed.starts_with('#') {
             let comment = trimmed.trim_start_matches('#').trim().to_string();
             if marked(&comment) {
-                pending = Some((n + 1, comment));
+                pending = Some((n + 1, comment, !seen_key));
                 open = None;
-            } else if let Some((_, c)) = pending.as_mut() {
+            } else if let Some((_, c, _)) = pending.as_mut() {
                 c.push(' ');
                 c.push_str(&comment);
             } else if let Some(i) = open {
@@ -654,11 +665,33 @@ pub fn marked_assumptions(text: &str) -> Vec<(usize, String, String)> {
             continue;
         }
         open = None;
-        let (code, comment) = match trimmed.find(" #") {
+        let (mut code, comment) = match trimmed.find(" #") {
             Some(p) => (&trimmed[..p], Some(trimmed[p + 2..].trim())),
             None => (trimmed, None),
         };
-        let code = code.trim_start_matches("- ");
+        if let Some(item) = code.strip_prefix("- ") {
+            // A list item: its index joins the path, and its keys sit two columns further in.
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            let parent = joined(&stack);
+            let idx = match lists
+                .iter_mut()
+                .find(|(i, p, _)| *i == indent && *p == parent)
+            {
+                Some(l) => {
+                    l.2 += 1;
+                    l.2
+                }
+                None => {
+                    lists.push((indent, parent, 0));
+                    0
+                }
+            };
+            stack.push((indent, idx.to_string()));
+            indent += 2;
+            code = item;
+        }
         let key = code
             .split_once(':')
             .map(|(k, _)| k.trim().to_string())
@@ -668,14 +701,19 @@ pub fn marked_assumptions(text: &str) -> Vec<(usize, String, String)> {
                 stack.pop();
             }
             stack.push((indent, k.clone()));
+            seen_key = true;
         }
-        let path = stack
-            .iter()
-            .map(|(_, k)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(".");
-        if let Some((line_no, c)) = pending.take() {
-            out.push((line_no, path.clone(), c));
+        let path = joined(&stack);
+        if let Some((line_no, c, document)) = pending.take() {
+            out.push((
+                line_no,
+                if document {
+                    String::new()
+                } else {
+                    path.clone()
+                },
+                c,
+            ));
         }
         if let Some(c) = comment.filter(|c| marked(c)) {
             out.push((n + 1, path, c.to_string()));
@@ -924,7 +962,7 @@ mod tests {
             vec![
                 (
                     2,
-                    "name".to_string(),
+                    String::new(),
                     "[inferred] the loss kernel is not published: priced as memory-bound."
                         .to_string()
                 ),
@@ -935,7 +973,7 @@ mod tests {
                 ),
                 (
                     10,
-                    "training.phases.name".to_string(),
+                    "training.phases.0.name".to_string(),
                     "[assumed] layout of the phase".to_string()
                 ),
                 (
