@@ -602,7 +602,7 @@ pub fn estimate(
     cal: &Calibration,
     full: bool,
 ) -> StepResult {
-    simulate(w, layout, cluster, cal, full).0
+    step(w, layout, cluster, cal, full, false).0
 }
 
 /// Simulates one step and keeps its timeline (for traces and reports).
@@ -613,6 +613,19 @@ pub fn simulate(
     cal: &Calibration,
     full: bool,
 ) -> (StepResult, Timeline) {
+    let (r, t) = step(w, layout, cluster, cal, full, true);
+    (r, t.expect("asked for the timeline"))
+}
+
+/// One step, and its timeline when `keep` (copying every task is not free under `--full`).
+fn step(
+    w: &Workload,
+    layout: &Layout,
+    cluster: &Cluster,
+    cal: &Calibration,
+    full: bool,
+    keep: bool,
+) -> (StepResult, Option<Timeline>) {
     let net = FlowModel::new(cluster, cal);
     let st = Staging::new(w, layout, cluster, cal, &net);
     let replicas = if full {
@@ -654,6 +667,9 @@ pub fn simulate(
         kernels_per_step: st.kernels_per_step(),
         events: out.events,
     };
+    if !keep {
+        return (result, None);
+    }
     // Pipeline sends and the tasks on other GPUs that wait for them.
     let mut flows = Vec::new();
     for (i, t) in graph.tasks.iter().enumerate() {
@@ -689,7 +705,7 @@ pub fn simulate(
     };
     let mut timeline = timeline;
     timeline.links = link_info(cluster, &timeline.details);
-    (result, timeline)
+    (result, Some(timeline))
 }
 
 #[cfg(test)]
