@@ -18,10 +18,7 @@ use std::path::Path;
 
 /// Writes `name` under `dir` atomically (temporary file, then rename).
 pub fn write_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, dir.join(name))
+    write_all(&[(dir.join(name), contents.as_bytes().to_vec())])
 }
 
 /// Writes every `(path, contents)` or none: each goes to a temporary name beside its target

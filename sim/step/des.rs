@@ -249,32 +249,15 @@ fn block_plan(
     p
 }
 
-/// A transfer's [`SegDetail`]: its name, the bytes it moves from this GPU's buffer, and the
-/// links one instance of it loads.
-fn comm_detail(
-    st: &Staging,
-    name: &str,
-    op: &CommOp,
-    layer: Option<u32>,
-    details: &mut Vec<SegDetail>,
-) -> u32 {
-    details.push(SegDetail {
-        name: name.into(),
-        layer,
-        kernels: Vec::new(),
-        bytes: op.bytes(),
-        sms: st.dp_comm_sms(),
-        links: st.ab.links(op),
-    });
-    details.len() as u32 - 1
-}
-
-/// Several operations that run as one task (the replicated and the expert gradients' syncs).
+/// The [`SegDetail`] of transfers that run as one task (a pipeline send; the replicated and the
+/// expert gradients' syncs): the bytes they move from this GPU's buffers, the links one instance
+/// loads, and the SMs they hold.
 fn ops_detail(
     st: &Staging,
     name: &str,
     ops: &[CommOp],
     layer: Option<u32>,
+    sms: u32,
     details: &mut Vec<SegDetail>,
 ) -> u32 {
     let mut links: BTreeMap<u32, f64> = BTreeMap::new();
@@ -288,7 +271,7 @@ fn ops_detail(
         layer,
         kernels: Vec::new(),
         bytes: ops.iter().map(CommOp::bytes).fold(0.0, |a, b| a + b),
-        sms: st.dp_comm_sms(),
+        sms,
         links: links.into_iter().collect(),
     });
     details.len() as u32 - 1
@@ -308,8 +291,15 @@ fn sync_details(
         "dp.grad_reduce_scatter"
     };
     (
-        ops_detail(st, name, &reduce, layer, details),
-        ops_detail(st, "dp.param_allgather", &gather, layer, details),
+        ops_detail(st, name, &reduce, layer, st.dp_comm_sms(), details),
+        ops_detail(
+            st,
+            "dp.param_allgather",
+            &gather,
+            layer,
+            st.dp_comm_sms(),
+            details,
+        ),
     )
 }
 
@@ -350,8 +340,7 @@ fn p2p(
     match p2p_comm(st, from, to, forward) {
         None => (0, taskgraph::NO_DETAIL),
         Some(c) => {
-            let d = comm_detail(st, &c.name, &c.op, None, details);
-            details[d as usize].sms = 0;
+            let d = ops_detail(st, &c.name, std::slice::from_ref(&c.op), None, 0, details);
             (ps(st.ab.time(&c.op)), d)
         }
     }
@@ -446,7 +435,14 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             .clone()
             .map(|r| {
                 let gather = st.grad_sync_ops(st.rank_params(r)).1;
-                ops_detail(st, "dp.param_allgather", &gather, None, details)
+                ops_detail(
+                    st,
+                    "dp.param_allgather",
+                    &gather,
+                    None,
+                    st.dp_comm_sms(),
+                    details,
+                )
             })
             .collect(),
         param_gather_ps: ranks
