@@ -808,7 +808,7 @@ fn reproduce(i: &Input) -> Section {
         title: "Reproduce".into(),
         blocks: vec![
             Block::Para(format!(
-                "Command: `{}`. Built from trainsim {}. The same inputs give the same numbers at any thread count; expert-load draws come from seed {} ({} routing).",
+                "Command: `{}`. Built from {}. The same inputs give the same numbers at any thread count; expert-load draws come from seed {} ({} routing).",
                 i.command, i.version, i.summary.routing.seed, i.summary.routing.distribution
             )),
             table(&["input", "sha256"], rows),
