@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         topk: 8,
         groups: 8,
         topk_groups: 4,
+        sms: 0,
     };
     let ep64: Vec<u32> = (0..64).collect();
     let ranks512: Vec<u32> = (0..512).collect();

@@ -1,7 +1,7 @@
 //! Cost: phases → steps → GPU-hours → dollars, wall-clock days and energy.
 
 use crate::config::workload::PricingSpec;
-use crate::workload::{PhaseKind, Workload};
+use crate::workload::{Phase, PhaseKind, Workload};
 use serde::Serialize;
 
 /// One phase of the run, costed.
@@ -40,9 +40,20 @@ pub fn run_cost(
     tdp_watts: f64,
     step_time: &mut dyn FnMut(&crate::workload::layout::Layout) -> f64,
 ) -> RunCost {
-    let price = w.pricing.gpu_hour.usd;
+    phases_cost(&w.phases, &w.pricing, gpus, tdp_watts, step_time)
+}
+
+/// Costs `phases` at `pricing` (a layout search's phases, at the layouts it chose).
+pub fn phases_cost(
+    run: &[Phase],
+    pricing: &PricingSpec,
+    gpus: u64,
+    tdp_watts: f64,
+    step_time: &mut dyn FnMut(&crate::workload::layout::Layout) -> f64,
+) -> RunCost {
+    let price = pricing.gpu_hour.usd;
     let mut phases = Vec::new();
-    for ph in &w.phases {
+    for ph in run {
         let pc = match &ph.kind {
             PhaseKind::Reported { gpu_hours } => PhaseCost {
                 name: ph.name.clone(),
@@ -81,12 +92,11 @@ pub fn run_cost(
         phases.push(pc);
     }
     let gpu_hours: f64 = phases.iter().map(|p| p.gpu_hours).sum();
-    let energy_mwh = energy_mwh(&w.pricing, gpu_hours, tdp_watts);
+    let energy_mwh = energy_mwh(pricing, gpu_hours, tdp_watts);
     RunCost {
         cost_usd: gpu_hours * price,
         days: phases.iter().map(|p| p.days).sum(),
-        energy_cost_usd: w
-            .pricing
+        energy_cost_usd: pricing
             .electricity_per_kwh
             .map(|p| p.usd * energy_mwh * 1000.0),
         gpu_hours,

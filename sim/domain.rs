@@ -68,7 +68,7 @@ impl MasterCopy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recompute {
     /// Keep every activation the backward pass reads.
@@ -77,6 +77,18 @@ pub enum Recompute {
     Selective,
     /// Keep only each layer's input; re-run the whole layer forward in backward.
     Full,
+}
+
+impl Recompute {
+    pub const ALL: [Recompute; 3] = [Recompute::None, Recompute::Selective, Recompute::Full];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Recompute::None => "none",
+            Recompute::Selective => "selective",
+            Recompute::Full => "full",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -134,7 +146,7 @@ fn fp32() -> Dtype {
     Dtype::Fp32
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     Gpipe,
@@ -147,6 +159,15 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    pub const ALL: [Schedule; 6] = [
+        Schedule::Gpipe,
+        Schedule::OneFOneB,
+        Schedule::Interleaved,
+        Schedule::Zb1p,
+        Schedule::Dualpipe,
+        Schedule::Dualpipev,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Gpipe => "gpipe",

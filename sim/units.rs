@@ -185,6 +185,13 @@ quantity!(
     Money, usd, "amount of money", "$2", ["" => 1.0, "USD" => 1.0, "k" => 1e3, "M" => 1e6, "kUSD" => 1e3, "MUSD" => 1e6]);
 
 quantity!(
+    /// A wall-clock span in seconds (a deadline): `"60 d"`, `"8 weeks"`, `"36 h"`.
+    Duration, secs, "duration", "60 d", [
+    "s" => 1.0, "min" => 60.0, "h" => 3600.0, "d" => 86400.0, "day" => 86400.0, "days" => 86400.0,
+    "week" => 604800.0, "weeks" => 604800.0,
+]);
+
+quantity!(
     /// A count with an optional SI suffix: `"14.8T"` tokens, `"469B"`, `"62914560"`.
     Count, value, "count", "14.8T", true, ["" => 1.0, "K" => 1e3, "M" => 1e6, "B" => 1e9, "T" => 1e12]);
 

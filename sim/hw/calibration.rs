@@ -81,6 +81,9 @@ pub struct NetworkCal {
     pub moe_combine_rdma_efficiency: Constant<f64>,
     pub moe_dispatch_nvlink_efficiency: Constant<f64>,
     pub moe_combine_nvlink_efficiency: Constant<f64>,
+    /// SMs at which DeepEP-style dispatch and combine saturate the links; with fewer reserved
+    /// SMs they move bytes at that share of the calibrated rate.
+    pub moe_saturation_sms: Constant<u32>,
     pub nccl_ring_efficiency_hopper: Constant<f64>,
     pub nccl_ring_efficiency_ampere: Constant<f64>,
     pub nvls_efficiency: Constant<f64>,
@@ -92,6 +95,17 @@ pub struct NetworkCal {
 }
 
 impl NetworkCal {
+    /// The share of the calibrated dispatch/combine rate that `sms` reserved SMs reach (1 at or
+    /// above saturation, and for 0: kernels that are not given SMs of their own).
+    pub fn moe_sm_share(&self, sms: u32) -> f64 {
+        let s = self.moe_saturation_sms.value.max(1);
+        if sms == 0 || sms >= s {
+            1.0
+        } else {
+            f64::from(sms) / f64::from(s)
+        }
+    }
+
     /// (RDMA, NVLink) link efficiency of DeepEP-style MoE dispatch or combine.
     pub fn moe_efficiency(&self, dispatch: bool) -> (f64, f64) {
         if dispatch {
@@ -105,6 +119,34 @@ impl NetworkCal {
                 self.moe_combine_nvlink_efficiency.value,
             )
         }
+    }
+}
+
+impl Calibration {
+    /// Every kernel efficiency (GEMM MMA, fused-attention blocks, which FlashAttention-2's rates
+    /// are relative to, and HBM streaming) scaled by `factor`, each capped at 1: the "kernels
+    /// ±10%" what-if of a plan's sensitivity table. Networks, overheads and tiles stay.
+    pub fn kernels_scaled(&self, factor: f64) -> Calibration {
+        let mut c = self.clone();
+        let g = &mut c.gemm;
+        let a = &mut c.attention;
+        let m = &mut c.memory;
+        for e in [
+            &mut g.mma_efficiency_fp8,
+            &mut g.mma_efficiency_cublaslt_ampere,
+            &mut g.mma_efficiency_cublaslt_hopper,
+            &mut g.mma_efficiency_cublaslt_blackwell,
+            &mut g.mma_efficiency_wgrad_fp8,
+            &mut a.fwd_efficiency,
+            &mut a.bwd_efficiency,
+            &mut a.blackwell_fwd_efficiency,
+            &mut a.blackwell_bwd_efficiency,
+            &mut m.hbm_efficiency,
+            &mut m.elementwise_efficiency,
+        ] {
+            e.value = (e.value * factor).min(1.0);
+        }
+        c
     }
 }
 

@@ -376,6 +376,8 @@ impl<'a> Collectives<'a> {
                 .collect(),
         };
         let (rdma, nvl) = self.cal.network.moe_efficiency(dispatch);
+        let sm = self.cal.network.moe_sm_share(route.sms);
+        let (rdma, nvl) = (rdma * sm, nvl * sm);
         let eff = |tr: &Transfer| match tr.path {
             Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => rdma,
             _ => nvl,

@@ -44,6 +44,9 @@ pub struct MoeRoute {
     pub topk: u64,
     pub groups: u64,
     pub topk_groups: u64,
+    /// SMs the dispatch and combine kernels run on (the layout's `comm_sms`); 0: not reserved,
+    /// priced at the saturated rate its calibration measured.
+    pub sms: u32,
 }
 
 /// A communication operation, from one GPU's point of view.
@@ -404,6 +407,8 @@ impl<'a> AlphaBeta<'a> {
             } => {
                 let dispatch = matches!(op, CommOp::MoeDispatch { .. });
                 let (rdma_eff, nvl_eff) = net.moe_efficiency(dispatch);
+                let sm = net.moe_sm_share(route.sms);
+                let (rdma_eff, nvl_eff) = (rdma_eff * sm, nvl_eff * sm);
                 let nodes = span.nodes.max(1);
                 let t = tokens as f64;
                 let remote_nodes = route.nodes_per_token(nodes) * (nodes - 1) as f64 / nodes as f64;
@@ -459,6 +464,7 @@ mod tests {
             topk: 8,
             groups: 8,
             topk_groups: 4,
+            sms: 0,
         };
         let n = r.nodes_per_token(8);
         assert!((n - 3.63).abs() < 0.01, "{n}");

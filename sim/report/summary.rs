@@ -124,7 +124,7 @@ impl Summary {
             },
             breakdown_s: e.breakdown.clone(),
             layout: l.clone(),
-            stages: e.chunks.clone(),
+            stages: e.chunks.as_ref().clone(),
             phases: cost.phases.clone(),
             gpu_hours: cost.gpu_hours,
             cost_usd: cost.cost_usd,

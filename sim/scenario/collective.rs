@@ -154,6 +154,7 @@ pub fn run(
                 topk: m.topk,
                 groups: m.groups,
                 topk_groups: m.topk_groups,
+                sms: 0,
             };
             let dispatch = op == CollectiveOp::MoeDispatch;
             let bpt = if dispatch {

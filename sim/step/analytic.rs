@@ -6,7 +6,7 @@
 //! traffic), the pipeline bubble from the schedule's formula, data-parallel gradient
 //! synchronization and the optimizer step. Fast enough for sweeps.
 
-use super::{Breakdown, ChunkCost, Memory, Staging, StepResult};
+use super::{Blocks, Breakdown, ChunkCost, Memory, Staging, StepResult};
 use crate::domain::Schedule;
 use crate::hw::Calibration;
 use crate::net::AlphaBeta;
@@ -14,6 +14,7 @@ use crate::topo::Cluster;
 use crate::workload::layout::Layout;
 use crate::workload::schedule;
 use crate::workload::Workload;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Exposed part of `n` equal transfers totalling `total` that become ready (or are needed) one
@@ -29,7 +30,37 @@ pub(crate) fn hidden_behind(total: f64, n: f64, window: f64) -> f64 {
 /// Estimates one step of `w` at `layout` on `cluster`.
 pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> StepResult {
     let ab = AlphaBeta::new(cluster, cal);
-    let st = Staging::new(w, layout, cluster, cal, &ab);
+    staged(&Staging::new(w, layout, cluster, cal, &ab))
+}
+
+/// The blocks of `w` at `layout`, priced as this engine prices them: shared by every layout
+/// with the same [`Blocks::key`] (see [`estimate_on`]).
+pub fn blocks(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> Blocks {
+    Blocks::new(w, layout, cluster, cal, &AlphaBeta::new(cluster, cal))
+}
+
+/// [`estimate`] on blocks already priced by [`blocks`] for a layout with the same key: the same
+/// result, without pricing the blocks again (a layout search prices many layouts per key).
+pub fn estimate_on(
+    w: &Workload,
+    layout: &Layout,
+    cluster: &Cluster,
+    cal: &Calibration,
+    blocks: &Blocks,
+) -> StepResult {
+    let ab = AlphaBeta::new(cluster, cal);
+    staged(&Staging::with_blocks(
+        w,
+        layout,
+        cluster,
+        cal,
+        &ab,
+        Cow::Borrowed(blocks),
+    ))
+}
+
+fn staged(st: &Staging) -> StepResult {
+    let layout = st.layout;
     let chunks = &st.chunks;
     let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
     // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
@@ -175,14 +206,20 @@ pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibrat
         layout.vpp,
         layout.micro_batches,
     );
+    // `inflight` counts pipeline stages' worth (a stage is 1/pp of the layers): a rank's
+    // largest chunk times chunks/pp (DualPipe's chunks are whole stages; DualPipeV's halves and
+    // interleaving's 1/vpp are made whole again). The largest, not the mean: which chunks are
+    // in flight at the peak is the schedule's detail (the DES follows it), and a plan must not
+    // pick a layout that does not fit.
+    let per_stage = layout.chunks() as f64 / layout.pp as f64;
     let mut mem = Memory::default();
     for d in 0..layout.pp {
         let ch = layout.device_chunks(d);
         let act_per_mb = ch
             .iter()
             .map(|&(c, _)| st.chunk_activations(c as usize))
-            .sum::<f64>()
-            / ch.len() as f64;
+            .fold(0.0, f64::max)
+            * per_stage;
         let m = st.rank_memory(d, act_per_mb * inflight);
         if m.total > mem.total {
             mem = m;

@@ -9,7 +9,7 @@
 //! members arrive together and one replica stands for all (a test checks this against the full
 //! simulation). `full` simulates every GPU with collective membership.
 
-use super::{Breakdown, ChunkCost, LinkInfo, Memory, Staging, StepResult, TimedTask, Timeline};
+use super::{Breakdown, LinkInfo, Memory, Staging, StepResult, TimedTask, Timeline};
 use crate::domain::RoutingDistribution;
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
@@ -357,7 +357,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         let mut blocks = Vec::new();
         if c == 0 {
             let embedding = ((st.w.model.vocab * st.w.model.hidden / l.tp) as f64, 0.0);
-            blocks.push(block_plan(st, &st.first, embedding, None, details));
+            blocks.push(block_plan(st, &st.blocks.first, embedding, None, details));
         }
         for (layer, &k) in st.kinds[a..b].iter().enumerate() {
             let layer = Some((a + layer) as u32);
@@ -380,7 +380,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             if c == 0 {
                 d -= (st.w.model.vocab * st.w.model.hidden / l.tp) as f64;
             }
-            blocks.push(block_plan(st, &st.last, (d, e), None, details));
+            blocks.push(block_plan(st, &st.blocks.last, (d, e), None, details));
         }
         let fwd = p2p(st, c, (c + 1 < n).then_some(c + 1), true, details);
         let bwd = p2p(st, c, c.checked_sub(1), false, details);
@@ -653,7 +653,7 @@ fn step(
             mem = m;
         }
     }
-    let chunks: Vec<ChunkCost> = st.chunks.clone();
+    let chunks = st.chunks.clone();
     let result = StepResult {
         step_time_s: out.makespan as f64 / 1e12,
         breakdown: bd,
@@ -952,6 +952,24 @@ mod tests {
             let o = exec::run(&taskgraph::build(&plan));
             let peak = *o.peak_inflight.iter().max().unwrap();
             assert_eq!(peak, expect, "{s:?}: peak in flight {:?}", o.peak_inflight);
+        }
+        // Megatron's interleaved warm-up: rank 0 runs 2(p−1) + (v−1)p chunk forwards, then one
+        // more before its first backward: p + (p−1)/v stages' worth, in 1/v-stage chunks; with
+        // m ≤ p micro-batches every forward (m·v chunks) runs first.
+        for (pp, vpp, m, expect) in [(4u64, 2u64, 8u64, 11u64), (4, 4, 8, 19), (4, 2, 4, 8)] {
+            let (plan, _) = uniform(Schedule::Interleaved, pp, vpp, m, 100, 150, 50);
+            let o = exec::run(&taskgraph::build(&plan));
+            let peak = *o.peak_inflight.iter().max().unwrap();
+            assert_eq!(
+                peak as u64, expect,
+                "interleaved: peak in flight {:?}",
+                o.peak_inflight
+            );
+            let stages = schedule::activations_in_flight(Schedule::Interleaved, pp, vpp, m);
+            assert!(
+                (stages * vpp as f64 - expect as f64).abs() < 1.0,
+                "{stages}"
+            );
         }
     }
 }

@@ -15,4 +15,4 @@ pub mod result;
 pub mod staging;
 
 pub use result::{Breakdown, ChunkCost, LinkInfo, Memory, StepResult, TimedTask, Timeline};
-pub use staging::{partition, Staging};
+pub use staging::{memory_floor, partition, Blocks, Staging};

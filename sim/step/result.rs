@@ -86,7 +86,8 @@ pub struct StepResult {
     pub step_time_s: f64,
     pub breakdown: Breakdown,
     pub memory: Memory,
-    pub chunks: Vec<ChunkCost>,
+    /// Shared with the staging that priced them (a layout search prices many layouts on one).
+    pub chunks: std::sync::Arc<Vec<ChunkCost>>,
     pub bottleneck_rank: u64,
     pub kernels_per_step: u64,
     /// Events the discrete-event engine processed (0 for the analytic engine).

@@ -4,7 +4,7 @@
 //! gradient passes and data-parallel synchronization, and the optimizer step.
 
 use super::result::{ChunkCost, Memory};
-use crate::domain::{Dtype, Precision};
+use crate::domain::{Dtype, Precision, Schedule};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
@@ -13,8 +13,11 @@ use crate::workload::model::{LayerKind, Model, Part};
 #[cfg(test)]
 use crate::workload::ops::ChunkWork;
 use crate::workload::ops::{BlockWork, Comm, CommKind, Expander, Extras, Kernel, Seg};
+use crate::workload::schedule;
 use crate::workload::Workload;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Seconds of a run of kernels on `sms` SMs, less each kernel's margin.
 fn kernels_secs<'k>(ks: impl IntoIterator<Item = &'k Kernel>, km: &KernelModel, sms: u32) -> f64 {
@@ -208,6 +211,95 @@ fn head_params(model: &Model, l: &Layout) -> (f64, f64) {
     )
 }
 
+/// Data-parallel groups of replicated and of expert weights.
+fn dp_groups(l: &Layout, gpus_per_node: u64) -> (Placement, Placement) {
+    (
+        Placement::strided(l.dp * l.cp, l.tp, gpus_per_node),
+        Placement::strided(l.expert_dp(), l.ep, gpus_per_node),
+    )
+}
+
+/// Weights, gradients and optimizer state per GPU of `params` (replicated, routed-expert),
+/// bytes, by ZeRO stage.
+fn static_memory(
+    pr: &Precision,
+    l: &Layout,
+    gpus_per_node: u64,
+    params: (f64, f64),
+) -> (f64, f64, f64) {
+    let (dg, eg) = dp_groups(l, gpus_per_node);
+    let by = |stage: u8, bytes: f64| {
+        let f = |p: f64, g: u64| {
+            if l.zero >= stage {
+                p / g.max(1) as f64
+            } else {
+                p
+            }
+        };
+        (f(params.0, dg.size) + f(params.1, eg.size)) * bytes
+    };
+    (
+        by(3, pr.params.bytes()),
+        by(2, pr.grads.bytes()),
+        by(1, pr.master.bytes() + 2.0 * pr.optimizer_states.bytes()),
+    )
+}
+
+/// A lower bound, in bytes, of the peak memory of the fullest pipeline rank, from the layout
+/// alone (no kernel priced, no partition cut): the fullest rank holds at least what the average
+/// rank holds, and the average rank holds each chunk's weights and activations at least as often
+/// as the least-held chunk is held, over the ranks. A layout search drops layouts above HBM on
+/// this before timing them; a property test holds it at or below both engines' peaks.
+pub fn memory_floor(w: &Workload, l: &Layout, gpus_per_node: u64) -> f64 {
+    let model = &w.model;
+    let mut params = [embedding_params(model, l), head_params(model, l)]
+        .into_iter()
+        .fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let mut act = 0.0;
+    let t = l.tokens_per_microbatch() as f64;
+    let (pd, pm) = (
+        block_params(model, l, LayerKind::Dense),
+        model.moe.map(|_| block_params(model, l, LayerKind::Moe)),
+    );
+    for k in model.layer_kinds() {
+        let p = match (k, pm) {
+            (LayerKind::Moe, Some(p)) => p,
+            _ => pd,
+        };
+        params = (params.0 + p.0, params.1 + p.1);
+        act += model.activation_bytes_per_token(
+            k,
+            w.recompute,
+            w.precision.activations,
+            l.tp,
+            l.sequence_parallel,
+        ) * t;
+    }
+    let mut held = vec![0u64; l.chunks() as usize];
+    let mut most = 1usize;
+    for d in 0..l.pp {
+        let ch = l.device_chunks(d);
+        most = most.max(ch.len());
+        for (c, _) in ch {
+            held[c as usize] += 1;
+        }
+    }
+    let least = held.iter().copied().min().unwrap_or(0) as f64;
+    let pp = l.pp as f64;
+    let share = |p: f64| p * least / pp;
+    let (weights, grads, optimizer) = static_memory(
+        &w.precision,
+        l,
+        gpus_per_node,
+        (share(params.0), share(params.1)),
+    );
+    let inflight = schedule::activations_in_flight(l.schedule, l.pp, l.vpp, l.micro_batches);
+    // As the analytic engine counts it: stages' worth in flight, a stage being chunks/pp of a
+    // rank's mean chunk.
+    let per_stage = l.chunks() as f64 / pp;
+    weights + grads + optimizer + inflight * per_stage * act * least / (pp * most as f64)
+}
+
 /// Gradient elements of `params` (replicated, routed-expert) that a data-parallel group reduces.
 fn synced(l: &Layout, (d, e): (f64, f64)) -> f64 {
     d * f64::from(l.dp * l.cp > 1) + e * f64::from(l.expert_dp() > 1)
@@ -236,55 +328,61 @@ fn grad_prep_bytes(pr: &Precision, zero: u8) -> f64 {
     before + 2.0 * pr.grad_comm.bytes()
 }
 
-/// The step cut into pipeline chunks, with each block's work and the models that price it.
-/// Shared by the analytic and the discrete-event engines.
-pub struct Staging<'a> {
-    pub w: &'a Workload,
-    pub layout: &'a Layout,
-    pub km: KernelModel<'a>,
-    pub ab: &'a dyn CommCost,
-    /// SMs left to compute kernels.
-    pub sms: u32,
-    pub gpus_per_node: u64,
-    pub ex: Expander<'a>,
-    pub kinds: Vec<LayerKind>,
+/// Chunkings already cut on one [`Blocks`]: (chunk count, the runs, the chunks' costs).
+#[derive(Debug, Default)]
+struct Chunkings(Mutex<Vec<Chunking>>);
+
+type Chunking = (usize, Runs, Arc<Vec<ChunkCost>>);
+
+/// Blocks `[a, b)` of each chunk.
+type Runs = Arc<Vec<(usize, usize)>>;
+
+impl Clone for Chunkings {
+    fn clone(&self) -> Self {
+        Chunkings(Mutex::new(
+            self.0.lock().map(|v| v.clone()).unwrap_or_default(),
+        ))
+    }
+}
+
+/// Every block's work and its price: what a step's staging spends most of its time on, and
+/// what depends on only part of the layout ([`Blocks::key`]), so that a layout search prices it
+/// once for every layout that shares it.
+#[derive(Debug, Clone)]
+pub struct Blocks {
+    /// The [`Blocks::key`] of the layout they were priced for.
+    key: Layout,
     dense: BlockWork,
     moe: Option<BlockWork>,
     /// Embedding (first chunk) and output head + MTP (last chunk).
     pub first: BlockWork,
     pub last: BlockWork,
-    /// Blocks `[a, b)` of each chunk.
-    pub runs: Vec<(usize, usize)>,
-    /// Per-micro-batch cost of each chunk.
-    pub chunks: Vec<ChunkCost>,
-    /// Per-GPU parameters of a dense block and, in an MoE model, of an MoE block: computed once,
-    /// read for every block of every rank.
-    params_dense: (f64, f64),
-    params_moe: Option<(f64, f64)>,
-    /// All-reduce of the gradient-norm scalar over every GPU (clipping): latency-bound, so
-    /// priced by the closed-form model even when the DES prices the rest by flows.
-    norm_sync: f64,
+    dense_c: ChunkCost,
+    moe_c: Option<ChunkCost>,
+    first_c: ChunkCost,
+    last_c: ChunkCost,
+    /// The cuts into chunks made so far: a function of the blocks and the chunk count alone.
+    chunkings: Chunkings,
 }
 
-impl<'a> Staging<'a> {
+impl Blocks {
+    /// Expands and prices the blocks of `w` at `layout`.
     pub fn new(
-        w: &'a Workload,
-        layout: &'a Layout,
-        cluster: &'a Cluster,
-        cal: &'a Calibration,
-        net: &'a dyn CommCost,
-    ) -> Self {
+        w: &Workload,
+        layout: &Layout,
+        cluster: &Cluster,
+        cal: &Calibration,
+        net: &dyn CommCost,
+    ) -> Blocks {
         let model: &Model = &w.model;
         let km = KernelModel::new(&cluster.gpu, cal).with_attention(w.attention);
-        let ab = net;
         let sms = cluster.gpu.sms.value - layout.comm_sms;
-        let gpn = cluster.gpus_per_node as u64;
         let ex = Expander {
             model,
             layout,
             precision: &w.precision,
             recompute: w.recompute,
-            gpus_per_node: gpn,
+            gpus_per_node: cluster.gpus_per_node as u64,
         };
         let mut dense = ex.block(LayerKind::Dense);
         let mut moe = model.moe.map(|_| ex.block(LayerKind::Moe));
@@ -316,61 +414,188 @@ impl<'a> Staging<'a> {
             prep(&mut first, embedding_params(model, layout));
             prep(&mut last, head_params(model, layout));
         }
-        let price = |b: &BlockWork| cost_block(b, &km, sms, ab);
-        let dense_c = price(&dense);
-        let moe_c = moe.as_ref().map(price);
-        let block_cost = |k: LayerKind| -> &ChunkCost {
-            match k {
-                LayerKind::Moe => moe_c.as_ref().expect("MoE block in a model with experts"),
-                LayerKind::Dense => &dense_c,
-            }
-        };
-        let first_c = price(&first);
-        let last_c = price(&last);
-        let kinds = model.layer_kinds();
-        let n = kinds.len();
-        let mut item_costs: Vec<f64> = kinds.iter().map(|&k| block_cost(k).compute()).collect();
-        item_costs[0] += first_c.compute();
-        item_costs[n - 1] += last_c.compute();
-        let runs = partition(&item_costs, layout.chunks() as usize);
-        let chunks = runs
-            .iter()
-            .enumerate()
-            .map(|(ci, &(a, b))| {
-                let mut c = ChunkCost::default();
-                for &k in &kinds[a..b] {
-                    c.add(block_cost(k));
-                }
-                let mut extras = Vec::new();
-                if ci == 0 {
-                    c.add(&first_c);
-                    extras.push("embedding");
-                }
-                if ci == runs.len() - 1 {
-                    c.add(&last_c);
-                    extras.push("head");
-                    if model.mtp_depth > 0 {
-                        extras.push("mtp");
-                    }
-                }
-                c.blocks = (a as u64, b as u64);
-                c.extras = extras.join("+");
-                c
-            })
-            .collect();
-        Staging {
-            w,
-            layout,
-            km,
-            ab,
-            sms,
-            gpus_per_node: gpn,
-            ex,
-            kinds,
+        let price = |b: &BlockWork| cost_block(b, &km, sms, net);
+        Blocks {
+            key: Blocks::key(layout),
+            dense_c: price(&dense),
+            moe_c: moe.as_ref().map(price),
+            first_c: price(&first),
+            last_c: price(&last),
+            chunkings: Chunkings::default(),
             dense,
             moe,
             first,
             last,
+        }
+    }
+
+    /// What the blocks depend on: the layout with every field they do not read cleared. Two
+    /// layouts of one workload and cluster with the same key have the same blocks (a test holds
+    /// estimates from shared blocks to fresh ones). The blocks read the tensor-, context- and
+    /// expert-parallel degrees and placement, the micro-batch and sequence, the SMs left to
+    /// compute, sequence parallelism and its overlap (which, with a deferred weight-gradient
+    /// schedule, keeps the reduce-scatter blocking), and with ZeRO-2/3 the gradient preparation
+    /// of the data-parallel group.
+    pub fn key(l: &Layout) -> Layout {
+        let deferred = matches!(
+            l.schedule,
+            Schedule::Zb1p | Schedule::Dualpipe | Schedule::Dualpipev
+        );
+        let sharded = l.zero >= 2;
+        Layout {
+            pp: 0,
+            vpp: 0,
+            micro_batches: 0,
+            global_batch: 0,
+            overlap_param_gather: false,
+            schedule: if deferred {
+                Schedule::Zb1p
+            } else {
+                Schedule::OneFOneB
+            },
+            zero: if sharded { l.zero } else { 0 },
+            dp: if sharded { l.dp } else { 0 },
+            ..l.clone()
+        }
+    }
+
+    /// The blocks cut into `k` chunks balancing their compute, and each chunk's cost: cut once
+    /// per chunk count and kept.
+    fn chunked(
+        &self,
+        kinds: &[LayerKind],
+        k: usize,
+        mtp_depth: u64,
+    ) -> (Runs, Arc<Vec<ChunkCost>>) {
+        if let Ok(v) = self.chunkings.0.lock() {
+            if let Some((_, r, c)) = v.iter().find(|(n, _, _)| *n == k) {
+                return (r.clone(), c.clone());
+            }
+        }
+        let (first_c, last_c) = (&self.first_c, &self.last_c);
+        let n = kinds.len();
+        let mut item_costs: Vec<f64> = kinds.iter().map(|&k| self.cost(k).compute()).collect();
+        item_costs[0] += first_c.compute();
+        item_costs[n - 1] += last_c.compute();
+        let runs = partition(&item_costs, k);
+        let chunks: Vec<ChunkCost> = runs
+            .iter()
+            .enumerate()
+            .map(|(ci, &(a, e))| {
+                let mut c = ChunkCost::default();
+                for &kind in &kinds[a..e] {
+                    c.add(self.cost(kind));
+                }
+                let mut extras = Vec::new();
+                if ci == 0 {
+                    c.add(first_c);
+                    extras.push("embedding");
+                }
+                if ci == runs.len() - 1 {
+                    c.add(last_c);
+                    extras.push("head");
+                    if mtp_depth > 0 {
+                        extras.push("mtp");
+                    }
+                }
+                c.blocks = (a as u64, e as u64);
+                c.extras = extras.join("+");
+                c
+            })
+            .collect();
+        let (runs, chunks) = (Arc::new(runs), Arc::new(chunks));
+        if let Ok(mut v) = self.chunkings.0.lock() {
+            v.push((k, runs.clone(), chunks.clone()));
+        }
+        (runs, chunks)
+    }
+
+    fn cost(&self, k: LayerKind) -> &ChunkCost {
+        match k {
+            LayerKind::Moe => self
+                .moe_c
+                .as_ref()
+                .expect("MoE block in a model with experts"),
+            LayerKind::Dense => &self.dense_c,
+        }
+    }
+}
+
+/// The step cut into pipeline chunks, with each block's work and the models that price it.
+/// Shared by the analytic and the discrete-event engines.
+pub struct Staging<'a> {
+    pub w: &'a Workload,
+    pub layout: &'a Layout,
+    pub km: KernelModel<'a>,
+    pub ab: &'a dyn CommCost,
+    /// SMs left to compute kernels.
+    pub sms: u32,
+    pub gpus_per_node: u64,
+    pub ex: Expander<'a>,
+    pub kinds: Vec<LayerKind>,
+    /// Every block's work and price (shared by layouts with the same [`Blocks::key`]).
+    pub blocks: Cow<'a, Blocks>,
+    /// Blocks `[a, b)` of each chunk.
+    pub runs: Arc<Vec<(usize, usize)>>,
+    /// Per-micro-batch cost of each chunk.
+    pub chunks: Arc<Vec<ChunkCost>>,
+    /// Per-GPU parameters of a dense block and, in an MoE model, of an MoE block: computed once,
+    /// read for every block of every rank.
+    params_dense: (f64, f64),
+    params_moe: Option<(f64, f64)>,
+    /// All-reduce of the gradient-norm scalar over every GPU (clipping): latency-bound, so
+    /// priced by the closed-form model even when the DES prices the rest by flows.
+    norm_sync: f64,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(
+        w: &'a Workload,
+        layout: &'a Layout,
+        cluster: &'a Cluster,
+        cal: &'a Calibration,
+        net: &'a dyn CommCost,
+    ) -> Self {
+        let blocks = Blocks::new(w, layout, cluster, cal, net);
+        Self::with_blocks(w, layout, cluster, cal, net, Cow::Owned(blocks))
+    }
+
+    /// Stages a step on blocks already priced for a layout with the same [`Blocks::key`].
+    pub fn with_blocks(
+        w: &'a Workload,
+        layout: &'a Layout,
+        cluster: &'a Cluster,
+        cal: &'a Calibration,
+        net: &'a dyn CommCost,
+        blocks: Cow<'a, Blocks>,
+    ) -> Self {
+        assert!(
+            blocks.key == Blocks::key(layout),
+            "blocks priced for another layout key"
+        );
+        let model: &Model = &w.model;
+        let km = KernelModel::new(&cluster.gpu, cal).with_attention(w.attention);
+        let sms = cluster.gpu.sms.value - layout.comm_sms;
+        let gpn = cluster.gpus_per_node as u64;
+        let ex = Expander {
+            model,
+            layout,
+            precision: &w.precision,
+            recompute: w.recompute,
+            gpus_per_node: gpn,
+        };
+        let kinds = model.layer_kinds();
+        let (runs, chunks) = blocks.chunked(&kinds, layout.chunks() as usize, model.mtp_depth);
+        Staging {
+            w,
+            layout,
+            km,
+            ab: net,
+            sms,
+            gpus_per_node: gpn,
+            ex,
+            kinds,
+            blocks,
             runs,
             chunks,
             params_dense: block_params(model, layout, LayerKind::Dense),
@@ -387,10 +612,11 @@ impl<'a> Staging<'a> {
     pub fn block_work(&self, k: LayerKind) -> &BlockWork {
         match k {
             LayerKind::Moe => self
+                .blocks
                 .moe
                 .as_ref()
                 .expect("MoE block in a model with experts"),
-            LayerKind::Dense => &self.dense,
+            LayerKind::Dense => &self.blocks.dense,
         }
     }
 
@@ -452,12 +678,7 @@ impl<'a> Staging<'a> {
 
     /// Data-parallel groups of replicated and of expert weights.
     pub fn dp_groups(&self) -> (Placement, Placement) {
-        let l = self.layout;
-        let g = self.gpus_per_node;
-        (
-            Placement::strided(l.dp * l.cp, l.tp, g),
-            Placement::strided(l.expert_dp(), l.ep, g),
-        )
+        dp_groups(self.layout, self.gpus_per_node)
     }
 
     /// Gradient sync of `params` (dense, expert): (reduce-scatter or all-reduce, all-gather) seconds.
@@ -560,23 +781,7 @@ impl<'a> Staging<'a> {
 
     /// Weights, gradients and optimizer state per GPU, bytes, by ZeRO stage.
     pub fn static_memory(&self, params: (f64, f64)) -> (f64, f64, f64) {
-        let pr = &self.w.precision;
-        let (dg, eg) = self.dp_groups();
-        let by = |stage: u8, bytes: f64| {
-            let f = |p: f64, g: u64| {
-                if self.layout.zero >= stage {
-                    p / g.max(1) as f64
-                } else {
-                    p
-                }
-            };
-            (f(params.0, dg.size) + f(params.1, eg.size)) * bytes
-        };
-        (
-            by(3, pr.params.bytes()),
-            by(2, pr.grads.bytes()),
-            by(1, pr.master.bytes() + 2.0 * pr.optimizer_states.bytes()),
-        )
+        static_memory(&self.w.precision, self.layout, self.gpus_per_node, params)
     }
 
     /// Memory of pipeline rank `d` holding `activations` bytes of activations at its peak.

@@ -12,7 +12,7 @@ use crate::net::Placement;
 use crate::workload::model::Model;
 use crate::workload::schedule;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Layout {
     pub tp: u64,
     pub pp: u64,

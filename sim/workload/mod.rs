@@ -117,6 +117,19 @@ impl Workload {
     ) -> Result<Workload, Diagnostic> {
         let file = src.name.as_str();
         let model = Model::from_spec(&resolve_model(&spec.model, src)?, file)?;
+        Self::with_model(spec, model, file, cluster, None)
+    }
+
+    /// The workload of `spec` with its model already built. With `layout`, that is its layout
+    /// and it has no phases (a layout search builds each phase at the layouts it tries, with
+    /// [`Workload::phase_at`]); without, the document's own layout and phases are validated.
+    pub fn with_model(
+        spec: &WorkloadSpec,
+        model: Model,
+        file: &str,
+        cluster: &Cluster,
+        layout: Option<Layout>,
+    ) -> Result<Workload, Diagnostic> {
         let t = &spec.training;
         for (key, d) in [
             ("gemm", t.precision.gemm),
@@ -162,7 +175,11 @@ impl Workload {
         let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
             Layout::new(p, seq, batch, gpus, &model, &cluster.gpu, file, at)
         };
-        let layout = mk(&spec.parallelism, t.seq_len, t.global_batch, "parallelism")?;
+        let searched = layout.is_some();
+        let layout = match layout {
+            Some(l) => l,
+            None => mk(&spec.parallelism, t.seq_len, t.global_batch, "parallelism")?,
+        };
         let r = &spec.routing;
         if !(r.alpha.is_finite() && r.alpha > 0.0) {
             return Err(Diagnostic::new(
@@ -184,7 +201,14 @@ impl Workload {
             .phases
             .iter()
             .enumerate()
-            .map(|(i, ph)| Self::phase(ph, i, spec, &mk, file))
+            .filter(|_| !searched)
+            .map(|(i, ph)| {
+                let par = match &ph.parallelism {
+                    Some(o) => spec.parallelism.with(o),
+                    None => spec.parallelism.clone(),
+                };
+                phase(ph, i, spec, &par, &mk, file)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Workload {
             name: spec.name.clone(),
@@ -199,87 +223,102 @@ impl Workload {
         })
     }
 
-    fn phase(
-        ph: &PhaseSpec,
-        i: usize,
+    /// Phase `i` of `spec` at the layout `par` (its own `parallelism` override ignored: the
+    /// caller chooses), with this workload's model on `cluster`: what a layout search prices.
+    pub fn phase_at(
+        &self,
         spec: &WorkloadSpec,
-        mk: &LayoutFn,
+        i: usize,
+        par: &ParallelismSpec,
+        cluster: &Cluster,
         file: &str,
     ) -> Result<Phase, Diagnostic> {
-        let at = format!("training.phases.{i}");
-        let err = |key: &str, found: String, expected: &str| {
-            Diagnostic::new(file, found, expected).at(format!("{at}{key}"))
+        let gpus = cluster.gpus() as u64;
+        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
+            Layout::new(p, seq, batch, gpus, &self.model, &cluster.gpu, file, at)
         };
-        if let Some(h) = ph.reported_gpu_hours {
-            if ph.tokens.is_some() || ph.steps.is_some() {
-                return Err(err(
-                    "",
-                    "reported_gpu_hours with tokens or steps".into(),
-                    "either reported_gpu_hours, or tokens/steps to simulate",
-                ));
-            }
-            if !(h.is_finite() && h >= 0.0) {
-                return Err(err(
-                    ".reported_gpu_hours",
-                    h.to_string(),
-                    "a non-negative number of GPU-hours",
-                ));
-            }
-            return Ok(Phase {
-                name: ph.name.clone(),
-                kind: PhaseKind::Reported { gpu_hours: h },
-                note: ph.note.clone(),
-            });
-        }
-        let par = match &ph.parallelism {
-            Some(o) => spec.parallelism.with(o),
-            None => spec.parallelism.clone(),
-        };
-        let seq = ph.seq_len.unwrap_or(spec.training.seq_len);
-        let batch = ph.global_batch.unwrap_or(spec.training.global_batch);
-        let layout = mk(&par, seq, batch, &format!("{at}.parallelism"))?;
-        let per_step = layout.tokens_per_step() as f64;
-        let total = match (ph.tokens, ph.steps) {
-            (Some(t), None) => t.value,
-            (None, Some(s)) => s.value * per_step,
-            _ => {
-                return Err(err(
-                    "",
-                    "neither or both of tokens and steps".into(),
-                    "exactly one of `tokens` or `steps`",
-                ))
-            }
-        };
-        let mut segments = Vec::new();
-        let mut rest = total;
-        if let Some(r) = &ph.batch_ramp {
-            if r.tokens.value > total {
-                return Err(err(
-                    ".batch_ramp.tokens",
-                    format!("{} tokens", r.tokens.value),
-                    "no more tokens than the phase has",
-                ));
-            }
-            // A linear ramp in batch size: its mean batch, rounded to a layout-valid multiple.
-            let unit = layout.dp * layout.micro_batch * 2;
-            let mean = (((r.from + batch) as f64 / 2.0 / unit as f64).round() as u64).max(1) * unit;
-            let ramp = mk(&par, seq, mean, &format!("{at}.batch_ramp"))?;
-            segments.push(Segment {
-                steps: r.tokens.value / ramp.tokens_per_step() as f64,
-                tokens: r.tokens.value,
-                layout: ramp,
-            });
-            rest -= r.tokens.value;
-        }
-        segments.push(Segment {
-            steps: (rest / per_step).ceil(),
-            tokens: rest,
-            layout,
-        });
-        Ok(Phase {
-            name: ph.name.clone(),
-            kind: PhaseKind::Simulated(segments),
-            note: ph.note.clone(),
-        })
+        phase(&spec.training.phases[i], i, spec, par, &mk, file)
     }
+}
+
+/// Phase `i` of `spec` at the parallel layout `par`.
+fn phase(
+    ph: &PhaseSpec,
+    i: usize,
+    spec: &WorkloadSpec,
+    par: &ParallelismSpec,
+    mk: &LayoutFn,
+    file: &str,
+) -> Result<Phase, Diagnostic> {
+    let at = format!("training.phases.{i}");
+    let err = |key: &str, found: String, expected: &str| {
+        Diagnostic::new(file, found, expected).at(format!("{at}{key}"))
+    };
+    if let Some(h) = ph.reported_gpu_hours {
+        if ph.tokens.is_some() || ph.steps.is_some() {
+            return Err(err(
+                "",
+                "reported_gpu_hours with tokens or steps".into(),
+                "either reported_gpu_hours, or tokens/steps to simulate",
+            ));
+        }
+        if !(h.is_finite() && h >= 0.0) {
+            return Err(err(
+                ".reported_gpu_hours",
+                h.to_string(),
+                "a non-negative number of GPU-hours",
+            ));
+        }
+        return Ok(Phase {
+            name: ph.name.clone(),
+            kind: PhaseKind::Reported { gpu_hours: h },
+            note: ph.note.clone(),
+        });
+    }
+    let seq = ph.seq_len.unwrap_or(spec.training.seq_len);
+    let batch = ph.global_batch.unwrap_or(spec.training.global_batch);
+    let layout = mk(par, seq, batch, &format!("{at}.parallelism"))?;
+    let per_step = layout.tokens_per_step() as f64;
+    let total = match (ph.tokens, ph.steps) {
+        (Some(t), None) => t.value,
+        (None, Some(s)) => s.value * per_step,
+        _ => {
+            return Err(err(
+                "",
+                "neither or both of tokens and steps".into(),
+                "exactly one of `tokens` or `steps`",
+            ))
+        }
+    };
+    let mut segments = Vec::new();
+    let mut rest = total;
+    if let Some(r) = &ph.batch_ramp {
+        if r.tokens.value > total {
+            return Err(err(
+                ".batch_ramp.tokens",
+                format!("{} tokens", r.tokens.value),
+                "no more tokens than the phase has",
+            ));
+        }
+        // A linear ramp in batch size: its mean batch, rounded to a layout-valid multiple.
+        let unit = layout.dp * layout.micro_batch * 2;
+        let mean = (((r.from + batch) as f64 / 2.0 / unit as f64).round() as u64).max(1) * unit;
+        let ramp = mk(par, seq, mean, &format!("{at}.batch_ramp"))?;
+        segments.push(Segment {
+            steps: r.tokens.value / ramp.tokens_per_step() as f64,
+            tokens: r.tokens.value,
+            layout: ramp,
+        });
+        rest -= r.tokens.value;
+    }
+    segments.push(Segment {
+        steps: (rest / per_step).ceil(),
+        tokens: rest,
+        layout,
+    });
+    Ok(Phase {
+        name: ph.name.clone(),
+        kind: PhaseKind::Simulated(segments),
+        note: ph.note.clone(),
+    })
 }

@@ -765,6 +765,7 @@ impl<'a> Expander<'a> {
                         topk: moe.topk,
                         groups: moe.groups,
                         topk_groups: moe.topk_groups,
+                        sms: lay.comm_sms,
                     };
                     let span = lay.ep_span(self.gpus_per_node);
                     let tokens = self.tokens();

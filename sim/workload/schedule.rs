@@ -32,7 +32,12 @@ pub fn activations_in_flight(s: Schedule, pp: u64, vpp: u64, micro_batches: u64)
     match s {
         Schedule::Gpipe => micro_batches as f64,
         Schedule::OneFOneB | Schedule::Zb1p => p.min(micro_batches as f64),
-        Schedule::Interleaved => p + (p - 1.0) / vpp.max(1) as f64,
+        // Megatron's warm-up on rank 0: 2(p−1) + (v−1)p chunk forwards and one more, i.e.
+        // p + (p−1)/v stages' worth; with few micro-batches, all m·v of them.
+        Schedule::Interleaved => {
+            let v = vpp.max(1) as f64;
+            (p * v + p - 1.0).min(micro_batches as f64 * v) / v
+        }
         Schedule::Dualpipe => p + 1.0,
         Schedule::Dualpipev => (2.0 * p + 1.0) / 2.0,
     }
