@@ -2,6 +2,7 @@
 //! read files, call the pipeline or a scenario, print, write, set the exit code.
 
 mod collective;
+mod plan;
 mod run;
 mod sweep;
 mod validate;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub use collective::CollectiveArgs;
+pub use plan::PlanArgs;
 pub use run::RunArgs;
 pub use sweep::SweepArgs;
 pub use validate::ValidateArgs;
@@ -40,6 +42,9 @@ pub enum Command {
     /// Run a scenario at every point of a grid of overrides (`trainsim sweep merge` joins
     /// shards).
     Sweep(SweepArgs),
+    /// Search layouts and cluster sizes for a workload: the ranked table, the Pareto front of
+    /// days against dollars, and a planning report.
+    Plan(PlanArgs),
 }
 
 /// Reads a YAML document from a file; relative paths inside it resolve against its directory.
@@ -116,6 +121,25 @@ pub(crate) fn calibration(path: &Option<PathBuf>) -> Result<Calibration, Diagnos
     }
 }
 
+/// Writes `files` into `dir` atomically (all or none), naming each on stderr.
+pub(crate) fn write_files(dir: &Path, files: Vec<(String, String)>) -> Result<(), Diagnostic> {
+    let files: Vec<(PathBuf, Vec<u8>)> = files
+        .into_iter()
+        .map(|(n, c)| (dir.join(n), c.into_bytes()))
+        .collect();
+    crate::report::write_all(&files).map_err(|e| {
+        Diagnostic::new(
+            dir.display().to_string(),
+            format!("a directory that cannot be written ({e})"),
+            "a writable output directory",
+        )
+    })?;
+    for (p, _) in &files {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 /// Entry point of the `trainsim` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -123,6 +147,11 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Collective(a) => collective::collective(a),
         Command::Sweep(a) => sweep::sweep(a),
+        Command::Plan(a) => match plan::plan(a) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(d) => Err(d),
+        },
         Command::Validate(a) => match validate::validate(a) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

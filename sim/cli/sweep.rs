@@ -4,7 +4,7 @@
 use super::{calibration, read_source, source};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::pipeline::{self, Engine};
-use crate::report::{self, document, sweep as out};
+use crate::report::{document, sweep as out};
 use crate::scenario::sweep::{self, Axis, EngineSpec, Meta, SweepFile};
 use std::path::{Path, PathBuf};
 
@@ -96,24 +96,6 @@ fn shard(a: &SweepArgs) -> Result<Option<(usize, usize)>, Diagnostic> {
     }
 }
 
-fn write(dir: &Path, files: Vec<(String, String)>) -> Result<(), Diagnostic> {
-    let files: Vec<(PathBuf, Vec<u8>)> = files
-        .into_iter()
-        .map(|(n, c)| (dir.join(n), c.into_bytes()))
-        .collect();
-    report::write_all(&files).map_err(|e| {
-        Diagnostic::new(
-            dir.display().to_string(),
-            format!("a directory that cannot be written ({e})"),
-            "a writable output directory",
-        )
-    })?;
-    for (p, _) in &files {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
-}
-
 /// Reads a directory's `sweep-meta.json` and `sweep.jsonl`.
 fn read_rows(dir: &Path) -> Result<(Meta, Vec<out::Row>), Diagnostic> {
     let read = |name: &str| {
@@ -189,7 +171,7 @@ fn merge(dirs: &[PathBuf], to: &Path) -> Result<(), Diagnostic> {
             "the output directories of every shard",
         ));
     }
-    write(to, out::files(&meta, &rows))
+    super::write_files(to, out::files(&meta, &rows))
 }
 
 pub(super) fn sweep(a: &SweepArgs) -> Result<(), Diagnostic> {
@@ -359,5 +341,5 @@ pub(super) fn sweep(a: &SweepArgs) -> Result<(), Diagnostic> {
     if bad > 0 {
         eprintln!("trainsim sweep: {bad} point(s) could not run; see status and reason");
     }
-    write(&a.out, out::files(&meta, &rows))
+    super::write_files(&a.out, out::files(&meta, &rows))
 }

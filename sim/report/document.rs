@@ -54,7 +54,7 @@ pub struct Rendered {
     pub plots: Vec<(String, String)>,
 }
 
-enum Block {
+pub(crate) enum Block {
     Para(String),
     Table {
         head: Vec<String>,
@@ -67,12 +67,12 @@ enum Block {
     },
 }
 
-struct Section {
-    title: String,
-    blocks: Vec<Block>,
+pub(crate) struct Section {
+    pub title: String,
+    pub blocks: Vec<Block>,
 }
 
-fn table(head: &[&str], rows: Vec<Vec<String>>) -> Block {
+pub(crate) fn table(head: &[&str], rows: Vec<Vec<String>>) -> Block {
     Block::Table {
         head: head.iter().map(|s| s.to_string()).collect(),
         rows,
@@ -88,7 +88,7 @@ pub fn sha256(text: &str) -> String {
     })
 }
 
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let n = v.round() as i64;
     let digits = n.abs().to_string();
     let mut out = String::new();
@@ -858,17 +858,27 @@ pub fn render(i: &Input) -> Rendered {
         "trainsim report: {} on {}",
         i.summary.workload, i.summary.topology
     );
+    render_doc(&title, &i.version, &i.command, &sections)
+}
+
+/// Renders `sections` as the HTML page and the Markdown document (with the plots' files).
+pub(crate) fn render_doc(
+    title: &str,
+    version: &str,
+    command: &str,
+    sections: &[Section],
+) -> Rendered {
     let mut html = String::new();
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p>{} · {}</p>\n<nav>",
-        esc(&title),
-        esc(&title),
-        esc(&i.version),
-        inline_html(&format!("`{}`", i.command))
+        esc(title),
+        esc(title),
+        esc(version),
+        inline_html(&format!("`{command}`"))
     );
     let anchor = |t: &str| t.to_ascii_lowercase().replace(' ', "-");
-    for s in &sections {
+    for s in sections {
         let _ = write!(
             html,
             "<a href=\"#{}\">{}</a>",
@@ -877,9 +887,9 @@ pub fn render(i: &Input) -> Rendered {
         );
     }
     html.push_str("</nav>\n");
-    let mut md = format!("# {title}\n\n{} · `{}`\n\n", i.version, md_cell(&i.command));
+    let mut md = format!("# {title}\n\n{version} · `{}`\n\n", md_cell(command));
     let mut plots = Vec::new();
-    for s in &sections {
+    for s in sections {
         let _ = writeln!(
             html,
             "<section id=\"{}\">\n<h2>{}</h2>",

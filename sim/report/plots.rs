@@ -533,6 +533,242 @@ pub fn lines(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Scatter
+
+/// A scatter layer: its legend name, how it is drawn, and its points (x, y).
+pub struct Layer {
+    pub name: String,
+    pub style: Mark,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// How a [`Layer`]'s points are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Small grey dots (a cloud); one dot per pixel it covers.
+    Cloud,
+    /// Markers joined by a line, in x order (a front).
+    Line,
+    /// A large ringed marker (a chosen point).
+    Highlight,
+}
+
+/// A scatter plot of `layers` on linear axes, with optional limits drawn as dashed red lines
+/// (`x_limit`: a vertical one, `y_limit`: a horizontal one, each with its legend name).
+/// Points that are not finite are left out; with none left, the "no data" SVG.
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    layers: &[Layer],
+    x_limit: Option<(f64, &str)>,
+    y_limit: Option<(f64, &str)>,
+) -> String {
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && p.0.abs() <= 1e300;
+    let pts = || layers.iter().flat_map(|l| l.points.iter().filter(finite));
+    if pts().next().is_none() {
+        return no_data(title);
+    }
+    let (x_lo, x_hi) = y_range(pts().map(|p| p.0).chain(x_limit.map(|l| l.0)));
+    let (y_lo, y_hi) = y_range(pts().map(|p| p.1).chain(y_limit.map(|l| l.0)));
+    let plot_h = LINE_PLOT_H;
+    let yt = y_ticks(y_lo, y_hi, plot_h);
+    let y_tick_w = yt
+        .iter()
+        .map(|(_, s)| text_w(s, TICK_PX))
+        .max()
+        .unwrap_or(0);
+    let left = MARGIN + y_tick_w + LABEL_GAP;
+    let right = MARGIN + 24;
+    let plot_w = WIDTH as i32 - left - right;
+    let mut xt = y_ticks(x_lo, x_hi, plot_w * 36 / 90);
+    let title_h = TITLE_PX as i32 + 12;
+    let y_label_top = MARGIN + title_h;
+    let plot_top = y_label_top + DESC_PX as i32 + 8;
+    let plot_bottom = plot_top + plot_h;
+    let map_x = |v: f64| left + ((v - x_lo) / (x_hi - x_lo) * f64::from(plot_w)).round() as i32;
+    let map_y =
+        |v: f64| plot_bottom - ((v - y_lo) / (y_hi - y_lo) * f64::from(plot_h)).round() as i32;
+    xt.retain(|(v, s)| {
+        let (x, w) = (map_x(*v), text_w(s, TICK_PX));
+        x - w / 2 >= MARGIN && x + w - w / 2 <= WIDTH as i32 - MARGIN
+    });
+    let mut used: Vec<RGBColor> = Vec::new();
+    let colors: Vec<RGBColor> = layers
+        .iter()
+        .map(|l| {
+            let c = match l.style {
+                Mark::Cloud => RGBColor(0xAA, 0xAA, 0xAA),
+                _ => distinct_color(&l.name, &used),
+            };
+            used.push(c);
+            c
+        })
+        .collect();
+    let mut items: Vec<(String, RGBColor)> = layers
+        .iter()
+        .zip(&colors)
+        .filter(|(l, _)| !l.name.is_empty() && l.points.iter().any(|p| finite(&p)))
+        .map(|(l, c)| (l.name.clone(), *c))
+        .collect();
+    let n_layers = items.len();
+    for (_, name) in x_limit.iter().chain(y_limit.iter()) {
+        items.push((name.to_string(), REFERENCE));
+    }
+    let legend = legend_layout(&items, left);
+    let (legend_top, height) = below_axis(&legend, plot_bottom);
+    let mut svg = String::new();
+    let result = (|| -> DrawResult {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw_title(&root, title)?;
+        let y_desc = fit(y_label, DESC_PX, WIDTH as i32 - 2 * MARGIN);
+        root.draw_text(
+            &y_desc,
+            &font(DESC_PX).pos(Pos::new(HPos::Left, VPos::Top)),
+            (MARGIN, y_label_top),
+        )?;
+        for (v, _) in &yt {
+            let y = map_y(*v);
+            root.draw(&PathElement::new(vec![(left, y), (left + plot_w, y)], GRID))?;
+        }
+        for (v, _) in &xt {
+            let x = map_x(*v);
+            root.draw(&PathElement::new(
+                vec![(x, plot_top), (x, plot_bottom)],
+                GRID,
+            ))?;
+            root.draw(&PathElement::new(
+                vec![(x, plot_bottom), (x, plot_bottom + 5)],
+                INK,
+            ))?;
+        }
+        root.draw(&PathElement::new(
+            vec![
+                (left, plot_top),
+                (left, plot_bottom),
+                (left + plot_w, plot_bottom),
+            ],
+            INK,
+        ))?;
+        let dashed = |a: (i32, i32), b: (i32, i32)| -> Vec<PathElement<(i32, i32)>> {
+            let (len, n) = (f64::from((b.0 - a.0).abs().max((b.1 - a.1).abs())), 12.0);
+            let steps = (len / n).ceil().max(1.0) as i32;
+            (0..steps)
+                .step_by(2)
+                .map(|k| {
+                    let t0 = f64::from(k) / f64::from(steps);
+                    let t1 = (f64::from(k + 1) / f64::from(steps)).min(1.0);
+                    let at = |t: f64| {
+                        (
+                            a.0 + (f64::from(b.0 - a.0) * t).round() as i32,
+                            a.1 + (f64::from(b.1 - a.1) * t).round() as i32,
+                        )
+                    };
+                    PathElement::new(vec![at(t0), at(t1)], REFERENCE.stroke_width(2))
+                })
+                .collect()
+        };
+        if let Some((v, _)) = x_limit {
+            let x = map_x(v);
+            for e in dashed((x, plot_top), (x, plot_bottom)) {
+                root.draw(&e)?;
+            }
+        }
+        if let Some((v, _)) = y_limit {
+            let y = map_y(v);
+            for e in dashed((left, y), (left + plot_w, y)) {
+                root.draw(&e)?;
+            }
+        }
+        for (l, c) in layers.iter().zip(&colors) {
+            let mut at: Vec<(i32, i32)> = l
+                .points
+                .iter()
+                .filter(finite)
+                .map(|&(x, y)| (map_x(x), map_y(y)))
+                .collect();
+            match l.style {
+                Mark::Cloud => {
+                    at.sort_unstable();
+                    at.dedup();
+                    for p in at {
+                        root.draw(&Circle::new(p, 2, c.filled()))?;
+                    }
+                }
+                Mark::Line => {
+                    at.sort_unstable();
+                    if at.len() >= 2 {
+                        root.draw(&PathElement::new(at.clone(), c.stroke_width(2)))?;
+                    }
+                    for p in at {
+                        root.draw(&Circle::new(p, MARKER_R, c.filled()))?;
+                    }
+                }
+                Mark::Highlight => {
+                    for p in at {
+                        root.draw(&Circle::new(p, MARKER_R + 5, c.stroke_width(3)))?;
+                        root.draw(&Circle::new(p, MARKER_R, c.filled()))?;
+                    }
+                }
+            }
+        }
+        let y_style = font(TICK_PX).pos(Pos::new(HPos::Right, VPos::Center));
+        for (v, text) in &yt {
+            root.draw_text(text, &y_style, (left - LABEL_GAP, map_y(*v)))?;
+        }
+        let x_style = font(TICK_PX).pos(Pos::new(HPos::Center, VPos::Top));
+        for (v, text) in &xt {
+            root.draw_text(text, &x_style, (map_x(*v), plot_bottom + 8))?;
+        }
+        let x_desc = fit(x_label, DESC_PX, plot_w);
+        root.draw_text(
+            &x_desc,
+            &font(DESC_PX).pos(Pos::new(HPos::Center, VPos::Top)),
+            (left + plot_w / 2, plot_bottom + 26),
+        )?;
+        let legend_style = font(LEGEND_PX).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (x, row, text, c)) in legend.iter().enumerate() {
+            let cy = legend_top + row * LEGEND_ROW + LEGEND_ROW / 2;
+            let cx = x + SWATCH / 2;
+            if i < n_layers {
+                let style = layers
+                    .iter()
+                    .filter(|l| !l.name.is_empty() && l.points.iter().any(|p| finite(&p)))
+                    .nth(i)
+                    .map_or(Mark::Line, |l| l.style);
+                match style {
+                    Mark::Cloud => root.draw(&Circle::new((cx, cy), 2, c.filled()))?,
+                    Mark::Line => {
+                        root.draw(&Rectangle::new(
+                            [(*x, cy - 1), (x + SWATCH, cy + 1)],
+                            c.filled(),
+                        ))?;
+                        root.draw(&Circle::new((cx, cy), MARKER_R, c.filled()))?;
+                    }
+                    Mark::Highlight => {
+                        root.draw(&Circle::new((cx, cy), MARKER_R + 2, c.stroke_width(2)))?;
+                        root.draw(&Circle::new((cx, cy), MARKER_R - 1, c.filled()))?;
+                    }
+                }
+            } else {
+                root.draw(&PathElement::new(
+                    vec![(*x, cy), (x + SWATCH, cy)],
+                    c.stroke_width(2),
+                ))?;
+            }
+            root.draw_text(text, &legend_style, (x + SWATCH + 5, cy))?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => svg,
+        Err(e) => fallback_svg(title, &format!("plot error: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Bars
 
 struct BarRow {
@@ -1646,6 +1882,78 @@ mod tests {
             .collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0));
         v.into_iter().map(|x| x.1).collect()
+    }
+
+    // ---- scatter ----
+
+    /// A cloud drawn one dot per pixel, a front as one line with its markers, a ringed pick,
+    /// dashed limits, and every layer and limit in the legend once; axis labels with units.
+    #[test]
+    fn scatter_structure() {
+        let cloud: Vec<(f64, f64)> = (0..200)
+            .map(|i| (10.0 + f64::from(i % 20), 1.0 + f64::from(i / 20) * 0.5))
+            .chain([(10.0, 1.0), (10.0, 1.0), (f64::NAN, 2.0)])
+            .collect();
+        let layers = [
+            Layer {
+                name: "priced".into(),
+                style: Mark::Cloud,
+                points: cloud,
+            },
+            Layer {
+                name: "front".into(),
+                style: Mark::Line,
+                points: vec![(30.0, 1.0), (10.0, 5.5), (20.0, 2.0)],
+            },
+            Layer {
+                name: "chosen".into(),
+                style: Mark::Highlight,
+                points: vec![(20.0, 2.0)],
+            },
+        ];
+        let svg = scatter(
+            "Days against dollars",
+            "wall-clock (days)",
+            "cost (million USD)",
+            &layers,
+            Some((25.0, "deadline")),
+            Some((4.0, "budget")),
+        );
+        let els = parse(&svg);
+        let t = texts(&els);
+        for s in [
+            "Days against dollars",
+            "wall-clock (days)",
+            "cost (million USD)",
+            "priced",
+            "front",
+            "chosen",
+            "deadline",
+            "budget",
+        ] {
+            assert_eq!(t.iter().filter(|x| **x == s).count(), 1, "{s}");
+        }
+        // 200 distinct cloud points (the NaN and the duplicates dropped), plus the legend's.
+        let grey = RGBColor(0xAA, 0xAA, 0xAA);
+        assert_eq!(circles_filled(&els, grey), 201);
+        // The front: one polyline through its three points sorted by x, three markers + legend.
+        let front_c = distinct_color("front", &[grey]);
+        assert_eq!(polylines_stroked(&els, front_c), 1);
+        assert_eq!(circles_filled(&els, front_c), 4);
+        // Dashed limits: several short red segments each, and a legend line each.
+        let red = hex(REFERENCE);
+        let dashes = els
+            .iter()
+            .filter(|e| e.name == "polyline" && e.attr("stroke") == Some(red.as_str()))
+            .count();
+        assert!(dashes > 10, "{dashes}");
+        // x ticks inside the picture, increasing.
+        let xs = x_tick_labels(&els);
+        assert!(xs.len() >= 3);
+        assert!(xs.iter().all(|(x, _)| *x > 0.0 && *x < f64::from(WIDTH)));
+        // Nothing drawable: the "no data" SVG.
+        let empty = scatter("t", "x", "y", &[], None, None);
+        assert!(empty.contains("no data"), "{empty}");
     }
 
     // ---- colours ----

@@ -4,10 +4,12 @@
 //! - [`collective`]: one collective (or MoE dispatch/combine) measured on a simulated cluster,
 //!   as nccl-tests or DeepEP's test would measure it.
 //! - [`sweep`]: one scenario at every point of a grid of overrides, in parallel and in shards.
+//! - [`plan`]: the layout and cluster-size search behind a capacity plan.
 //!
-//! Sweeps, layout search (`plan`) and export-control scenarios come here too. Scenarios do no
+//! Export-control scenarios come here too. Scenarios do no
 //! I/O: the CLI hands them documents and a way to read the files they name.
 
 pub mod collective;
+pub mod plan;
 pub mod sweep;
 pub mod validate;

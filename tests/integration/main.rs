@@ -4,6 +4,7 @@ mod architecture;
 mod collective;
 mod diagnostics;
 mod outputs;
+mod plan;
 mod run;
 mod sweep;
 mod validate;
