@@ -1313,8 +1313,8 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         .filter(|&i| priced[i].analytic_status == Status::Feasible)
         .collect();
     // The DES re-prices the best analytic layout of each structure (cluster, tp, pp, ep, cp,
-    // schedule, vpp, communication SMs), best first, `top_k` at a time, until one it prices is feasible (at most
-    // four rounds): variants of one structure (ZeRO, SMs, micro-batch) rank alike, and the
+    // schedule, vpp, communication SMs), `top_k` at a time until one it prices is feasible (at
+    // most four rounds): variants of one structure (ZeRO, SMs, micro-batch) rank alike, and the
     // analytic engine misses costs the DES sees, so breadth beats depth.
     let structure = |p: &Priced| {
         let c = &p.choice;
@@ -1335,6 +1335,21 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         .copied()
         .filter(|&i| seen.insert(structure(&priced[i])))
         .collect();
+    // Taken round-robin over the pipeline schedules: the best head of each schedule, then the
+    // second of each, and so on, so that a family the analytic engine undervalues still gets
+    // its best layouts re-priced (in analytic order within each round).
+    let mut nth: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut keyed: Vec<(usize, usize, usize)> = heads
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| {
+            let k = nth.entry(priced[i].choice.schedule.name()).or_default();
+            *k += 1;
+            (*k, pos, i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let heads: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
     let t1 = std::time::Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let mut top: Vec<usize> = Vec::new();
