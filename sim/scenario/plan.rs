@@ -1883,6 +1883,42 @@ mod tests {
         assert!(rec.pruned.keys().any(|k| k.starts_with("memory")) || rec.priced == 0);
     }
 
+    /// Ownership prices a GPU-hour as its capital over the hours of its years, and adds the
+    /// facility's electricity: 30,000 $ over 4 years is 0.856 $/h; 1 kW at PUE 1.25 and
+    /// 0.10 $/kWh is 0.125 $/h more, which the energy line carries.
+    #[test]
+    fn owned_gpus_cost_their_capital_over_their_years_plus_electricity() {
+        let spec: CandidateSpec = serde_yaml::from_str(
+            "chip: H800\ngpus: 8\nprice: { capex_per_gpu: \"$30000\", amortization_years: 4, power_per_gpu: \"1 kW\", pue: 1.25, electricity_per_kwh: \"$0.10\" }\n",
+        )
+        .unwrap();
+        let base = small_plan().workload_spec.pricing;
+        let err = |_: String, f: String, e: &str| Diagnostic::new("t", f, e);
+        let p = pricing(&spec, 0, &base, &err).unwrap();
+        assert!((p.gpu_hour.usd - 30000.0 / (4.0 * 8766.0)).abs() < 1e-9);
+        let gpu_hours = 1000.0;
+        let rc = crate::cost::phases_cost(
+            &[Phase {
+                name: "x".into(),
+                kind: PhaseKind::Reported { gpu_hours },
+                note: None,
+            }],
+            &p,
+            8,
+            700.0,
+            &mut |_| 0.0,
+        );
+        assert!((rc.energy_mwh - 1.25).abs() < 1e-9, "{}", rc.energy_mwh);
+        assert!((rc.energy_cost_usd.unwrap() - 125.0).abs() < 1e-6);
+        assert!((rc.cost_usd - gpu_hours * p.gpu_hour.usd).abs() < 1e-6);
+        // A PUE below 1 or no years is a diagnostic.
+        let bad: CandidateSpec = serde_yaml::from_str(
+            "chip: H800\ngpus: 8\nprice: { capex_per_gpu: \"$30000\", amortization_years: 0, electricity_per_kwh: \"$0.10\" }\n",
+        )
+        .unwrap();
+        assert!(pricing(&bad, 0, &base, &err).is_err());
+    }
+
     /// Every combination is counted once: considered = pruned + survivors.
     #[test]
     fn the_record_accounts_for_every_combination() {
