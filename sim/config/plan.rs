@@ -37,8 +37,9 @@ pub struct CandidateSpec {
     #[serde(default)]
     pub gpus: Option<GpuCounts>,
     /// The topology whose nodes, fabric and links a `chip` candidate scales (default: the
-    /// embedded `topologies/h800-2048.yaml`); its chip is replaced and its link speeds, unless
-    /// the chip is the template's own, fall back to the catalog's figures for the new chip.
+    /// shipped cluster of the chip's family: `h100-16384` for H100/H200, `a100-64`, `gb200-nvl72`,
+    /// else `h800-2048`); its chip is replaced and its link speeds, unless the chip is the
+    /// template's own, fall back to the catalog's figures for the new chip.
     #[serde(default)]
     pub template: Option<String>,
     /// What a GPU-hour costs here (default: the workload's price).

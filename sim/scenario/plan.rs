@@ -46,8 +46,42 @@ pub use crate::scenario::validate::ReadSource;
 
 const GIB: f64 = 1073741824.0;
 
-/// The embedded template a `chip` candidate scales when it names none.
-pub const DEFAULT_TEMPLATE: (&str, &str) = crate::pipeline::DEFAULT_TOPOLOGY;
+/// The embedded templates a `chip` candidate scales when it names none: the shipped cluster of
+/// that chip's family, else DeepSeek's 2,048-H800 MPFT fabric (with the chip's own links).
+pub const TEMPLATES: [(&str, &str, &str); 4] = [
+    (
+        "H100",
+        "topologies/h100-16384.yaml",
+        include_str!("../../topologies/h100-16384.yaml"),
+    ),
+    (
+        "H200",
+        "topologies/h100-16384.yaml",
+        include_str!("../../topologies/h100-16384.yaml"),
+    ),
+    (
+        "A100",
+        "topologies/a100-64.yaml",
+        include_str!("../../topologies/a100-64.yaml"),
+    ),
+    (
+        "GB200",
+        "topologies/gb200-nvl72.yaml",
+        include_str!("../../topologies/gb200-nvl72.yaml"),
+    ),
+];
+
+/// The template for chip `canon` (a catalog name).
+pub fn default_template(canon: &str) -> Source {
+    let catalog = crate::builtin::catalog();
+    let family = |n: &str| catalog.get(n).map(|(c, _)| c.to_string());
+    let (name, text) = TEMPLATES
+        .iter()
+        .find(|(chip, _, _)| family(chip).as_deref() == Some(canon))
+        .map(|&(_, n, t)| (n, t))
+        .unwrap_or(crate::pipeline::DEFAULT_TOPOLOGY);
+    Source::embedded(name, text)
+}
 
 /// One cluster to consider.
 #[derive(Debug, Clone)]
@@ -219,7 +253,7 @@ pub fn prepare(
                 };
                 let src = match &cs.template {
                     Some(t) => read(&beside(plan_src, t))?,
-                    None => Source::embedded(DEFAULT_TEMPLATE.0, DEFAULT_TEMPLATE.1),
+                    None => default_template(canon),
                 };
                 let template: TopologySpec = parse_doc(&src, &[])?;
                 let same_chip = catalog.get(&template.gpu).map(|(n, _)| n) == Some(canon);
