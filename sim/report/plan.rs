@@ -138,6 +138,9 @@ pub struct Sensitivity {
     pub what: String,
     /// The pick's index into `priced`, or none feasible.
     pub pick: Option<usize>,
+    /// What it is compared with: the plan's pick (prices), or the analytic engine's own pick at
+    /// nominal kernels (kernel rows).
+    pub versus: Option<usize>,
     pub days: Option<f64>,
     pub dollars: Option<f64>,
 }
@@ -765,8 +768,8 @@ fn sections(v: &View, meta: &Meta, pareto: &str) -> Vec<Section> {
             }
             None => ("none feasible".into(), String::new()),
         };
-        let same = match (s.pick, o.pick) {
-            (Some(a), Some(b)) if a == b => "same as the pick",
+        let same = match (s.pick, s.versus) {
+            (Some(a), Some(b)) if a == b => "same",
             (Some(_), Some(_)) => "changes",
             _ => "—",
         };
@@ -835,8 +838,8 @@ fn sections(v: &View, meta: &Meta, pareto: &str) -> Vec<Section> {
         Section {
             title: "Sensitivity".into(),
             blocks: vec![
-                Block::Para("The pick again with every candidate's price scaled, and with every kernel efficiency (GEMM, attention, HBM streaming) scaled (the best 256 layouts within HBM re-priced by the analytic engine).".into()),
-                table(&["what-if", "cluster", "layout", "days", "dollars", "against the pick"], sens_rows),
+                Block::Para("The pick again with every candidate's price scaled (by the pick's own rule: the DES's figures where it ran), and with every kernel efficiency (GEMM, attention, HBM streaming) scaled: the best 256 layouts within HBM re-priced by the analytic engine, compared with that engine's own pick at nominal kernels.".into()),
+                table(&["what-if", "cluster", "layout", "days", "dollars", "against ×1"], sens_rows),
             ],
         },
         Section {

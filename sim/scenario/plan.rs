@@ -1524,7 +1524,7 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         }
     }
 
-    let sensitivity = sensitivity(plan, &priced, &feasible_a, &order_a, cal, &memos);
+    let sensitivity = sensitivity(plan, &priced, &des_priced, &order_a, cal, &memos);
     let infeasible = pick.is_none().then(|| explain(plan, &records, &priced));
     Outcome {
         priced,
@@ -1548,7 +1548,7 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
 fn sensitivity(
     plan: &Plan,
     priced: &[Priced],
-    _feasible: &[usize],
+    des_priced: &[usize],
     order_a: &[usize],
     cal: &Calibration,
     memos: &[SideMemo],
@@ -1559,30 +1559,79 @@ fn sensitivity(
         .copied()
         .filter(|&i| priced[i].analytic_status != Status::OverHbm)
         .collect();
-    let row = |what: String, pick: Option<usize>, fig: &dyn Fn(usize) -> Figures| Sensitivity {
+    let feasible_a: Vec<usize> = order_a
+        .iter()
+        .copied()
+        .filter(|&i| priced[i].analytic_status == Status::Feasible)
+        .collect();
+    let cap = |p: &Priced| {
+        plan.candidates[p.candidate]
+            .cluster
+            .as_ref()
+            .map(|c| c.gpu.hbm_capacity.value.bytes / GIB)
+            .unwrap_or(0.0)
+    };
+    let row = |what: String,
+               pick: Option<usize>,
+               versus: Option<usize>,
+               fig: &dyn Fn(usize) -> Figures| Sensitivity {
         what,
         pick,
+        versus,
         days: pick.map(|i| fig(i).days),
         dollars: pick.map(|i| fig(i).dollars),
     };
-    for f in [0.75, 1.0, 1.25] {
-        let fig = |p: &Priced| {
-            let mut a = p.analytic;
-            a.dollars *= f;
-            let cap = plan.candidates[p.candidate]
-                .cluster
-                .as_ref()
-                .map(|c| c.gpu.hbm_capacity.value.bytes / GIB)
-                .unwrap_or(0.0);
-            (a, status(&a, cap, &plan.constraints))
-        };
-        let pick = pick_of(priced, plan, &fig, within.iter().copied());
-        out.push(row(format!("every price ×{f:.2}"), pick, &|i| {
-            fig(&priced[i]).0
-        }));
+    // Prices: the pick's own rule (the DES's figures where it ran, then the analytic ones)
+    // with every dollar figure scaled; ×1.00 is the pick.
+    // With several chips, each chip's price alone too (where one chip's price crosses another's).
+    let mut chips: Vec<&str> = plan.candidates.iter().map(|c| c.chip.as_str()).collect();
+    chips.sort_unstable();
+    chips.dedup();
+    let mut cases: Vec<(Option<&str>, f64)> = vec![(None, 0.75), (None, 1.0), (None, 1.25)];
+    if chips.len() > 1 {
+        for &c in &chips {
+            cases.extend([(Some(c), 0.75), (Some(c), 1.25)]);
+        }
     }
+    let mut nominal = None;
+    for (chip, f) in cases {
+        let fig = |p: &Priced| {
+            let (b, _) = p.best();
+            let mut a = *b;
+            if chip.is_none_or(|c| plan.candidates[p.candidate].chip == c) {
+                a.dollars *= f;
+            }
+            (a, status(&a, cap(p), &plan.constraints))
+        };
+        let pick = pick_of(priced, plan, &fig, des_priced.iter().copied())
+            .or_else(|| pick_of(priced, plan, &fig, feasible_a.iter().copied()));
+        if chip.is_none() && f == 1.0 {
+            nominal = pick;
+        }
+        let what = match chip {
+            None => format!("every price ×{f:.2}"),
+            Some(c) => format!("{c} price ×{f:.2}"),
+        };
+        out.push(row(what, pick, None, &|i| fig(&priced[i]).0));
+    }
+    for r in out.iter_mut() {
+        r.versus = nominal;
+    }
+    // Kernels: the analytic engine over the best 256 layouts within HBM, against its own pick
+    // at ×1.0 (re-pricing them all with the DES would cost minutes).
     let top: Vec<usize> = within.iter().copied().take(256).collect();
-    for f in [0.9, 1.1] {
+    let base = |p: &Priced| (p.analytic, p.analytic_status);
+    let base_pick = pick_of(priced, plan, &base, top.iter().copied());
+    for f in [0.9, 1.0, 1.1] {
+        if f == 1.0 {
+            out.push(row(
+                "kernel efficiency ×1.0 (analytic)".into(),
+                base_pick,
+                base_pick,
+                &|i| priced[i].analytic,
+            ));
+            continue;
+        }
         let scaled = cal.kernels_scaled(f);
         let figs: Vec<(Figures, Status)> = top
             .par_iter()
@@ -1596,9 +1645,12 @@ fn sensitivity(
             figs[k]
         };
         let pick = pick_of(priced, plan, &lookup, top.iter().copied());
-        out.push(row(format!("kernel efficiency ×{f:.1}"), pick, &|i| {
-            lookup(&priced[i]).0
-        }));
+        out.push(row(
+            format!("kernel efficiency ×{f:.1} (analytic)"),
+            pick,
+            base_pick,
+            &|i| lookup(&priced[i]).0,
+        ));
     }
     out
 }
