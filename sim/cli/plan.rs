@@ -50,7 +50,7 @@ pub struct PlanArgs {
     pub max_gpus: Option<u64>,
     #[arg(long, value_enum)]
     pub objective: Option<ObjectiveArg>,
-    /// Layouts re-ranked by the discrete-event engine (default 16).
+    /// Layouts re-ranked by the discrete-event engine (default 16; 0: analytic figures only).
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Rows of the ranked table (default 10).

@@ -213,7 +213,8 @@ pub struct SearchSpec {
     /// Largest context-parallel degree (default 64).
     #[serde(default)]
     pub max_cp: Option<u64>,
-    /// Layouts re-ranked by the discrete-event engine.
+    /// Layouts re-ranked by the discrete-event engine per round (0: no DES; the analytic
+    /// engine's figures decide).
     #[serde(default = "top_k")]
     pub top_k: usize,
     /// Rows of the ranked table.

@@ -178,11 +178,11 @@ pub fn prepare(
         ));
     }
     let s = &spec.search;
-    if s.top_k == 0 || s.top == 0 {
+    if s.top == 0 {
         return Err(err(
-            "search".into(),
-            format!("top_k {} and top {}", s.top_k, s.top),
-            "at least 1 each",
+            "search.top".into(),
+            "0".into(),
+            "at least 1 row in the ranked table",
         ));
     }
     if let Some(&z) = s.zero.iter().find(|&&z| z > 3) {
@@ -1412,14 +1412,20 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
                 DpSpec::Auto => true,
             }
     };
+    // `top_k: 0` turns the DES off: every figure and the pick are the analytic engine's.
+    let des_on = plan.search.top_k > 0;
     let own: Vec<usize> = (0..priced.len())
         .filter(|&i| own_choice(&priced[i]))
         .collect();
-    let rounds: Vec<&[usize]> = heads.chunks(plan.search.top_k.max(1)).take(4).collect();
+    let rounds: Vec<&[usize]> = if des_on {
+        heads.chunks(plan.search.top_k).take(4).collect()
+    } else {
+        Vec::new()
+    };
     let touched: Vec<usize> = rounds
         .iter()
         .flat_map(|r| r.iter().copied())
-        .chain(own.iter().copied())
+        .chain(own.iter().copied().filter(|_| des_on))
         .collect();
     let sides_des = des_sides(plan, &priced, &touched, &memos, cal);
     let des_row = |priced: &[Priced], i: usize| {
@@ -1454,7 +1460,7 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
     let extra: Vec<usize> = own
         .iter()
         .copied()
-        .filter(|i| priced[*i].des.is_none())
+        .filter(|i| des_on && priced[*i].des.is_none())
         .collect();
     let rows: Vec<(Figures, Status)> = extra.par_iter().map(|&i| des_row(&priced, i)).collect();
     for (&i, (f, s)) in extra.iter().zip(rows) {
@@ -1470,7 +1476,11 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
     // The ranked table: the re-ranked (and the workload's own) by their DES figures, then the
     // rest by analytic.
     let mut ranked = top.clone();
-    ranked.extend(own.iter().map(|&(i, _)| i).filter(|i| !top.contains(i)));
+    ranked.extend(
+        own.iter()
+            .map(|&(i, _)| i)
+            .filter(|&i| priced[i].des.is_some() && !top.contains(&i)),
+    );
     let bkey = |i: usize| {
         (
             *priced[i].best().0,
@@ -1488,10 +1498,17 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
     let more: Vec<usize> = feasible_a
         .iter()
         .copied()
-        .filter(|i| priced[*i].des.is_none())
+        .filter(|i| priced[*i].des.is_none() && !ranked.contains(i))
         .take(plan.search.top.saturating_sub(ranked.len()))
         .collect();
     ranked.extend(more);
+    // Without the DES, the workload's own layouts close the table where they are not in it.
+    let own_rest: Vec<usize> = own
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|i| !ranked.contains(i))
+        .collect();
+    ranked.extend(own_rest);
     let best = |p: &Priced| {
         let (f, s) = p.best();
         (*f, s)
@@ -1500,6 +1517,7 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         .iter()
         .copied()
         .chain(own.iter().map(|&(i, _)| i))
+        .filter(|&i| priced[i].des.is_some())
         .collect();
     let pick = pick_of(&priced, plan, &best, des_priced.iter().copied())
         .or_else(|| pick_of(&priced, plan, &best, feasible_a.iter().copied()));

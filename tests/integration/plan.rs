@@ -213,3 +213,37 @@ fn bad_plan_input_is_a_diagnostic() {
     assert!(o.stderr.contains("--gpus"), "{}", o.stderr);
     assert!(!out.exists(), "nothing is written on bad input");
 }
+
+#[test]
+fn top_k_zero_ranks_by_the_analytic_engine_alone() {
+    let out = fresh_dir("plan-analytic");
+    let o = plan(&out, &["--top-k", "0"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains(" 0 re-ranked by the DES"), "{}", o.stdout);
+    assert!(o.stdout.contains("per step (analytic)"), "{}", o.stdout);
+    // No DES column is filled, and the table is in the analytic engine's order of dollars.
+    let mut r = csv::Reader::from_path(out.join("ranked.csv")).unwrap();
+    let head = r.headers().unwrap().clone();
+    let des = head.iter().position(|h| h == "step (s), DES").unwrap();
+    let dollars = head.iter().position(|h| h == "dollars").unwrap();
+    let status = head.iter().position(|h| h == "status").unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert!(rows.iter().all(|x| &x[des] == "—"));
+    let money = |s: &str| -> f64 {
+        let t = s.trim_start_matches('$').replace(',', "");
+        match t.strip_suffix('M') {
+            Some(m) => m.parse::<f64>().unwrap() * 1e6,
+            None => t.parse().unwrap(),
+        }
+    };
+    let feasible: Vec<f64> = rows
+        .iter()
+        .filter(|x| &x[status] == "feasible")
+        .map(|x| money(&x[dollars]))
+        .collect();
+    assert!(feasible.len() >= 2);
+    assert!(
+        feasible.windows(2).all(|w| w[0] <= w[1] + 0.5),
+        "{feasible:?}"
+    );
+}
