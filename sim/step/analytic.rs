@@ -27,6 +27,16 @@ pub(crate) fn hidden_behind(total: f64, n: f64, window: f64) -> f64 {
     (total / n).max(total - window * (n - 1.0) / n)
 }
 
+/// Communication a DualPipe F&B pair leaves exposed per micro-batch of chunk `c`: the
+/// forward's communication hides behind the paired backward's compute (input and weight
+/// gradients) and the backward's behind the paired forward's (TR §3.2.1, Figure 4); each side
+/// exposes what its partner cannot cover.
+pub(crate) fn paired_exposure(c: &ChunkCost) -> f64 {
+    let total = c.comm_total();
+    let f_comm = c.comm_fwd.min(total);
+    (f_comm - (c.bwd + c.wgrad)).max(0.0) + (total - f_comm - c.fwd).max(0.0)
+}
+
 /// Estimates one step of `w` at `layout` on `cluster`.
 pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> StepResult {
     let ab = AlphaBeta::new(cluster, cal);
@@ -67,8 +77,8 @@ fn staged(st: &Staging) -> StepResult {
     let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
         let mut exposed = BTreeMap::new();
         if overlapped {
-            let over = (c.comm_total() - c.compute()).max(0.0);
             let total = c.comm_total();
+            let over = paired_exposure(c);
             for (k, v) in &c.comm {
                 exposed.insert(k.clone(), if total > 0.0 { over * v / total } else { 0.0 });
             }
@@ -248,6 +258,27 @@ fn staged(st: &Staging) -> StepResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A DualPipe pair hides each direction's communication behind the other's compute only:
+    /// 5 s of forward communication beside 3 s of backward compute exposes 2 s, where comparing
+    /// the chunk's totals (6 s of communication against 5 s of compute) would expose 1 s.
+    #[test]
+    fn dualpipe_hides_each_direction_behind_the_other() {
+        let c = |fwd: f64, bwd: f64, wgrad: f64, f_comm: f64, b_comm: f64| ChunkCost {
+            fwd,
+            bwd,
+            wgrad,
+            comm: [("ep".to_string(), f_comm + b_comm)].into_iter().collect(),
+            comm_fwd: f_comm,
+            ..Default::default()
+        };
+        assert_eq!(paired_exposure(&c(2.0, 2.0, 1.0, 5.0, 1.0)), 2.0);
+        // The backward's communication against the forward's compute.
+        assert_eq!(paired_exposure(&c(1.0, 4.0, 0.0, 1.0, 3.0)), 2.0);
+        // Both covered: nothing exposed, and both short: the sum of the two excesses.
+        assert_eq!(paired_exposure(&c(2.0, 3.0, 1.0, 2.0, 2.0)), 0.0);
+        assert_eq!(paired_exposure(&c(1.0, 1.0, 0.0, 3.0, 4.0)), 5.0);
+    }
 
     /// Buckets that fit under their compute expose only the last; comm-bound ones expose all
     /// the compute cannot cover (8 buckets of 150 beside 8 blocks of 100: 150 + 7·50 = 500).

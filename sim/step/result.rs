@@ -22,6 +22,10 @@ pub struct ChunkCost {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub hidden: BTreeMap<String, f64>,
     pub kernels: usize,
+    /// Of `comm`, the forward pass's (DualPipe hides it behind the paired backward's compute,
+    /// and the backward's behind the paired forward's).
+    #[serde(skip)]
+    pub comm_fwd: f64,
 }
 
 impl ChunkCost {
@@ -37,6 +41,7 @@ impl ChunkCost {
         self.wgrad += o.wgrad;
         self.attention += o.attention;
         self.kernels += o.kernels;
+        self.comm_fwd += o.comm_fwd;
         // Look keys up before cloning them: most adds find the kind already there.
         for (into, from) in [(&mut self.comm, &o.comm), (&mut self.hidden, &o.hidden)] {
             for (k, v) in from {

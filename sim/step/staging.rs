@@ -58,6 +58,7 @@ fn cost_block(b: &BlockWork, km: &KernelModel, sms: u32, ab: &dyn CommCost) -> C
         sms,
         ab,
     );
+    c.comm_fwd = seg_comms(&b.fwd).map(|m| ab.time(&m.op)).sum();
     for segs in [&b.fwd, &b.bwd, &b.wgrad] {
         let mut beside = 0.0;
         for s in segs {
@@ -118,6 +119,7 @@ fn cost_of<'k, K: Iterator<Item = &'k Kernel> + Clone>(
         comm,
         hidden: BTreeMap::new(),
         kernels,
+        comm_fwd: 0.0,
     }
 }
 
