@@ -1542,7 +1542,15 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         }
     }
 
-    let sensitivity = sensitivity(plan, &priced, &des_priced, &order_a, cal, &memos);
+    let sensitivity = sensitivity(
+        plan,
+        &priced,
+        &des_priced,
+        &feasible_a,
+        &order_a,
+        cal,
+        &memos,
+    );
     let infeasible = pick.is_none().then(|| explain(plan, &records, &priced));
     Outcome {
         priced,
@@ -1561,12 +1569,14 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
     }
 }
 
-/// How the pick moves with every price ±25% and with kernel efficiency ±10% (analytic figures;
-/// for kernels, the best 256 layouts within HBM are re-priced).
+/// How the pick moves with every price ±25% (and each chip's alone), by the pick's own rule, and
+/// with kernel efficiency ±10% (the best 256 layouts within HBM re-priced by the analytic
+/// engine, against its own pick at nominal kernels).
 fn sensitivity(
     plan: &Plan,
     priced: &[Priced],
     des_priced: &[usize],
+    feasible_a: &[usize],
     order_a: &[usize],
     cal: &Calibration,
     memos: &[SideMemo],
@@ -1576,11 +1586,6 @@ fn sensitivity(
         .iter()
         .copied()
         .filter(|&i| priced[i].analytic_status != Status::OverHbm)
-        .collect();
-    let feasible_a: Vec<usize> = order_a
-        .iter()
-        .copied()
-        .filter(|&i| priced[i].analytic_status == Status::Feasible)
         .collect();
     let cap = |p: &Priced| {
         plan.candidates[p.candidate]
