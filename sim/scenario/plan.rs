@@ -234,7 +234,7 @@ pub fn prepare(
                 let src = read(&beside(plan_src, t))?;
                 let ts: TopologySpec = parse_doc(&src, &[])?;
                 let gpus = u64::from(ts.nodes) * u64::from(ts.gpus_per_node);
-                candidates.push(candidate(&ts, &src, gpus, &wspec, &model, pricing, label));
+                candidates.push(candidate(&ts, &src, gpus, pricing, label));
             }
             (None, Some(chip)) => {
                 let Some((canon, _)) = catalog.get(chip) else {
@@ -279,7 +279,7 @@ pub fn prepare(
                     } else {
                         ts.nodes = (n / gpn) as u32;
                         ts.name = format!("{} × {n} (from {})", canon, template.name);
-                        candidate(&ts, &src, n, &wspec, &model, pricing.clone(), label.clone())
+                        candidate(&ts, &src, n, pricing.clone(), label.clone())
                     };
                     c.name = format!("{canon} × {n}");
                     candidates.push(c);
@@ -360,48 +360,24 @@ fn price_label(p: Option<&PriceSpec>, pricing: &PricingSpec) -> String {
     }
 }
 
+/// A candidate on topology `ts`. Whether its chip runs the workload's precision is checked
+/// when it is searched, as a run checks it ([`workloads`]).
 fn candidate(
     ts: &TopologySpec,
     src: &Source,
     gpus: u64,
-    wspec: &WorkloadSpec,
-    model: &Model,
     pricing: PricingSpec,
     price_label: String,
 ) -> Candidate {
     let catalog = crate::builtin::catalog();
-    let cluster = topo::build(ts, &catalog, &src.name)
-        .map_err(|d| format!("{}: {}", d.path.clone().unwrap_or_default(), d.found))
-        .and_then(|c| {
-            // The chip must run the workload's precision (checked as a run checks it).
-            let l = Layout::new(
-                &ParallelismSpec {
-                    dp: DpSpec::Fixed(c.gpus() as u64),
-                    ..wspec.parallelism.clone()
-                },
-                wspec.training.seq_len,
-                wspec.training.global_batch,
-                c.gpus() as u64,
-                model,
-                &c.gpu,
-                &src.name,
-                "parallelism",
-            );
-            match l {
-                Ok(l) => Workload::with_model(wspec, model.clone(), &src.name, &c, Some(l))
-                    .map(|_| c)
-                    .map_err(|d| format!("{}: {}", d.path.unwrap_or_default(), d.found)),
-                // The file's own layout need not fit here; the search finds one that does.
-                Err(_) => Ok(c),
-            }
-        });
     Candidate {
         name: ts.name.clone(),
         chip: ts.gpu.clone(),
         gpus,
         topology: src.name.clone(),
         topology_text: src.text.clone(),
-        cluster,
+        cluster: topo::build(ts, &catalog, &src.name)
+            .map_err(|d| format!("{}: {}", d.path.unwrap_or_default(), d.found)),
         pricing,
         price_label,
     }
