@@ -171,6 +171,7 @@ pub struct Outcome {
 
 use super::document::{render_doc, table, thousands, Block, InputFile, Section};
 use super::plots::{self, Layer, Mark};
+use super::tables::finish;
 use std::fmt::Write;
 
 /// How to reproduce a plan.
@@ -219,7 +220,8 @@ fn mwh(v: f64) -> String {
     }
 }
 
-fn money(v: f64) -> String {
+/// `$5.619M`, or `$12,345` below a million.
+pub fn money(v: f64) -> String {
     if v >= 1e6 {
         format!("${:.3}M", v / 1e6)
     } else {
@@ -508,10 +510,6 @@ fn fixed(v: f64, d: usize) -> String {
     } else {
         s
     }
-}
-
-fn finish(w: csv::Writer<Vec<u8>>) -> String {
-    String::from_utf8(w.into_inner().expect("an in-memory CSV")).expect("UTF-8 CSV")
 }
 
 /// `plan.csv`: every priced configuration, in enumeration order, with both engines' figures.

@@ -21,7 +21,7 @@ pub fn breakdown_rows(s: &Summary) -> Vec<(String, f64)> {
     rows
 }
 
-fn finish(w: csv::Writer<Vec<u8>>) -> String {
+pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> String {
     String::from_utf8(w.into_inner().expect("writing to memory cannot fail"))
         .expect("CSV of UTF-8 fields is UTF-8")
 }

@@ -39,6 +39,7 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use crate::report::plan::money;
 pub use crate::report::plan::{
     CandidateView, Choice, Figures, Outcome, Priced, Record, Sensitivity, Status, View, EXPOSED,
 };
@@ -578,10 +579,14 @@ impl Specs {
     }
 
     fn get(&self, c: &Choice) -> &WorkloadSpec {
+        self.get_at(c.recompute, c.global_batch)
+    }
+
+    fn get_at(&self, r: Recompute, batch: u64) -> &WorkloadSpec {
         &self
             .0
             .iter()
-            .find(|(k, _)| *k == (c.recompute, c.global_batch))
+            .find(|(k, _)| *k == (r, batch))
             .expect("a searched point")
             .1
     }
@@ -591,13 +596,13 @@ impl Specs {
 fn rebuild(
     plan: &Plan,
     wl: &Workload,
-    specs: &Specs,
+    spec: &WorkloadSpec,
     phase: usize,
     c: &Choice,
     cl: &Cluster,
 ) -> Phase {
     wl.phase_at(
-        specs.get(c),
+        spec,
         phase,
         &parallelism(c, &plan.workload_spec.parallelism),
         cl,
@@ -613,6 +618,7 @@ fn enumerate(
     works: &BTreeMap<Recompute, Workload>,
     phase: usize,
     space: &Space,
+    specs: &Specs,
     record: &mut Record,
 ) -> Vec<Survivor> {
     let mut groups: HashMap<(Recompute, Layout), u32> = HashMap::new();
@@ -638,7 +644,7 @@ fn enumerate(
     for &r in &space.recomputes {
         let wl = &works[&r];
         for &batch in &space.batches {
-            let spec = spec_for(plan, phase, r, batch);
+            let spec = specs.get_at(r, batch);
             for &tp in &space.tps {
                 for &cp in &space.cps {
                     let pps: Vec<u64> = space
@@ -693,7 +699,7 @@ fn enumerate(
                                         };
                                         let par = parallelism(&choice, &w.parallelism);
                                         let built = wl.phase_at(
-                                            &spec,
+                                            spec,
                                             phase,
                                             &par,
                                             cluster,
@@ -832,8 +838,8 @@ fn side_phases(
         let batch = ph.global_batch.unwrap_or(w.training.global_batch);
         let space = Space::new(plan, cluster, seq, batch, true);
         let mut rec = Record::default();
-        let survivors = enumerate(plan, cluster, works, i, &space, &mut rec);
         let specs = Specs::new(plan, i, &space);
+        let survivors = enumerate(plan, cluster, works, i, &space, &specs, &mut rec);
         let hbm = cluster.gpu.hbm_capacity.value.bytes;
         let priced = price_all(
             plan,
@@ -867,7 +873,7 @@ fn side_phases(
         };
         let c = &survivors[k].choice;
         let wl = &works[&c.recompute];
-        let phase = rebuild(plan, wl, &specs, i, c, cluster);
+        let phase = rebuild(plan, wl, specs.get(c), i, c, cluster);
         let PhaseKind::Simulated(segs) = &phase.kind else {
             unreachable!()
         };
@@ -920,7 +926,14 @@ fn price_all<T: Send>(
         .flat_map_iter(|g| {
             let first = &survivors[g[0]];
             let wl = &works[&first.choice.recompute];
-            let ph = rebuild(plan, wl, specs, phase, &first.choice, cluster);
+            let ph = rebuild(
+                plan,
+                wl,
+                specs.get(&first.choice),
+                phase,
+                &first.choice,
+                cluster,
+            );
             let PhaseKind::Simulated(segs) = &ph.kind else {
                 unreachable!("a searched phase is simulated")
             };
@@ -929,7 +942,7 @@ fn price_all<T: Send>(
             g.iter()
                 .map(|&i| {
                     let s = &survivors[i];
-                    let ph = rebuild(plan, wl, specs, phase, &s.choice, cluster);
+                    let ph = rebuild(plan, wl, specs.get(&s.choice), phase, &s.choice, cluster);
                     let (times, main) = price_phase(wl, &ph, cluster, cal, &blocks);
                     (i, f(s, &ph, &times, &main))
                 })
@@ -1063,8 +1076,16 @@ fn search_cluster(plan: &Plan, ci: usize, cal: &Calibration) -> (Record, Vec<Pri
             return (record, Vec::new(), None);
         }
     };
-    let survivors = enumerate(plan, cluster, &works, plan.main_phase, &space, &mut record);
     let specs = Specs::new(plan, plan.main_phase, &space);
+    let survivors = enumerate(
+        plan,
+        cluster,
+        &works,
+        plan.main_phase,
+        &space,
+        &specs,
+        &mut record,
+    );
     let capacity = cluster.gpu.hbm_capacity.value.bytes / GIB;
     let rows: Vec<Priced> = price_all(
         plan,
@@ -1161,15 +1182,7 @@ fn row_phase<'a>(
         p.choice.recompute,
         p.choice.global_batch,
     );
-    let phase = wl
-        .phase_at(
-            &spec,
-            plan.main_phase,
-            &parallelism(&p.choice, &plan.workload_spec.parallelism),
-            cluster,
-            &plan.workload_file,
-        )
-        .expect("a priced layout validates");
+    let phase = rebuild(plan, wl, &spec, plan.main_phase, &p.choice, cluster);
     (cluster, wl, phase)
 }
 
@@ -1687,14 +1700,6 @@ fn reprice(plan: &Plan, p: &Priced, memo: &SideMemo, cal: &Calibration) -> (Figu
     (f, status(&f, capacity, &plan.constraints))
 }
 
-fn dollars(v: f64) -> String {
-    if v >= 1e6 {
-        format!("${:.3}M", v / 1e6)
-    } else {
-        format!("${v:.0}")
-    }
-}
-
 /// Why nothing is feasible, constraint by constraint, and what to relax.
 fn explain(plan: &Plan, records: &[Record], priced: &[Priced]) -> Vec<String> {
     let mut out = Vec::new();
@@ -1773,11 +1778,11 @@ fn explain(plan: &Plan, records: &[Record], priced: &[Priced]) -> Vec<String> {
                 .min_by(|a, b| a.analytic.dollars.total_cmp(&b.analytic.dollars));
             out.push(format!(
                 "the budget of {} removed {over} layouts that met the deadline; {}",
-                dollars(b.usd),
+                money(b.usd),
                 match cheapest {
                     Some(c) => format!(
                         "the cheapest that meets the deadline costs {} ({}): raise the budget to that",
-                        dollars(c.analytic.dollars),
+                        money(c.analytic.dollars),
                         plan.candidates[c.candidate].name
                     ),
                     None => "no layout meets the deadline either".into(),
@@ -1915,7 +1920,16 @@ mod tests {
         )
         .unwrap();
         let mut rec = Record::default();
-        let survivors = enumerate(plan, cluster, &works, plan.main_phase, &space, &mut rec);
+        let specs = Specs::new(plan, plan.main_phase, &space);
+        let survivors = enumerate(
+            plan,
+            cluster,
+            &works,
+            plan.main_phase,
+            &space,
+            &specs,
+            &mut rec,
+        );
         (space, works, rec, survivors)
     }
 
@@ -1937,7 +1951,14 @@ mod tests {
         let gpn = u64::from(cluster.gpus_per_node);
         for (k, s) in survivors.iter().enumerate() {
             let wl = &works[&s.choice.recompute];
-            let ph = rebuild(&plan, wl, &specs, plan.main_phase, &s.choice, cluster);
+            let ph = rebuild(
+                &plan,
+                wl,
+                specs.get(&s.choice),
+                plan.main_phase,
+                &s.choice,
+                cluster,
+            );
             let PhaseKind::Simulated(segs) = &ph.kind else {
                 unreachable!()
             };
