@@ -67,8 +67,26 @@ pub enum FabricKind {
 #[serde(deny_unknown_fields)]
 pub struct FabricSpec {
     pub kind: FabricKind,
-    /// Switch layers; two (leaf + spine) is what the builder makes.
+    /// Switch layers: 2 (leaf + spine) or 3 (leaf + spine in pods, and a core above the pods).
     pub layers: u32,
+    /// Three layers: nodes per pod (a divisor of `nodes`). Each pod is a two-level fat-tree;
+    /// spine `i` of every pod connects to core group `i`.
+    #[serde(default)]
+    pub pod_nodes: Option<u32>,
+    /// Ports per spine switch (defaults to `switch_radix`): a chassis spine reaches more leaves.
+    #[serde(default)]
+    pub spine_radix: Option<u32>,
+    /// Three layers: a spine's leaf-facing links per core-facing link (1.0 is non-blocking).
+    #[serde(default = "one")]
+    pub pod_oversubscription: f64,
+    /// How a flow between leaves picks its path: one path per flow by a hash (`ecmp`), or
+    /// sprayed evenly over every spine (and core) path (`adaptive`).
+    #[serde(default)]
+    pub routing: Routing,
+    /// ECMP: flows (queue pairs) a transfer is split into, each hashed onto its own path (Meta's
+    /// enhanced ECMP uses 16 per GPU pair). 1: a transfer is one flow.
+    #[serde(default = "one_flow")]
+    pub ecmp_flows: u32,
     /// Independent planes: NIC `i` of every node sits on plane `i mod planes` and reaches
     /// nothing else (DeepSeek's multi-plane fat-tree has 8). 1 is a single fabric.
     pub planes: u32,
@@ -78,7 +96,7 @@ pub struct FabricSpec {
     pub rail_optimized: bool,
     /// Ports per switch.
     pub switch_radix: u32,
-    /// Leaf down-links per up-link (1.0 is non-blocking).
+    /// Leaf down-links per up-link (1.0 is non-blocking, 0.5 has twice the up-links).
     #[serde(default = "one")]
     pub oversubscription: f64,
     /// Switch-to-switch and NIC-to-switch link bandwidth; defaults to the NIC bandwidth.
@@ -86,6 +104,18 @@ pub struct FabricSpec {
     pub link_bandwidth: Option<LinkBandwidth>,
     /// Latency added per switch hop.
     pub hop_latency: Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    #[default]
+    Ecmp,
+    Adaptive,
+}
+
+fn one_flow() -> u32 {
+    1
 }
 
 fn one() -> f64 {

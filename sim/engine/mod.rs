@@ -146,6 +146,16 @@ impl<P> Sim<P> {
         }
     }
 
+    /// Moves the clock forward to `to` without running anything: no live event may be due
+    /// before it (events at `to` stay queued).
+    pub fn advance_clock(&mut self, to: u64) {
+        assert!(
+            self.peek_time().is_none_or(|t| t >= to),
+            "an event is due before {to}"
+        );
+        self.now = self.now.max(to);
+    }
+
     /// Runs every event at or before `until`, then sets the clock to `until` if it is later.
     pub fn step_until(&mut self, until: u64, mut handle: impl FnMut(&mut Self, u64, P)) {
         while let Some(t) = self.peek_time() {

@@ -7,13 +7,15 @@
 //! on the SMs reserved for it, pipeline sends and data-parallel sync on their own streams. A
 //! data-parallel NCCL collective holds its channels' SMs while it runs, so the compute kernels
 //! resident meanwhile progress at the share of SMs left to them.
-//! A collective starts on all members together once every member has reached it. Transfers that
-//! cross nodes at once share the GPU's NIC by processor sharing, as compute kernels share SMs:
-//! each is priced alone, and k of them each progress at 1/k (NVLink, several times faster, is not
-//! shared). A collective progresses at the rate its first member's GPU allows (its members are
-//! symmetric).
+//! A collective starts on all members together once every member has reached it.
+//!
+//! Every transfer with a route in [`Links`] runs on one shared flow network (`net::flow`) as a
+//! weighted class: it loads each link with the bytes it puts there per picosecond when it runs
+//! alone, never runs faster than alone, and concurrent transfers share every link max-min
+//! fairly. A transfer without a route takes its standalone time.
 
 use crate::engine::Sim;
+use crate::net::flow::FlowNet;
 use crate::workload::ops::CommKind;
 use crate::workload::taskgraph::{Pass, Task, TaskGraph, COMPUTE, SOLO, STREAMS, WGRAD};
 
@@ -29,6 +31,33 @@ pub struct Outcome {
     /// Peak activation bytes and chunk micro-batches in flight, per GPU.
     pub peak_mem: Vec<f64>,
     pub peak_inflight: Vec<i32>,
+}
+
+/// The links that concurrent transfers share, and how each transfer loads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Links {
+    /// Capacity of each link, bytes/s.
+    pub capacity: Vec<f64>,
+    /// Per route: its links, and the bytes each carries per picosecond of the transfer's
+    /// standalone time.
+    pub routes: Vec<(Vec<u32>, Vec<f64>)>,
+    /// The route of a task with detail `d` on pipeline stage `s`: `route_of[d * stages + s]`,
+    /// or `u32::MAX` (no route: the task takes its standalone time).
+    pub route_of: Vec<u32>,
+    pub stages: u32,
+}
+
+impl Links {
+    fn route(&self, g: &TaskGraph, t: &Task) -> Option<u32> {
+        if self.stages == 0 || t.label.detail == u32::MAX {
+            return None;
+        }
+        let stage = t.gpu / (g.gpus / self.stages).max(1);
+        let r = *self
+            .route_of
+            .get((t.label.detail as usize) * self.stages as usize + stage as usize)?;
+        (r != u32::MAX).then_some(r)
+    }
 }
 
 struct State<'g> {
@@ -49,28 +78,17 @@ struct State<'g> {
     peak_inflight: Vec<i32>,
     /// SMs held by running NCCL collectives, per GPU.
     held: Vec<u32>,
-    /// Running transfers through each GPU's NIC.
-    on_nic: Vec<u32>,
-    /// Running transfers (jobs) led by each GPU, and the jobs (free slots reused).
-    led: Vec<Vec<u32>>,
-    jobs: Vec<Job>,
+    links: &'g Links,
+    /// The shared network, and the members of each transfer on it (free slots reused).
+    net: FlowNet,
+    jobs: Vec<Vec<u32>>,
     free_jobs: Vec<u32>,
     done: usize,
 }
 
-/// A running transfer: one communication task, or the members of a collective.
-#[derive(Default)]
-struct Job {
-    /// Its first member, whose GPU sets its rate; the others (collectives only).
-    leader: u32,
-    others: Vec<u32>,
-    /// Standalone work left (ps), when that was last brought up to date, and the current rate.
-    remaining: f64,
-    last: u64,
-    rate: f64,
-}
-
 const NONE: u32 = u32::MAX;
+/// The payload of the network's wake-up event.
+const WAKE: u32 = u32::MAX;
 
 fn is_compute(stream: u8) -> bool {
     stream == COMPUTE || stream == WGRAD
@@ -81,14 +99,6 @@ fn held_sms(g: &TaskGraph, t: &Task) -> u32 {
     match t.pass {
         Pass::Comm(CommKind::Dp) => g.dp_sms,
         _ => 0,
-    }
-}
-
-/// Whether a task is a transfer through its GPU's NIC.
-fn crosses_nodes(g: &TaskGraph, t: &Task) -> bool {
-    match t.pass {
-        Pass::Comm(kind) if !is_compute(t.stream) => g.nic[kind as usize],
-        _ => false,
     }
 }
 
@@ -155,8 +165,8 @@ impl<'g> State<'g> {
             self.begin(sim, t, work);
         }
         let lead = self.g.tasks[members[0] as usize];
-        if crosses_nodes(self.g, &lead) {
-            self.start_job(sim, members, work);
+        if let Some(route) = self.links.route(self.g, &lead).filter(|_| work > 0) {
+            self.start_job(sim, members, work, route);
         } else if !is_compute(lead.stream) {
             for &t in members {
                 sim.schedule(sim.now() + work, t, t);
@@ -190,78 +200,52 @@ impl<'g> State<'g> {
         }
     }
 
-    /// Starts a transfer through the NIC; it ends when its work is done at its rate.
-    fn start_job(&mut self, sim: &mut Sim<u32>, members: &[u32], work: u64) {
-        let job = Job {
-            leader: members[0],
-            others: members[1..].to_vec(),
-            remaining: work as f64,
-            last: sim.now(),
-            rate: 1.0,
-        };
+    /// Starts a transfer on the shared network: `work` ps of standalone time over `route`.
+    fn start_job(&mut self, sim: &mut Sim<u32>, members: &[u32], work: u64, route: u32) {
         let j = match self.free_jobs.pop() {
             Some(j) => {
-                self.jobs[j as usize] = job;
+                self.jobs[j as usize] = members.to_vec();
                 j
             }
             None => {
-                self.jobs.push(job);
+                self.jobs.push(members.to_vec());
                 self.jobs.len() as u32 - 1
             }
         };
-        let gpu = self.lead_gpu(j);
-        self.led[gpu].push(j);
-        for &m in members {
-            let gpu = self.g.tasks[m as usize].gpu as usize;
-            self.load(sim, gpu, 1);
+        self.net.advance_to(sim.now());
+        let (links, weights) = &self.links.routes[route as usize];
+        // A route is priced for all of a stage's instances at once; with every GPU of a stage
+        // simulated, each instance (its members) carries its share.
+        let reps = (self.g.gpus / self.links.stages.max(1)).max(1);
+        let share = (members.len() as f64 / reps as f64).min(1.0);
+        let weights = weights.iter().map(|w| w * share).collect();
+        // At most one picosecond of work per picosecond: its standalone speed.
+        self.net
+            .start_class(links.clone(), weights, 1e12, work as f64, j);
+        self.wake(sim);
+    }
+
+    /// Plans the network's next drain on the task clock.
+    fn wake(&mut self, sim: &mut Sim<u32>) {
+        let wake = self.g.tasks.len() as u32;
+        sim.cancel(wake);
+        if let Some(at) = self.net.next_drain() {
+            sim.schedule(at, wake, WAKE);
         }
     }
 
-    fn lead_gpu(&self, j: u32) -> usize {
-        self.g.tasks[self.jobs[j as usize].leader as usize].gpu as usize
-    }
-
-    /// Adds `delta` transfers to `gpu`'s NIC and re-plans the transfers that GPU leads.
-    fn load(&mut self, sim: &mut Sim<u32>, gpu: usize, delta: i64) {
+    /// The network's transfers due now are done: their members complete.
+    fn drain(&mut self, sim: &mut Sim<u32>) {
         let now = sim.now();
-        for &j in &self.led[gpu] {
-            let job = &mut self.jobs[j as usize];
-            job.remaining = (job.remaining - (now - job.last) as f64 * job.rate).max(0.0);
-            job.last = now;
+        while self.net.next_drain() == Some(now) {
+            let a = self.net.next_arrival().expect("a flow drains now");
+            let members = std::mem::take(&mut self.jobs[a.tag as usize]);
+            self.free_jobs.push(a.tag);
+            for m in members {
+                self.complete(sim, m);
+            }
         }
-        self.on_nic[gpu] = (self.on_nic[gpu] as i64 + delta) as u32;
-        let (n, rate) = (
-            self.g.tasks.len() as u32,
-            1.0 / self.on_nic[gpu].max(1) as f64,
-        );
-        for k in 0..self.led[gpu].len() {
-            let j = self.led[gpu][k];
-            let job = &mut self.jobs[j as usize];
-            job.rate = rate;
-            sim.cancel(job.leader);
-            let at = now + (job.remaining / job.rate).ceil() as u64;
-            sim.schedule(at, job.leader, n + j);
-        }
-    }
-
-    /// A transfer's work is done: it leaves the NICs it shared, and its members complete.
-    fn finish_job(&mut self, sim: &mut Sim<u32>, j: u32) {
-        let gpu = self.lead_gpu(j);
-        let at = self.led[gpu]
-            .iter()
-            .position(|&x| x == j)
-            .expect("a finishing job is led by its leader's GPU");
-        self.led[gpu].swap_remove(at);
-        let job = std::mem::take(&mut self.jobs[j as usize]);
-        self.free_jobs.push(j);
-        let members = || std::iter::once(job.leader).chain(job.others.iter().copied());
-        for m in members() {
-            let g = self.g.tasks[m as usize].gpu as usize;
-            self.load(sim, g, -1);
-        }
-        for m in members() {
-            self.complete(sim, m);
-        }
+        self.wake(sim);
     }
 
     /// Progress the resident compute kernels of `gpu` up to `now`.
@@ -321,8 +305,14 @@ impl<'g> State<'g> {
     }
 }
 
-/// Runs the graph to completion. Panics on a deadlock, which would be a task-graph bug.
+/// Runs the graph to completion with every transfer at its standalone time. Panics on a
+/// deadlock, which would be a task-graph bug.
 pub fn run(g: &TaskGraph) -> Outcome {
+    run_on(g, &Links::default())
+}
+
+/// Runs the graph to completion, the transfers [`Links`] routes sharing one flow network.
+pub fn run_on(g: &TaskGraph, links: &Links) -> Outcome {
     let n = g.tasks.len();
     let streams = g.gpus as usize * STREAMS;
     let gpus = g.gpus as usize;
@@ -343,22 +333,21 @@ pub fn run(g: &TaskGraph) -> Outcome {
         inflight: vec![0; gpus],
         peak_inflight: vec![0; gpus],
         held: vec![0; gpus],
-        on_nic: vec![0; gpus],
-        led: vec![Vec::new(); gpus],
+        links,
+        net: FlowNet::new(&links.capacity, &vec![0; links.capacity.len()]),
         jobs: Vec::new(),
         free_jobs: Vec::new(),
         done: 0,
     };
-    let mut sim: Sim<u32> = Sim::new(n);
+    let mut sim: Sim<u32> = Sim::new(n + 1);
     for gpu in 0..g.gpus {
         for s in 0..STREAMS as u8 {
             st.try_stream(&mut sim, gpu, s);
         }
     }
-    let n_tasks = n as u32;
     sim.run(|sim, _, p| {
-        if p >= n_tasks {
-            st.finish_job(sim, p - n_tasks);
+        if p == WAKE {
+            st.drain(sim);
         } else {
             st.complete(sim, p);
         }
@@ -375,7 +364,7 @@ pub fn run(g: &TaskGraph) -> Outcome {
     }
     Outcome {
         makespan: st.end.iter().copied().max().unwrap_or(0),
-        events: sim.processed(),
+        events: sim.processed() + st.net.events(),
         cancelled: sim.stale(),
         start: st.start,
         end: st.end,
@@ -432,27 +421,99 @@ mod tests {
         assert_eq!(kernel_end(1000, 400, 50, CommKind::Ep), 1000);
     }
 
-    /// Transfers through one NIC share it: an expert all-to-all of 100 ps and a gradient
-    /// reduce-scatter of 100 ps that starts 50 ps later (after a 50 ps kernel). The first runs
-    /// alone for 50, then both at half speed until it ends at 150; the second finishes its last
-    /// 50 alone at 200. Traffic that stays in the node does not share.
+    /// Tasks with details 0, 1, 2… whose routes are `routes` (one per detail, one stage) over
+    /// links of `capacity` bytes/s.
+    fn shared(capacity: &[f64], routes: &[(Vec<u32>, Vec<f64>)]) -> Links {
+        Links {
+            capacity: capacity.to_vec(),
+            routes: routes.to_vec(),
+            route_of: (0..routes.len() as u32).collect(),
+            stages: 1,
+        }
+    }
+
+    fn comm(stream: u8, kind: CommKind, work: u64, detail: u32) -> Task {
+        let mut t = Task::new(0, stream, Pass::Comm(kind), work);
+        t.label.detail = detail;
+        t
+    }
+
+    /// Transfers that each fill one link share it: an expert all-to-all of 100 ps and a
+    /// gradient reduce-scatter of 100 ps that starts 50 ps later (after a 50 ps kernel). The
+    /// first runs alone for 50, then both at half speed until it ends at 150; the second
+    /// finishes its last 50 alone at 200. Transfers on different links do not notice each other.
     #[test]
-    fn transfers_through_one_nic_share_it() {
-        let tasks = || {
-            vec![
-                Task::new(0, COMPUTE, Pass::Fwd, 50),
-                Task::new(0, COMM, Pass::Comm(CommKind::Ep), 100),
-                Task::new(0, DP, Pass::Comm(CommKind::Dp), 100),
-            ]
-        };
-        let mut nic = [false; 5];
-        nic[CommKind::Ep as usize] = true;
-        nic[CommKind::Dp as usize] = true;
-        let o = run(&graph(tasks(), &[(0, 2)], 0, nic));
+    fn transfers_that_fill_one_link_share_it() {
+        let tasks = vec![
+            Task::new(0, COMPUTE, Pass::Fwd, 50),
+            comm(COMM, CommKind::Ep, 100, 0),
+            comm(DP, CommKind::Dp, 100, 1),
+        ];
+        let g = graph(tasks, &[(0, 2)], 0, [false; 5]);
+        // 10 bytes/ps of a 10 bytes/ps link (10 TB/s) each.
+        let one = shared(
+            &[10e12, 10e12],
+            &[(vec![0], vec![10.0]), (vec![0], vec![10.0])],
+        );
+        let o = run_on(&g, &one);
         assert_eq!((o.start[2], o.end[1], o.end[2]), (50, 150, 200));
-        // The reduce-scatter inside the node: nothing shared.
-        nic[CommKind::Dp as usize] = false;
-        let o = run(&graph(tasks(), &[(0, 2)], 0, nic));
+        let apart = shared(
+            &[10e12, 10e12],
+            &[(vec![0], vec![10.0]), (vec![1], vec![10.0])],
+        );
+        let o = run_on(&g, &apart);
         assert_eq!((o.end[1], o.end[2]), (100, 150));
+        // Without routes each takes its standalone time.
+        let o = run(&g);
+        assert_eq!((o.end[1], o.end[2]), (100, 150));
+    }
+
+    /// Max-min sharing, not processor sharing: two transfers that each use 30% of a link run at
+    /// their own speed side by side; k transfers that would each fill a 1:k oversubscribed
+    /// up-link (capacity 1/k of what they need together) each get 1/k of it and take k times
+    /// as long.
+    #[test]
+    fn k_transfers_on_a_one_to_k_uplink_each_get_a_kth() {
+        for (k, load, want) in [(2u32, 3.0, 1000u64), (4, 10.0, 4000), (7, 10.0, 7000)] {
+            let tasks: Vec<Task> = (0..k)
+                .map(|i| {
+                    let stream = [COMM, DP, taskgraph_p2p()][(i % 3) as usize];
+                    let mut t = comm(stream, CommKind::Dp, 1000, 0);
+                    t.gpu = i / 3;
+                    t
+                })
+                .collect();
+            let gpus = k.div_ceil(3);
+            let streams: Vec<Vec<u32>> = (0..gpus * STREAMS as u32)
+                .map(|s| {
+                    (0..k)
+                        .filter(|&t| {
+                            tasks[t as usize].gpu * STREAMS as u32 + tasks[t as usize].stream as u32
+                                == s
+                        })
+                        .collect()
+                })
+                .collect();
+            let g = TaskGraph {
+                compute_sms: 100,
+                ..TaskGraph::assemble(gpus, tasks, Vec::new(), &streams, Vec::new())
+            };
+            // Each needs `load` bytes/ps on the up-link of 10 bytes/ps; each GPU its own stage
+            // (every task one whole instance).
+            let links = Links {
+                capacity: vec![10e12],
+                routes: vec![(vec![0], vec![load])],
+                route_of: vec![0; gpus as usize],
+                stages: gpus,
+            };
+            let o = run_on(&g, &links);
+            for t in 0..k as usize {
+                assert_eq!(o.end[t], want, "{k} transfers of {load}/10: {:?}", o.end);
+            }
+        }
+    }
+
+    fn taskgraph_p2p() -> u8 {
+        crate::workload::taskgraph::P2P
     }
 }

@@ -32,10 +32,26 @@ pub struct Transfer {
     pub bytes: f64,
 }
 
-/// Transfers that run together.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Transfers that run together, `times` times in a row (a ring's identical steps).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Phase {
     pub transfers: Vec<Transfer>,
+    pub times: u32,
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::once(Vec::new())
+    }
+}
+
+impl Phase {
+    pub fn once(transfers: Vec<Transfer>) -> Self {
+        Phase {
+            transfers,
+            times: 1,
+        }
+    }
 }
 
 /// Collective operations, with nccl-tests' size conventions.
@@ -100,44 +116,71 @@ impl<'a> Collectives<'a> {
     }
 
     /// Runs phases one after another; `eff` maps a transfer to its protocol efficiency.
+    ///
+    /// Each phase starts on an empty network, so a phase identical to the one before it (a
+    /// ring's steps) takes the same time and loads the same links: it is simulated once. A
+    /// transfer keeps its route from phase to phase, as an NCCL connection keeps its queue
+    /// pair and so its ECMP hash.
     pub fn run(&self, phases: &[Phase], eff: &dyn Fn(&Transfer) -> f64) -> Measured {
         let r = &self.router;
         let mut net = FlowNet::new(&r.capacity, &r.latency);
         let mut t = 0u64;
         let mut rdma = 0.0;
         let mut nvl = 0.0;
-        for (pi, ph) in phases.iter().enumerate() {
+        // The previous phase, its duration and the bytes it put on each link.
+        let mut last: Option<(&Phase, u64, Vec<f64>)> = None;
+        let mut repeated = vec![0.0; r.capacity.len()];
+        for ph in phases {
+            let times = ph.times as f64;
+            for tr in &ph.transfers {
+                match tr.path {
+                    Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => nvl += tr.bytes * times,
+                    Path::Gpu(0, b) if b != 0 => rdma += tr.bytes * times,
+                    Path::ToSwitch(0) => nvl += tr.bytes * times,
+                    _ => {}
+                }
+            }
+            if let Some((prev, dur, delta)) = &last {
+                if prev.transfers == ph.transfers {
+                    t += dur * ph.times as u64;
+                    for (x, d) in repeated.iter_mut().zip(delta) {
+                        *x += d * times;
+                    }
+                    continue;
+                }
+            }
             net.advance_to(t);
+            let before = net.carried.clone();
             for (i, tr) in ph.transfers.iter().enumerate() {
-                let route = match tr.path {
-                    Path::Gpu(a, b) => {
-                        if a == b {
-                            continue;
-                        }
-                        if r.node(a) == r.node(b) {
-                            if a == 0 {
-                                nvl += tr.bytes;
-                            }
-                        } else if a == 0 {
-                            rdma += tr.bytes;
-                        }
-                        r.route(a, b, ((pi as u64) << 32) | i as u64)
-                    }
-                    Path::ToSwitch(a) => {
-                        if a == 0 {
-                            nvl += tr.bytes;
-                        }
-                        r.to_switch(a)
-                    }
-                    Path::FromSwitch(a) => r.from_switch(a),
+                let (links, weights) = match tr.path {
+                    Path::Gpu(a, b) if a == b => continue,
+                    Path::Gpu(a, b) => r.route_weighted(a, b, i as u64),
+                    Path::ToSwitch(a) => (r.to_switch(a), Vec::new()),
+                    Path::FromSwitch(a) => (r.from_switch(a), Vec::new()),
                 };
-                net.start(route, tr.bytes / eff(tr), i as u32);
+                let bytes = tr.bytes / eff(tr);
+                if weights.is_empty() {
+                    net.start(links, bytes, i as u32);
+                } else {
+                    net.start_class(links, weights, f64::INFINITY, bytes, i as u32);
+                }
             }
             let mut end = t;
             while let Some(a) = net.next_arrival() {
                 end = end.max(a.at);
             }
-            t = end;
+            let delta: Vec<f64> = net
+                .carried
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a - b)
+                .collect();
+            let dur = end - t;
+            t = end + dur * (ph.times as u64 - 1);
+            for (x, d) in repeated.iter_mut().zip(&delta) {
+                *x += d * (times - 1.0);
+            }
+            last = Some((ph, dur, delta));
         }
         Measured {
             time_s: t as f64 / 1e12 + self.cal.network.collective_latency.value.as_secs_f64(),
@@ -147,14 +190,33 @@ impl<'a> Collectives<'a> {
             links: net
                 .carried
                 .iter()
+                .zip(&repeated)
                 .enumerate()
-                .filter(|(_, &b)| b > 0.0)
-                .map(|(l, &b)| (l as LinkId, b))
+                .map(|(l, (&b, &x))| (l as LinkId, b + x))
+                .filter(|&(_, b)| b > 0.0)
                 .collect(),
         }
     }
 
-    fn default_eff(&self) -> impl Fn(&Transfer) -> f64 + '_ {
+    /// Phases of several groups that run at once, merged step by step.
+    pub fn merged(groups: impl IntoIterator<Item = Vec<Phase>>) -> Vec<Phase> {
+        let mut out: Vec<Phase> = Vec::new();
+        for phases in groups {
+            for (k, p) in phases.into_iter().enumerate() {
+                if k == out.len() {
+                    out.push(Phase {
+                        transfers: Vec::new(),
+                        times: p.times,
+                    });
+                }
+                debug_assert_eq!(out[k].times, p.times, "groups of one shape");
+                out[k].transfers.extend(p.transfers);
+            }
+        }
+        out
+    }
+
+    pub fn default_eff(&self) -> impl Fn(&Transfer) -> f64 + '_ {
         let nvl = self.nvlink_eff();
         let ib = self.cal.network.ib_efficiency.value;
         let nvls = self.cal.network.nvls_efficiency.value;
@@ -165,19 +227,21 @@ impl<'a> Collectives<'a> {
         }
     }
 
-    /// Ring steps over `ranks`: `steps` phases, each rank sending `bytes` to the next.
+    /// Ring steps over `ranks`: `steps` times, each rank sending `bytes` to the next.
     pub fn ring(ranks: &[u32], steps: usize, bytes: f64) -> Vec<Phase> {
         let n = ranks.len();
-        (0..steps)
-            .map(|_| Phase {
-                transfers: (0..n)
-                    .map(|i| Transfer {
-                        path: Path::Gpu(ranks[i], ranks[(i + 1) % n]),
-                        bytes,
-                    })
-                    .collect(),
-            })
-            .collect()
+        if steps == 0 || n == 0 {
+            return Vec::new();
+        }
+        vec![Phase {
+            transfers: (0..n)
+                .map(|i| Transfer {
+                    path: Path::Gpu(ranks[i], ranks[(i + 1) % n]),
+                    bytes,
+                })
+                .collect(),
+            times: steps as u32,
+        }]
     }
 
     /// Groups `ranks` by node, in order.
@@ -212,21 +276,19 @@ impl<'a> Collectives<'a> {
         };
         let nf = n as f64;
         match (op, algo) {
-            (Op::SendRecv, _) => vec![Phase {
-                transfers: vec![Transfer {
-                    path: Path::Gpu(ranks[0], ranks[1]),
-                    bytes,
-                }],
-            }],
-            (Op::AllToAll, _) => vec![Phase {
-                transfers: (0..n)
+            (Op::SendRecv, _) => vec![Phase::once(vec![Transfer {
+                path: Path::Gpu(ranks[0], ranks[1]),
+                bytes,
+            }])],
+            (Op::AllToAll, _) => vec![Phase::once(
+                (0..n)
                     .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
                     .map(|(i, j)| Transfer {
                         path: Path::Gpu(ranks[i], ranks[j]),
                         bytes: bytes / nf,
                     })
                     .collect(),
-            }],
+            )],
             (Op::AllReduce, Algorithm::Nvls) => {
                 let mut t: Vec<Transfer> = ranks
                     .iter()
@@ -239,7 +301,7 @@ impl<'a> Collectives<'a> {
                     path: Path::FromSwitch(g),
                     bytes,
                 }));
-                vec![Phase { transfers: t }]
+                vec![Phase::once(t)]
             }
             (Op::AllReduce, Algorithm::Ring) => Self::ring(ranks, 2 * (n - 1), bytes / nf),
             (Op::AllReduce, Algorithm::Tree) => {
@@ -273,24 +335,14 @@ impl<'a> Collectives<'a> {
                 // Inside each node, then across nodes among same-position ranks, then inside again.
                 let a = nodes[0].len();
                 let inside = |steps: usize, b: f64| -> Vec<Phase> {
-                    let mut ph: Vec<Phase> = vec![Phase::default(); steps];
-                    for members in &nodes {
-                        for (k, p) in Self::ring(members, steps, b).into_iter().enumerate() {
-                            ph[k].transfers.extend(p.transfers);
-                        }
-                    }
-                    ph
+                    Self::merged(nodes.iter().map(|members| Self::ring(members, steps, b)))
                 };
                 let across = |steps: usize, b: f64| -> Vec<Phase> {
-                    let mut ph: Vec<Phase> = vec![Phase::default(); steps];
-                    for pos in 0..a {
+                    Self::merged((0..a).map(|pos| {
                         let rail: Vec<u32> =
                             nodes.iter().filter_map(|m| m.get(pos).copied()).collect();
-                        for (k, p) in Self::ring(&rail, steps, b).into_iter().enumerate() {
-                            ph[k].transfers.extend(p.transfers);
-                        }
-                    }
-                    ph
+                        Self::ring(&rail, steps, b)
+                    }))
                 };
                 let b = nodes.len();
                 let shard = bytes / a as f64;
@@ -334,6 +386,61 @@ impl<'a> Collectives<'a> {
         route: MoeRoute,
         dispatch: bool,
     ) -> Measured {
+        self.moe_groups(&[ranks.to_vec()], tokens, bytes_per_token, route, dispatch)
+    }
+
+    /// [`Collectives::moe`] over several EP groups at once (each GPU's counts as in one).
+    pub fn moe_groups(
+        &self,
+        groups: &[Vec<u32>],
+        tokens: f64,
+        bytes_per_token: f64,
+        route: MoeRoute,
+        dispatch: bool,
+    ) -> Measured {
+        let phase = Phase::once(
+            groups
+                .iter()
+                .flat_map(|g| {
+                    self.moe_phase(g, tokens, bytes_per_token, route, dispatch)
+                        .transfers
+                })
+                .collect(),
+        );
+        let ranks = &groups[0];
+        let k = self.by_node(ranks).len() as u64;
+        let d = route.nodes_per_token(k);
+        let (rdma, nvl) = self.cal.network.moe_efficiency(dispatch);
+        let sm = self.cal.network.moe_sm_share(route.sms);
+        let (rdma, nvl) = (rdma * sm, nvl * sm);
+        let eff = |tr: &Transfer| match tr.path {
+            Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => rdma,
+            _ => nvl,
+        };
+        let m = self.run(&[phase], &eff);
+        // DeepEP's test reports bytes per rank as it counts them: RDMA = tokens × distinct target
+        // nodes (its own node included) × bytes; NVLink = tokens received (from every rank, its
+        // own included) × bytes. The flows above carry only what really crosses each link.
+        Measured {
+            rdma_bytes: if k > 1 {
+                tokens * d * bytes_per_token
+            } else {
+                0.0
+            },
+            nvlink_bytes: tokens * route.gpus_per_token(ranks.len() as u64, k) * bytes_per_token,
+            ..m
+        }
+    }
+
+    /// One EP group's dispatch (or combine) transfers.
+    fn moe_phase(
+        &self,
+        ranks: &[u32],
+        tokens: f64,
+        bytes_per_token: f64,
+        route: MoeRoute,
+        dispatch: bool,
+    ) -> Phase {
         let nodes = self.by_node(ranks);
         let k = nodes.len() as u64;
         let per_node = nodes[0].len();
@@ -362,9 +469,8 @@ impl<'a> Collectives<'a> {
                 }
             }
         }
-        let phase = Phase {
-            transfers: t
-                .into_iter()
+        Phase::once(
+            t.into_iter()
                 .map(|(a, b, bytes)| Transfer {
                     path: if dispatch {
                         Path::Gpu(a, b)
@@ -374,27 +480,7 @@ impl<'a> Collectives<'a> {
                     bytes,
                 })
                 .collect(),
-        };
-        let (rdma, nvl) = self.cal.network.moe_efficiency(dispatch);
-        let sm = self.cal.network.moe_sm_share(route.sms);
-        let (rdma, nvl) = (rdma * sm, nvl * sm);
-        let eff = |tr: &Transfer| match tr.path {
-            Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => rdma,
-            _ => nvl,
-        };
-        let m = self.run(&[phase], &eff);
-        // DeepEP's test reports bytes per rank as it counts them: RDMA = tokens × distinct target
-        // nodes (its own node included) × bytes; NVLink = tokens received (from every rank, its
-        // own included) × bytes. The flows above carry only what really crosses each link.
-        Measured {
-            rdma_bytes: if k > 1 {
-                tokens * d * bytes_per_token
-            } else {
-                0.0
-            },
-            nvlink_bytes: tokens * route.gpus_per_token(ranks.len() as u64, k) * bytes_per_token,
-            ..m
-        }
+        )
     }
 }
 
@@ -526,6 +612,162 @@ scale_out:
         assert!(
             node_local > planes * 1.1,
             "ECMP collisions: {node_local} vs {planes}"
+        );
+    }
+
+    fn build(text: &str) -> Cluster {
+        let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
+        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
+    }
+
+    /// `nodes` nodes of `gpn` GPUs with a NIC each, in pods of `pod` nodes (0: two layers) on
+    /// leaves of `radix` ports at `over`:1, spines of 16 ports at `pod_over`:1 to the core.
+    fn fabric(nodes: u32, gpn: u32, radix: u32, over: f64, pod: u32, pod_over: f64) -> Cluster {
+        let tiers = if pod > 0 {
+            format!(
+                "layers: 3, pod_nodes: {pod}, spine_radix: 16, pod_oversubscription: {pod_over}"
+            )
+        } else {
+            "layers: 2".into()
+        };
+        build(&format!(
+            r#"
+name: t
+gpu: H100
+nodes: {nodes}
+gpus_per_node: {gpn}
+scale_up: {{ kind: nvswitch, latency: "3 us" }}
+pcie: {{ bandwidth: "64 GB/s per direction", latency: "1 us" }}
+scale_out:
+  nics_per_node: {gpn}
+  nic_bandwidth: "400 Gb/s per direction"
+  fabric: {{ kind: fat_tree, {tiers}, planes: 1, switch_radix: {radix}, oversubscription: {over}, hop_latency: "0.5 us" }}
+"#
+        ))
+    }
+
+    /// Sends `a[i] → b[i]` of `bytes` each, all at once: the time beyond the same sends'
+    /// latency (their time with no payload).
+    fn transfer_time(c: &Cluster, pairs: &[(u32, u32)], bytes: f64) -> f64 {
+        let cal = crate::builtin::calibration();
+        let co = Collectives::new(c, &cal);
+        let t = |b: f64| {
+            let ph = Phase::once(
+                pairs
+                    .iter()
+                    .map(|&(x, y)| Transfer {
+                        path: Path::Gpu(x, y),
+                        bytes: b,
+                    })
+                    .collect(),
+            );
+            co.run(&[ph], &co.default_eff()).time_s
+        };
+        t(bytes) - t(0.0)
+    }
+
+    /// k flows through a leaf whose one up-link serves k NICs (k:1) each get 1/k of it: together
+    /// they take k times as long as one alone, and a leaf with k up-links does not slow them.
+    #[test]
+    fn k_flows_through_a_one_to_k_uplink_each_get_a_kth() {
+        for k in [2u32, 4, 7] {
+            // Leaves of k down-ports and 1 up-port; two leaves.
+            let thin = fabric(2 * k, 1, k + 1, k as f64, 0, 1.0);
+            let fat = fabric(2 * k, 1, 2 * k, 1.0, 0, 1.0);
+            let pairs: Vec<(u32, u32)> = (0..k).map(|i| (i, k + i)).collect();
+            let one = transfer_time(&thin, &pairs[..1], 1e9);
+            let all = transfer_time(&thin, &pairs, 1e9);
+            assert!(
+                (all / one - k as f64).abs() < 1e-6,
+                "k = {k}: {all} vs {one}"
+            );
+            let free = transfer_time(&fat, &pairs, 1e9);
+            assert!((free / one - 1.0).abs() < 1e-6, "k = {k}: {free} vs {one}");
+        }
+    }
+
+    /// Traffic that stays inside a pod never notices the tier above it: an all-reduce over the
+    /// 8 GPUs of pod 0 takes exactly as long under 8:1 above the pods as under 1:1, while one
+    /// over all 16 GPUs (both pods) slows down.
+    #[test]
+    fn traffic_inside_a_pod_is_unaffected_by_the_tier_above() {
+        let cal = crate::builtin::calibration();
+        let (open, tapered) = (fabric(8, 2, 8, 1.0, 4, 1.0), fabric(8, 2, 8, 1.0, 4, 8.0));
+        assert_eq!((open.pods, open.cores_per_plane), (2, 1));
+        let t = |c: &Cluster, n: u32| {
+            let ranks: Vec<u32> = (0..n).collect();
+            Collectives::new(c, &cal)
+                .collective(Op::AllToAll, &ranks, 1e9, Algorithm::Auto)
+                .time_s
+        };
+        assert_eq!(t(&open, 8), t(&tapered, 8));
+        assert!(t(&tapered, 16) > t(&open, 16) * 1.5);
+    }
+
+    /// A data-parallel ring (with its sibling on the other rail) placed across two pods sends
+    /// one flow per rail each way over the core, whose single cable (8:1 above the pod) they
+    /// share: each moves at half the NIC's speed, so the ring's bandwidth time is exactly twice
+    /// that of the same rings placed inside one pod.
+    #[test]
+    fn a_ring_across_pods_pays_the_oversubscribed_tier_by_the_oracle() {
+        let c = fabric(8, 2, 8, 1.0, 4, 8.0);
+        let cal = crate::builtin::calibration();
+        let co = Collectives::new(&c, &cal);
+        let t = |nodes: &[u32], bytes: f64| {
+            let rings = (0..2).map(|rail| {
+                let r: Vec<u32> = nodes.iter().map(|n| n * 2 + rail).collect();
+                Collectives::ring(&r, 3, bytes)
+            });
+            co.run(&Collectives::merged(rings), &co.default_eff())
+                .time_s
+        };
+        let bw = |nodes: &[u32]| t(nodes, 1e9) - t(nodes, 0.0);
+        let inside = bw(&[0, 1, 2, 3]);
+        let across = bw(&[2, 3, 4, 5]);
+        assert!((across / inside - 2.0).abs() < 1e-6, "{across} vs {inside}");
+        // With a non-blocking core the placement does not matter.
+        let open = fabric(8, 2, 8, 1.0, 4, 1.0);
+        let co = Collectives::new(&open, &cal);
+        let t = |nodes: &[u32], bytes: f64| {
+            let r: Vec<u32> = nodes.iter().map(|n| n * 2).collect();
+            co.run(&Collectives::ring(&r, 3, bytes), &co.default_eff())
+                .time_s
+        };
+        let (i, a) = (
+            t(&[0, 1, 2, 3], 1e9) - t(&[0, 1, 2, 3], 0.0),
+            t(&[2, 3, 4, 5], 1e9) - t(&[2, 3, 4, 5], 0.0),
+        );
+        assert!((a / i - 1.0).abs() < 1e-6, "{a} vs {i}");
+    }
+
+    /// A transfer split into many ECMP flows, or sprayed adaptively, suffers fewer collisions
+    /// than one hashed whole: on a node-local leaf layout (every rail's flows up to the spines)
+    /// 16 flows per transfer come closer to the adaptive bound than 1.
+    #[test]
+    fn more_flows_per_transfer_average_out_collisions() {
+        let cal = crate::builtin::calibration();
+        let ranks: Vec<u32> = (0..64).collect();
+        let base = r#"
+name: t
+gpu: H100
+nodes: 8
+gpus_per_node: 8
+scale_up: { kind: nvswitch, latency: "3 us" }
+pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
+scale_out:
+  nics_per_node: 8
+  fabric: { kind: fat_tree, layers: 2, planes: 1, switch_radix: 16, hop_latency: "0.5 us"ROUTING }
+"#;
+        let t = |extra: &str| {
+            let c = build(&base.replace("ROUTING", extra));
+            Collectives::new(&c, &cal)
+                .collective(Op::AllReduce, &ranks, 1e9, Algorithm::Hierarchical)
+                .time_s
+        };
+        let (one, many, sprayed) = (t(""), t(", ecmp_flows: 16"), t(", routing: adaptive"));
+        assert!(
+            sprayed <= many * (1.0 + 1e-9) && many < one,
+            "{sprayed} {many} {one}"
         );
     }
 }

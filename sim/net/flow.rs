@@ -6,6 +6,12 @@
 //! shared links, and all changes at one timestamp are settled together. Drain events are
 //! planned from the current rates and invalidated lazily (by generation) when a rate changes.
 //! A flow's bytes take `bytes / rate`; its data arrives one route latency after it drains.
+//!
+//! A flow may also be a weighted class ([`FlowNet::start_class`]): one flow standing for many
+//! that are identical up to a symmetry of the fabric, or for a whole collective. It loads each
+//! link of its route with its own weight per unit of rate, and its rate may be capped (a
+//! collective cannot run faster than it does alone). Progressive filling then freezes a class
+//! where the weighted load of a link reaches its capacity, or where the class reaches its cap.
 
 use crate::engine::Sim;
 
@@ -17,6 +23,10 @@ struct Flow {
     route: Vec<LinkId>,
     /// Position of this flow in `on_link[route[i]]`, for O(1) removal.
     slot: Vec<u32>,
+    /// Load per unit of rate on each hop; empty: 1 on every hop.
+    weight: Vec<f64>,
+    /// Highest rate the flow may have (infinite for a plain transfer).
+    cap: f64,
     remaining: f64,
     /// Bytes per picosecond.
     rate: f64,
@@ -24,6 +34,47 @@ struct Flow {
     latency: u64,
     tag: u32,
     live: bool,
+}
+
+impl Flow {
+    fn weight(&self, hop: usize) -> f64 {
+        self.weight.get(hop).copied().unwrap_or(1.0)
+    }
+}
+
+/// Progressive filling's state over one component's links and flows.
+struct Fill {
+    links: Vec<u32>,
+    residual: Vec<f64>,
+    /// Weighted load per unit rate of the unfrozen flows on each link, and how many they are.
+    count: Vec<f64>,
+    users: Vec<u32>,
+    rate: Vec<f64>,
+    frozen: Vec<bool>,
+    left: usize,
+}
+
+impl Fill {
+    fn idx(&self, l: u32) -> usize {
+        self.links.binary_search(&l).expect("link of the component")
+    }
+    /// Fixes flow `p` (`f`) at `rate` and charges its route.
+    fn freeze(&mut self, f: &Flow, p: usize, rate: f64) {
+        self.frozen[p] = true;
+        self.rate[p] = rate;
+        self.left -= 1;
+        for (i, &l) in f.route.iter().enumerate() {
+            let j = self.idx(l);
+            let w = f.weight(i);
+            self.residual[j] = (self.residual[j] - rate * w).max(0.0);
+            self.users[j] -= 1;
+            self.count[j] = if self.users[j] == 0 {
+                0.0
+            } else {
+                (self.count[j] - w).max(0.0)
+            };
+        }
+    }
 }
 
 /// A finished transfer: its tag and the time its last byte arrives.
@@ -85,9 +136,44 @@ impl FlowNet {
     /// Starts a transfer of `bytes` over `route` now. An empty route (a GPU to itself) is a
     /// transfer of zero time.
     pub fn start(&mut self, route: Vec<LinkId>, bytes: f64, tag: u32) {
-        let latency = route.iter().map(|&l| self.latency[l as usize]).sum();
+        self.start_flow(route, Vec::new(), f64::INFINITY, bytes, tag);
+    }
+
+    /// Starts a weighted class of `amount` units over `route`: at rate `r` (units per second)
+    /// it loads link `route[i]` with `weight[i] · r` bytes/s, and `r` never exceeds `cap`.
+    pub fn start_class(
+        &mut self,
+        route: Vec<LinkId>,
+        weight: Vec<f64>,
+        cap: f64,
+        amount: f64,
+        tag: u32,
+    ) {
+        assert_eq!(route.len(), weight.len(), "one weight per hop");
+        assert!(
+            weight.iter().all(|&w| w > 0.0 && w.is_finite()) && cap > 0.0,
+            "positive weights and cap"
+        );
+        self.start_flow(route, weight, cap / 1e12, amount, tag);
+    }
+
+    fn start_flow(&mut self, route: Vec<LinkId>, weight: Vec<f64>, cap: f64, bytes: f64, tag: u32) {
+        // A class sprayed over paths takes their average latency: each hop by its share.
+        let latency = route
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let lat = self.latency[l as usize];
+                match weight.get(i) {
+                    Some(&w) if w < 1.0 => (lat as f64 * w).round() as u64,
+                    _ => lat,
+                }
+            })
+            .sum();
         let f = Flow {
             slot: vec![0; route.len()],
+            weight,
+            cap,
             route,
             remaining: bytes.max(0.0),
             rate: 0.0,
@@ -122,8 +208,8 @@ impl FlowNet {
         let moved = (f.rate * (now - f.updated) as f64).min(f.remaining);
         f.remaining -= moved;
         f.updated = now;
-        for &l in &f.route {
-            self.carried[l as usize] += moved;
+        for (i, &l) in f.route.iter().enumerate() {
+            self.carried[l as usize] += moved * f.weight(i);
         }
     }
 
@@ -180,7 +266,8 @@ impl FlowNet {
         }
     }
 
-    /// Max-min fair rates for `comp` by progressive filling (ties broken by link index).
+    /// Max-min fair rates for `comp` by progressive filling (ties broken by link index, then
+    /// caps by flow index): weighted loads, capped rates.
     fn max_min(&self, comp: &[u32]) -> Vec<f64> {
         let mut links: Vec<u32> = comp
             .iter()
@@ -188,38 +275,66 @@ impl FlowNet {
             .collect();
         links.sort_unstable();
         links.dedup();
-        let idx = |l: u32| links.binary_search(&l).expect("link of the component");
-        let mut residual: Vec<f64> = links.iter().map(|&l| self.cap[l as usize]).collect();
-        let mut count = vec![0u32; links.len()];
+        let mut fill = Fill {
+            residual: links.iter().map(|&l| self.cap[l as usize]).collect(),
+            count: vec![0.0; links.len()],
+            users: vec![0; links.len()],
+            rate: vec![f64::INFINITY; comp.len()],
+            frozen: vec![false; comp.len()],
+            left: comp.len(),
+            links,
+        };
         for &f in comp {
-            for &l in &self.flows[f as usize].route {
-                count[idx(l)] += 1;
+            let fl = &self.flows[f as usize];
+            for (i, &l) in fl.route.iter().enumerate() {
+                let j = fill.idx(l);
+                fill.count[j] += fl.weight(i);
+                fill.users[j] += 1;
             }
         }
-        let pos = |f: u32| comp.binary_search(&f).expect("flow of the component");
-        let mut rate = vec![f64::INFINITY; comp.len()];
-        let mut frozen = vec![false; comp.len()];
-        let mut left = comp.len();
-        // Flows with an empty route are not limited by any link.
+        // Capped flows, smallest cap first.
+        let mut capped: Vec<usize> = (0..comp.len())
+            .filter(|&i| self.flows[comp[i] as usize].cap.is_finite())
+            .collect();
+        capped.sort_by(|&a, &b| {
+            let (x, y) = (
+                self.flows[comp[a] as usize].cap,
+                self.flows[comp[b] as usize].cap,
+            );
+            x.total_cmp(&y).then(a.cmp(&b))
+        });
+        let mut next_cap = 0;
+        // Flows with an empty route are limited only by their cap.
         for (i, &f) in comp.iter().enumerate() {
             if self.flows[f as usize].route.is_empty() {
-                frozen[i] = true;
-                left -= 1;
+                fill.frozen[i] = true;
+                fill.rate[i] = self.flows[f as usize].cap;
+                fill.left -= 1;
             }
         }
-        while left > 0 {
+        while fill.left > 0 {
             let mut best = (f64::INFINITY, usize::MAX);
-            for (i, &c) in count.iter().enumerate() {
-                if c > 0 {
-                    let share = residual[i] / c as f64;
+            for (i, &c) in fill.count.iter().enumerate() {
+                if fill.users[i] > 0 {
+                    let share = fill.residual[i] / c;
                     if share < best.0 {
                         best = (share, i);
                     }
                 }
             }
+            while next_cap < capped.len() && fill.frozen[capped[next_cap]] {
+                next_cap += 1;
+            }
+            if let Some(&p) = capped.get(next_cap) {
+                let cap = self.flows[comp[p] as usize].cap;
+                if cap <= best.0 {
+                    fill.freeze(&self.flows[comp[p] as usize], p, cap);
+                    continue;
+                }
+            }
             let (share, bottleneck) = best;
             assert!(bottleneck != usize::MAX, "unfrozen flows without links");
-            let l = links[bottleneck];
+            let l = fill.links[bottleneck];
             for &(f, _) in &self.on_link[l as usize] {
                 if !self.flows[f as usize].live {
                     continue;
@@ -227,20 +342,19 @@ impl FlowNet {
                 let Ok(p) = comp.binary_search(&f) else {
                     continue;
                 };
-                if frozen[p] {
-                    continue;
-                }
-                frozen[p] = true;
-                left -= 1;
-                rate[pos(f)] = share;
-                for &l2 in &self.flows[f as usize].route {
-                    let j = idx(l2);
-                    residual[j] = (residual[j] - share).max(0.0);
-                    count[j] -= 1;
+                if !fill.frozen[p] {
+                    fill.freeze(&self.flows[f as usize], p, share);
                 }
             }
         }
-        rate
+        fill.rate
+    }
+
+    /// When the next flow drains at the current rates (after settling them); `None` when none
+    /// is active. For a caller that runs its own clock beside the network's.
+    pub fn next_drain(&mut self) -> Option<u64> {
+        self.settle();
+        self.sim.peek_time()
     }
 
     /// Runs until the next transfer drains; returns its arrival (drain time plus route latency).
@@ -281,12 +395,7 @@ impl FlowNet {
     /// Moves the clock forward to `t` (no flow may drain before then).
     pub fn advance_to(&mut self, t: u64) {
         self.settle();
-        assert!(
-            self.sim.peek_time().is_none_or(|d| d >= t),
-            "a flow drains before {t}"
-        );
-        self.sim
-            .step_until(t, |_, _, _| unreachable!("checked above"));
+        self.sim.advance_clock(t);
     }
 
     /// Current rate of every active flow, by tag, bytes/s.
@@ -375,6 +484,41 @@ mod tests {
             (r[0].1 - 8e9).abs() < 1.0 && (r[1].1 - 2e9).abs() < 1.0,
             "{r:?}"
         );
+    }
+
+    /// A class loads each link by its weight: sprayed evenly over two 10 GB/s paths behind one
+    /// 15 GB/s link, a flow runs at 15 (half of it, 7.5, on each path); two such flows share the
+    /// 15; a cap below that holds a class at its cap and leaves the rest to the other.
+    #[test]
+    fn weighted_classes_load_links_by_their_weights() {
+        let mut n = FlowNet::new(&[15e9, 10e9, 10e9], &[0, 0, 0]);
+        n.start_class(vec![0, 1, 2], vec![1.0, 0.5, 0.5], f64::INFINITY, 1e9, 0);
+        let r = n.rates();
+        assert!((r[0].1 - 15e9).abs() < 1.0, "{r:?}");
+        n.start_class(vec![0, 1, 2], vec![1.0, 0.5, 0.5], f64::INFINITY, 1e9, 1);
+        let r = n.rates();
+        assert!(r.iter().all(|x| (x.1 - 7.5e9).abs() < 1.0), "{r:?}");
+        let mut n = FlowNet::new(&[15e9, 10e9, 10e9], &[0, 0, 0]);
+        n.start_class(vec![0, 1, 2], vec![1.0, 0.5, 0.5], 4e9, 1e9, 0);
+        n.start(vec![0], 1e9, 1);
+        let mut r = n.rates();
+        r.sort_by_key(|x| x.0);
+        assert!(
+            (r[0].1 - 4e9).abs() < 1.0 && (r[1].1 - 11e9).abs() < 1.0,
+            "{r:?}"
+        );
+        // Three paths of 10 with 1/3 each behind a 100 link: 30, the paths' sum.
+        let mut n = FlowNet::new(&[100e9, 10e9, 10e9, 10e9], &[0; 4]);
+        let third = 1.0 / 3.0;
+        n.start_class(
+            vec![0, 1, 2, 3],
+            vec![1.0, third, third, third],
+            f64::INFINITY,
+            1e9,
+            0,
+        );
+        let r = n.rates();
+        assert!((r[0].1 - 30e9).abs() < 1e3, "{r:?}");
     }
 
     proptest! {

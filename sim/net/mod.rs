@@ -19,6 +19,9 @@ pub struct Placement {
     pub size: u64,
     pub per_node: u64,
     pub nodes: u64,
+    /// Nodes from one member's node to the next (1: consecutive nodes).
+    #[serde(skip)]
+    pub gap: u64,
 }
 
 impl Placement {
@@ -33,6 +36,7 @@ impl Placement {
             size,
             per_node,
             nodes: size.div_ceil(per_node),
+            gap: (stride / gpus_per_node.max(1)).max(1),
         }
     }
 }
@@ -193,6 +197,10 @@ pub trait CommCost {
     fn links(&self, _op: &CommOp) -> Vec<(flow::LinkId, f64)> {
         Vec::new()
     }
+    /// As [`CommCost::links`], for the instance on pipeline stage `stage`.
+    fn links_at(&self, _op: &CommOp, _stage: u64) -> std::rc::Rc<[(flow::LinkId, f64)]> {
+        std::rc::Rc::from(Vec::new())
+    }
 }
 
 impl CommCost for AlphaBeta<'_> {
@@ -202,20 +210,35 @@ impl CommCost for AlphaBeta<'_> {
 }
 
 /// Communication priced by simulating each operation's flows on the cluster's topology, once
-/// per distinct operation (the results are cached). Concurrent operations do not contend with
-/// each other here; inside one operation, every flow shares links max-min fairly.
+/// per distinct operation (the results are cached).
+///
+/// With a stage size ([`FlowModel::for_stages`]) an operation is priced together with its
+/// siblings: every group of the same shape that tiles the pipeline stage and, by the symmetry
+/// of the layout, runs at the same time (the other rails' data-parallel rings, the stage's
+/// other expert groups, every GPU's pipeline send). So what they share above the NIC (leaf
+/// up-links, spines, the oversubscribed tier above a pod) slows each of them as it would on
+/// the cluster. Inside the set every flow shares links max-min fairly; between operations the
+/// DES's shared network does ([`CommCost::links_at`] gives each stage's footprint).
 pub struct FlowModel<'a> {
     pub co: collective::Collectives<'a>,
+    /// GPUs of one pipeline stage; 0: each group is priced alone, at GPU 0.
+    stage_gpus: u64,
     #[allow(clippy::type_complexity)]
     cache: std::cell::RefCell<
-        std::collections::BTreeMap<String, (f64, std::rc::Rc<[(flow::LinkId, f64)]>)>,
+        std::collections::BTreeMap<(String, u64), (f64, std::rc::Rc<[(flow::LinkId, f64)]>)>,
     >,
 }
 
 impl<'a> FlowModel<'a> {
     pub fn new(cluster: &'a Cluster, cal: &'a Calibration) -> Self {
+        Self::for_stages(cluster, cal, 0)
+    }
+
+    /// Prices every operation with its siblings in a stage of `stage_gpus` GPUs.
+    pub fn for_stages(cluster: &'a Cluster, cal: &'a Calibration, stage_gpus: u64) -> Self {
         FlowModel {
             co: collective::Collectives::new(cluster, cal),
+            stage_gpus: stage_gpus.min(cluster.gpus() as u64),
             cache: Default::default(),
         }
     }
@@ -223,43 +246,85 @@ impl<'a> FlowModel<'a> {
     /// GPUs of a group placed as `span` says: `per_node` on each of `nodes` nodes, spread over
     /// the node's rails.
     pub fn ranks(&self, span: Placement) -> Vec<u32> {
-        let gpn = self.co.cluster.gpus_per_node as u64;
-        let spread = (gpn / span.per_node.max(1)).max(1);
-        (0..span.nodes)
-            .flat_map(|n| (0..span.per_node).map(move |j| (n * gpn + j * spread) as u32))
-            .take(span.size as usize)
-            .collect()
+        self.sibling(span, 0, 0).unwrap_or_default()
     }
 
-    fn simulate(&self, op: &CommOp) -> collective::Measured {
-        use collective::{Algorithm, Op};
+    /// Sibling `copy` of a group placed as `span` in the stage starting at GPU `base`: the
+    /// copies first take the node's other rails, then the next blocks of nodes. `None` if it
+    /// does not fit in the cluster.
+    fn sibling(&self, span: Placement, base: u64, copy: u64) -> Option<Vec<u32>> {
+        let gpn = self.co.cluster.gpus_per_node as u64;
+        let width = if self.stage_gpus > 0 {
+            self.stage_gpus.min(gpn)
+        } else {
+            gpn
+        };
+        let spread = (width / span.per_node.max(1)).max(1);
+        let (o, b) = (copy % spread, copy / spread);
+        let gap = span.gap.max(1);
+        let first = (b / gap) * span.nodes * gap + b % gap;
+        let ranks: Vec<u32> = (0..span.nodes)
+            .flat_map(|n| {
+                (0..span.per_node).map(move |j| base + (first + n * gap) * gpn + j * spread + o)
+            })
+            .take(span.size as usize)
+            .map(|g| g as u32)
+            .collect();
+        ranks
+            .iter()
+            .all(|&g| g < self.co.cluster.gpus())
+            .then_some(ranks)
+    }
+
+    /// The groups priced together for `span` in the stage at `base`: the group and its
+    /// siblings.
+    fn groups(&self, span: Placement, base: u64) -> Vec<Vec<u32>> {
+        let copies = (self.stage_gpus / span.size.max(1)).max(1);
+        let v: Vec<Vec<u32>> = (0..copies)
+            .map_while(|c| self.sibling(span, base, c))
+            .collect();
+        if v.is_empty() {
+            vec![self.ranks(span)]
+        } else {
+            v
+        }
+    }
+
+    fn simulate(&self, op: &CommOp, base: u64) -> collective::Measured {
+        use collective::{Algorithm, Collectives, Op};
         let co = &self.co;
-        let ranks = |s: Placement| self.ranks(s);
+        let many = |o: Op, bytes: f64, span: Placement| {
+            let phases = Collectives::merged(
+                self.groups(span, base)
+                    .iter()
+                    .map(|r| co.phases(o, r, bytes, Algorithm::Auto)),
+            );
+            co.run(&phases, &co.default_eff())
+        };
         match *op {
-            CommOp::AllReduce { bytes, span } => {
-                co.collective(Op::AllReduce, &ranks(span), bytes, Algorithm::Auto)
-            }
-            CommOp::ReduceScatter { bytes, span } => {
-                co.collective(Op::ReduceScatter, &ranks(span), bytes, Algorithm::Auto)
-            }
-            CommOp::AllGather { bytes, span } => {
-                co.collective(Op::AllGather, &ranks(span), bytes, Algorithm::Auto)
-            }
+            CommOp::AllReduce { bytes, span } => many(Op::AllReduce, bytes, span),
+            CommOp::ReduceScatter { bytes, span } => many(Op::ReduceScatter, bytes, span),
+            CommOp::AllGather { bytes, span } => many(Op::AllGather, bytes, span),
             CommOp::MoeDispatch {
                 tokens,
                 bytes_per_token,
                 span,
                 route,
-            } => co.moe(&ranks(span), tokens as f64, bytes_per_token, route, true),
-            CommOp::MoeCombine {
+            }
+            | CommOp::MoeCombine {
                 tokens,
                 bytes_per_token,
                 span,
                 route,
-            } => co.moe(&ranks(span), tokens as f64, bytes_per_token, route, false),
+            } => co.moe_groups(
+                &self.groups(span, base),
+                tokens as f64,
+                bytes_per_token,
+                route,
+                matches!(op, CommOp::MoeDispatch { .. }),
+            ),
             CommOp::Ring { bytes, steps, span } => {
-                let r = ranks(span);
-                if r.len() < 2 {
+                if span.size < 2 {
                     return collective::Measured {
                         time_s: 0.0,
                         events: 0,
@@ -276,37 +341,59 @@ impl<'a> FlowModel<'a> {
                         .value
                         .min(self.co.cal.network.nvlink_efficiency.value)
                 };
-                co.run(
-                    &collective::Collectives::ring(&r, steps as usize, bytes),
-                    &eff,
-                )
+                let phases = Collectives::merged(
+                    self.groups(span, base)
+                        .iter()
+                        .map(|r| Collectives::ring(r, steps as usize, bytes)),
+                );
+                co.run(&phases, &eff)
             }
             CommOp::P2p { bytes, cross_node } => {
-                // GPU 0 and the same-position GPU of the next node, or a neighbour on its own.
-                let other = if cross_node {
-                    co.cluster.gpus_per_node
-                } else {
-                    1
+                let gpus = co.cluster.gpus() as u64;
+                if self.stage_gpus == 0 {
+                    // GPU 0 and the same-position GPU of the next node, or a neighbour on its own.
+                    let other = if cross_node {
+                        co.cluster.gpus_per_node
+                    } else {
+                        1
+                    };
+                    assert!(
+                        other < co.cluster.gpus(),
+                        "a pipeline send to GPU {other} of a {}-GPU cluster (no such peer)",
+                        co.cluster.gpus()
+                    );
+                    return co.collective(Op::SendRecv, &[0, other], bytes, Algorithm::Auto);
+                }
+                // Every GPU of the stage sends to the same position of the next stage (of the
+                // one before, for the last).
+                let s = self.stage_gpus;
+                let to = |g: u64| {
+                    if base + s + g < gpus {
+                        g + s
+                    } else {
+                        g.wrapping_sub(s)
+                    }
                 };
-                assert!(
-                    other < co.cluster.gpus(),
-                    "a pipeline send to GPU {other} of a {}-GPU cluster (no such peer)",
-                    co.cluster.gpus()
-                );
-                co.collective(Op::SendRecv, &[0, other], bytes, Algorithm::Auto)
+                let transfers = (0..s)
+                    .filter(|&g| base + to(g) < gpus)
+                    .map(|g| collective::Transfer {
+                        path: collective::Path::Gpu((base + g) as u32, (base + to(g)) as u32),
+                        bytes,
+                    })
+                    .collect();
+                co.run(&[collective::Phase::once(transfers)], &co.default_eff())
             }
         }
     }
-}
 
-impl FlowModel<'_> {
-    /// The operation's simulated time and link loads, simulated once per distinct operation.
-    fn measured(&self, op: &CommOp) -> (f64, std::rc::Rc<[(flow::LinkId, f64)]>) {
-        let key = format!("{op:?}");
+    /// The operation's simulated time and link loads in the stage at GPU `base`, simulated once
+    /// per distinct operation and stage.
+    fn measured_at(&self, op: &CommOp, base: u64) -> (f64, std::rc::Rc<[(flow::LinkId, f64)]>) {
+        let key = (format!("{op:?}"), base);
         if let Some(hit) = self.cache.borrow().get(&key) {
             return hit.clone();
         }
-        let m = self.simulate(op);
+        let m = self.simulate(op, base);
         let v = (m.time_s, std::rc::Rc::from(m.links));
         self.cache.borrow_mut().insert(key, v.clone());
         v
@@ -315,10 +402,17 @@ impl FlowModel<'_> {
 
 impl CommCost for FlowModel<'_> {
     fn time(&self, op: &CommOp) -> f64 {
-        self.measured(op).0
+        self.measured_at(op, 0).0
     }
     fn links(&self, op: &CommOp) -> Vec<(flow::LinkId, f64)> {
-        self.measured(op).1.to_vec()
+        self.measured_at(op, 0).1.to_vec()
+    }
+    fn links_at(&self, op: &CommOp, stage: u64) -> std::rc::Rc<[(flow::LinkId, f64)]> {
+        let base = stage * self.stage_gpus;
+        if base >= self.co.cluster.gpus() as u64 {
+            return self.measured_at(op, 0).1;
+        }
+        self.measured_at(op, base).1
     }
 }
 

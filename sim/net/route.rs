@@ -5,6 +5,11 @@
 //! leaf → (spine chosen by a deterministic ECMP hash) → leaf → the same-index NIC of the target
 //! node → its GPU, then over NVLink to the target GPU if that is another one (cross-plane
 //! traffic is forwarded inside the node, like NCCL's PXN and DeepEP).
+//!
+//! In a three-layer fabric a flow between pods climbs from its leaf to spine `i` of its pod
+//! (by the hash), on to core group `i`, and down through spine `i` of the target pod. With
+//! adaptive routing a flow is sprayed evenly over every spine (and so core) path instead: one
+//! weighted flow whose share on each path's switch links is 1/k.
 
 use super::flow::LinkId;
 use crate::topo::{Cluster, Vertex};
@@ -26,6 +31,14 @@ pub struct Router {
     spines: std::collections::BTreeMap<NodeIndex, Vec<(NodeIndex, LinkId, LinkId)>>,
     /// Per (leaf, spine) → down edge spine → leaf.
     down: std::collections::BTreeMap<(NodeIndex, NodeIndex), LinkId>,
+    /// Per leaf: its pod.
+    pod: std::collections::BTreeMap<NodeIndex, u32>,
+    /// Per spine: its core group, the edge up to it and the edge down from it.
+    core: std::collections::BTreeMap<NodeIndex, (NodeIndex, LinkId, LinkId)>,
+    /// Per (core group, pod): that pod's spine in the group.
+    core_spine: std::collections::BTreeMap<(NodeIndex, u32), NodeIndex>,
+    adaptive: bool,
+    ecmp_flows: u32,
     pub capacity: Vec<f64>,
     pub latency: Vec<u64>,
 }
@@ -78,8 +91,26 @@ impl Router {
         let mut spines: std::collections::BTreeMap<NodeIndex, Vec<(NodeIndex, LinkId, LinkId)>> =
             Default::default();
         let mut down = std::collections::BTreeMap::new();
+        let mut pod = std::collections::BTreeMap::new();
+        let mut core = std::collections::BTreeMap::new();
+        let mut core_spine = std::collections::BTreeMap::new();
+        let leaves_per_pod = (c.leaves_per_plane / c.pods.max(1)).max(1);
+        let spines_per_pod = (c.spines_per_plane / c.pods.max(1)).max(1);
         for v in g.node_indices() {
-            if let Vertex::Leaf { .. } = g[v] {
+            if let Vertex::Spine { index, .. } = g[v] {
+                for e in g.edges(v) {
+                    if let Vertex::Core { .. } = g[e.target()] {
+                        let p = index / spines_per_pod;
+                        core.insert(
+                            v,
+                            (e.target(), e.id().index() as LinkId, edge(e.target(), v)),
+                        );
+                        core_spine.insert((e.target(), p), v);
+                    }
+                }
+            }
+            if let Vertex::Leaf { index, .. } = g[v] {
+                pod.insert(v, index / leaves_per_pod);
                 let mut list: Vec<(NodeIndex, LinkId, LinkId)> = g
                     .edges(v)
                     .filter(|e| matches!(g[e.target()], Vertex::Spine { .. }))
@@ -101,6 +132,11 @@ impl Router {
             nics_per_node: c.nics_per_node,
             spines,
             down,
+            pod,
+            core,
+            core_spine,
+            adaptive: c.adaptive_routing,
+            ecmp_flows: c.ecmp_flows.max(1),
             capacity: g.edge_weights().map(|l| l.capacity.bytes_per_s).collect(),
             latency: g.edge_weights().map(|l| l.latency.ps).collect(),
         }
@@ -132,22 +168,71 @@ impl Router {
         self.nic[(self.node(b) * self.nics_per_node + index) as usize].3
     }
 
-    /// Route from GPU `a` to GPU `b`; `salt` varies the ECMP choice between flows of one pair.
+    /// Route from GPU `a` to GPU `b` on one path (ECMP); `salt` varies the choice between flows
+    /// of one pair.
     pub fn route(&self, a: u32, b: u32, salt: u64) -> Vec<LinkId> {
+        self.path(a, b, Some(salt)).0
+    }
+
+    /// Route from `a` to `b` as the fabric routes it: one path (weights empty), or with adaptive
+    /// routing every path at once, each switch link with its share of the flow.
+    pub fn route_weighted(&self, a: u32, b: u32, salt: u64) -> (Vec<LinkId>, Vec<f64>) {
+        self.path(a, b, (!self.adaptive).then_some(salt))
+    }
+
+    /// The links between two leaves through spine `spine` of the source pod.
+    fn through(&self, from: NodeIndex, to: NodeIndex, up: LinkId, spine: NodeIndex) -> Vec<LinkId> {
+        if self.pod[&from] == self.pod[&to] {
+            return vec![up, self.down[&(to, spine)]];
+        }
+        let (core, s_up, _) = self.core[&spine];
+        let far = self.core_spine[&(core, self.pod[&to])];
+        let (_, _, c_down) = self.core[&far];
+        vec![up, s_up, c_down, self.down[&(to, far)]]
+    }
+
+    /// `salt`: one path chosen by hash; `None`: every path, weighted.
+    fn path(&self, a: u32, b: u32, salt: Option<u64>) -> (Vec<LinkId>, Vec<f64>) {
         if self.node(a) == self.node(b) {
-            return self.nvlink(a, b);
+            return (self.nvlink(a, b), Vec::new());
         }
         let (index, pcie_up, _) =
             self.nic_of[a as usize].expect("a GPU with a NIC (checked by the topology builder)");
         let src = self.nic[(self.node(a) * self.nics_per_node + index) as usize];
         let dst = self.nic[(self.node(b) * self.nics_per_node + index) as usize];
         let mut r = vec![pcie_up, src.0];
+        let mut w = Vec::new();
         if src.2 != dst.2 {
             let list = &self.spines[&src.2];
-            let h = mix(((a as u64) << 32) ^ (b as u64) ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d));
-            let (spine, up, _) = list[(h % list.len() as u64) as usize];
-            r.push(up);
-            r.push(self.down[&(dst.2, spine)]);
+            let pick = |salt: u64| {
+                let h =
+                    mix(((a as u64) << 32) ^ (b as u64) ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d));
+                (h % list.len() as u64) as usize
+            };
+            // How many of the transfer's flows take each spine.
+            let mut count = vec![0u32; list.len()];
+            match salt {
+                Some(salt) if self.ecmp_flows == 1 => count[pick(salt)] = 1,
+                Some(salt) => {
+                    for q in 0..self.ecmp_flows as u64 {
+                        count[pick(salt.wrapping_mul(1024).wrapping_add(q))] += 1;
+                    }
+                }
+                None => count.fill(1),
+            }
+            let total: u32 = count.iter().sum();
+            let used = count.iter().filter(|&&c| c > 0).count();
+            for (&(spine, up, _), &c) in list.iter().zip(&count) {
+                if c == 0 {
+                    continue;
+                }
+                let hops = self.through(src.2, dst.2, up, spine);
+                if used > 1 {
+                    w.resize(r.len(), 1.0);
+                    w.extend(std::iter::repeat_n(c as f64 / total as f64, hops.len()));
+                }
+                r.extend(hops);
+            }
         }
         r.push(dst.1);
         // Straight to `b` if the NIC serves it, else to the GPU it serves and on over NVLink.
@@ -158,7 +243,10 @@ impl Router {
         if target != b {
             r.extend(self.nvlink(target, b));
         }
-        r
+        if !w.is_empty() {
+            w.resize(r.len(), 1.0);
+        }
+        (r, w)
     }
 }
 
@@ -245,13 +333,52 @@ scale_out:
   fabric: { kind: fat_tree, layers: 2, planes: 1, rail_optimized: true, switch_radix: 16, oversubscription: 3.0, hop_latency: "0.5 us" }
 "#;
 
+    const PODS: &str = r#"
+name: pods
+gpu: H100
+nodes: 8
+gpus_per_node: 8
+scale_up: { kind: nvswitch, latency: "3 us" }
+pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
+scale_out:
+  nics_per_node: 8
+  fabric: { kind: fat_tree, layers: 3, pod_nodes: 2, pod_oversubscription: 4, spine_radix: 32, planes: 1, switch_radix: 16, hop_latency: "0.5 us" }
+"#;
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
-        fn routes_are_valid_paths(a in 0u32..64, b in 0u32..64, salt in any::<u64>(), rail in any::<bool>()) {
-            let c = cluster(if rail { RAIL_OVERSUBSCRIBED } else { MULTI_PLANE });
+        fn routes_are_valid_paths(a in 0u32..64, b in 0u32..64, salt in any::<u64>(), kind in 0u8..3) {
+            let c = cluster([RAIL_OVERSUBSCRIBED, MULTI_PLANE, PODS][kind as usize]);
             let r = Router::new(&c);
             check(&c, &r, a, b, salt)?;
+            // Between pods a route climbs to the core; inside one it does not.
+            let cores = r.route(a, b, salt).iter().filter(|&&l| {
+                c.graph[petgraph::graph::EdgeIndex::new(l as usize)].kind == crate::topo::LinkKind::SpineCore
+            }).count();
+            let pods = c.pod_nodes() * c.gpus_per_node;
+            prop_assert_eq!(cores, if a / pods != b / pods { 2 } else { 0 });
+        }
+
+        /// Sprayed over every path, a route's weights on each tier add up to one flow.
+        #[test]
+        fn adaptive_routes_split_one_flow_over_every_path(a in 0u32..64, b in 0u32..64) {
+            let c = cluster(&PODS.replace("hop_latency", "routing: adaptive, hop_latency"));
+            let r = Router::new(&c);
+            let (links, w) = r.route_weighted(a, b, 0);
+            if r.node(a) != r.node(b) && !w.is_empty() {
+                prop_assert_eq!(links.len(), w.len());
+                let mut by_kind: std::collections::BTreeMap<String, f64> = Default::default();
+                for (&l, &x) in links.iter().zip(&w) {
+                    let e = petgraph::graph::EdgeIndex::new(l as usize);
+                    let (from, _) = c.graph.edge_endpoints(e).unwrap();
+                    let key = format!("{:?} from {:?}", c.graph[e].kind, std::mem::discriminant(&c.graph[from]));
+                    *by_kind.entry(key).or_default() += x;
+                }
+                for (k, v) in by_kind {
+                    prop_assert!((v - 1.0).abs() < 1e-9, "{k}: {v}");
+                }
+            }
         }
     }
 

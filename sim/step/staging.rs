@@ -652,21 +652,25 @@ impl<'a> Staging<'a> {
 
     /// ZeRO-3 gathers a block's sharded weights before each use: seconds per gather.
     pub fn param_gather(&self, params: (f64, f64)) -> f64 {
+        let ops = self.param_gather_ops(params);
+        ops.iter().map(|op| self.ab.time(op)).sum()
+    }
+
+    /// ZeRO-3's gathers of a block's sharded weights (none below ZeRO-3).
+    pub fn param_gather_ops(&self, params: (f64, f64)) -> Vec<CommOp> {
         if self.layout.zero < 3 {
-            return 0.0;
+            return Vec::new();
         }
         let (dg, eg) = self.dp_groups();
         let bytes = self.w.precision.params.bytes();
         [(params.0, dg), (params.1, eg)]
             .into_iter()
             .filter(|(p, g)| *p > 0.0 && g.size > 1)
-            .map(|(p, g)| {
-                self.ab.time(&CommOp::AllGather {
-                    bytes: p * bytes,
-                    span: g,
-                })
+            .map(|(p, g)| CommOp::AllGather {
+                bytes: p * bytes,
+                span: g,
             })
-            .sum()
+            .collect()
     }
 
     /// Parameters on pipeline rank `d` (DualPipe holds two stages' worth).

@@ -14,11 +14,33 @@ use petgraph::graph::{DiGraph, NodeIndex};
 /// A vertex of the topology graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vertex {
-    Gpu { id: u32, node: u32, local: u32 },
-    NvSwitch { node: u32 },
-    Nic { node: u32, index: u32, plane: u32 },
-    Leaf { plane: u32, index: u32 },
-    Spine { plane: u32, index: u32 },
+    Gpu {
+        id: u32,
+        node: u32,
+        local: u32,
+    },
+    NvSwitch {
+        node: u32,
+    },
+    Nic {
+        node: u32,
+        index: u32,
+        plane: u32,
+    },
+    Leaf {
+        plane: u32,
+        index: u32,
+    },
+    /// `index` counts over all pods; a pod's spines are consecutive.
+    Spine {
+        plane: u32,
+        index: u32,
+    },
+    /// Core group `index` joins spine `index` of every pod (three layers only).
+    Core {
+        plane: u32,
+        index: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +49,7 @@ pub enum LinkKind {
     Pcie,
     NicLeaf,
     LeafSpine,
+    SpineCore,
 }
 
 /// A directed link.
@@ -57,6 +80,13 @@ pub struct Cluster {
     pub nic: Bandwidth,
     pub leaves_per_plane: u32,
     pub spines_per_plane: u32,
+    /// Pods per plane (1 for two layers) and core groups per plane (0 for two layers).
+    pub pods: u32,
+    pub cores_per_plane: u32,
+    /// Spread every leaf-to-leaf flow over all its paths instead of hashing it onto one.
+    pub adaptive_routing: bool,
+    /// ECMP: flows a transfer is split into, each hashed onto its own path.
+    pub ecmp_flows: u32,
     pub graph: DiGraph<Vertex, Link>,
     /// Graph index of GPU `i`.
     pub gpu_vertices: Vec<NodeIndex>,
@@ -68,7 +98,11 @@ impl Cluster {
     }
     /// Fat-tree switches over all planes.
     pub fn fabric_switches(&self) -> u32 {
-        self.planes * (self.leaves_per_plane + self.spines_per_plane)
+        self.planes * (self.leaves_per_plane + self.spines_per_plane + self.cores_per_plane)
+    }
+    /// Nodes per pod.
+    pub fn pod_nodes(&self) -> u32 {
+        self.nodes / self.pods.max(1)
     }
     /// Scale-out bandwidth per GPU, one direction.
     pub fn nic_per_gpu(&self) -> Bandwidth {
@@ -119,11 +153,50 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
             "a positive divisor of nics_per_node",
         ));
     }
-    if f.layers != 2 {
+    if f.layers != 2 && f.layers != 3 {
         return Err(err(
             "scale_out.fabric.layers",
             f.layers.to_string(),
-            "2 (leaf + spine; the builder makes two-level fat-trees)",
+            "2 (leaf + spine) or 3 (leaf + spine in pods + core)",
+        ));
+    }
+    let pod_nodes = match (f.layers, f.pod_nodes) {
+        (2, None) => spec.nodes,
+        (2, Some(_)) => {
+            return Err(err(
+                "scale_out.fabric.pod_nodes",
+                "pod_nodes with a two-layer fabric".into(),
+                "no pod_nodes, or layers: 3",
+            ))
+        }
+        (_, None) => {
+            return Err(err(
+                "scale_out.fabric.pod_nodes",
+                "a three-layer fabric without pod_nodes".into(),
+                "the nodes in one pod, a divisor of nodes",
+            ))
+        }
+        (_, Some(p)) if p == 0 || spec.nodes % p != 0 => {
+            return Err(err(
+                "scale_out.fabric.pod_nodes",
+                format!("{p} nodes per pod for {} nodes", spec.nodes),
+                "a positive divisor of nodes",
+            ))
+        }
+        (_, Some(p)) => p,
+    };
+    if f.ecmp_flows == 0 || f.ecmp_flows > 1024 {
+        return Err(err(
+            "scale_out.fabric.ecmp_flows",
+            f.ecmp_flows.to_string(),
+            "1 to 1024 flows per transfer",
+        ));
+    }
+    if !(f.pod_oversubscription.is_finite() && f.pod_oversubscription >= 1.0) {
+        return Err(err(
+            "scale_out.fabric.pod_oversubscription",
+            f.pod_oversubscription.to_string(),
+            "a ratio of leaf-facing to core-facing spine links of at least 1.0",
         ));
     }
     if f.switch_radix < 2 {
@@ -133,11 +206,11 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
             "at least 2 ports",
         ));
     }
-    if !(f.oversubscription.is_finite() && f.oversubscription >= 1.0) {
+    if !(f.oversubscription.is_finite() && f.oversubscription > 0.0) {
         return Err(err(
             "scale_out.fabric.oversubscription",
             f.oversubscription.to_string(),
-            "a ratio of down-links to up-links of at least 1.0",
+            "a positive ratio of down-links to up-links (1.0 is non-blocking)",
         ));
     }
     let FabricKind::FatTree = f.kind;
@@ -166,34 +239,71 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         }
     }
 
-    // Fat-tree sizing per plane.
-    let endpoints = spec.nodes * nics / f.planes.max(1);
+    // Fat-tree sizing per plane and pod.
+    let pods = spec.nodes / pod_nodes;
+    let endpoints = pod_nodes * nics / f.planes.max(1);
     let radix = f.switch_radix;
     let up = ((radix as f64 / (1.0 + f.oversubscription)).floor() as u32).max(1);
     let down = radix - up;
     let leaves = endpoints
         .div_ceil(down.max(1))
         .max(if nics > 0 { 1 } else { 0 });
-    let spines = if leaves <= 1 {
+    let spine_radix = f.spine_radix.unwrap_or(radix);
+    // A spine's leaf-facing ports: all of them, or what the core-facing ones leave.
+    let spine_ports = if pods > 1 {
+        ((spine_radix as f64 * f.pod_oversubscription / (1.0 + f.pod_oversubscription)).floor()
+            as u32)
+            .max(1)
+    } else {
+        spine_radix
+    };
+    let spines = if leaves <= 1 && pods == 1 {
         0
     } else {
-        (leaves * up).div_ceil(radix)
+        (leaves * up).div_ceil(spine_ports).max(1)
     };
-    if leaves > 1 && leaves > radix {
+    if leaves > 1 && leaves > spine_ports {
+        let per = if pods > 1 {
+            "per plane and pod"
+        } else {
+            "per plane"
+        };
+        let key = if f.spine_radix.is_some() {
+            "scale_out.fabric.spine_radix"
+        } else {
+            "scale_out.fabric.switch_radix"
+        };
         return Err(err(
-            "scale_out.fabric.switch_radix",
-            format!("{endpoints} NICs per plane, which need {leaves} leaves of {down} down-ports"),
+            key,
+            format!("{endpoints} NICs {per}, which need {leaves} leaves of {down} down-ports"),
             &format!(
-                "at most {} NICs per plane for a two-level fat-tree of radix {radix} (add planes or raise the radix)",
-                radix * down
+                "at most {} NICs {per} for a two-level fat-tree whose spines have {spine_ports} leaf ports (add planes or pods, or raise the radix)",
+                spine_ports * down
             ),
         ));
     }
+    if spines > up {
+        return Err(err(
+            "scale_out.fabric.switch_radix",
+            format!("{spines} spines for leaves of {up} up-links"),
+            "at least one up-link from every leaf to every spine (fewer leaves per spine, or more up-links)",
+        ));
+    }
+    // A spine's cables down to its pod's leaves, and up to its core group.
+    let spine_down = (leaves * up).div_ceil(spines.max(1));
+    let spine_up = if pods > 1 {
+        ((spine_down as f64 / f.pod_oversubscription).round() as u32).max(1)
+    } else {
+        0
+    };
 
     // Sized up front: a 2,048-GPU cluster has ~4.5K vertices and ~17K links.
-    let per_plane_links = endpoints as usize + leaves as usize * (spines.min(up) as usize);
+    let per_plane_links =
+        pods as usize * (endpoints as usize + leaves as usize * (spines.min(up) as usize) + 1);
+    let cores = if pods > 1 { spines } else { 0 };
     let mut g: DiGraph<Vertex, Link> = DiGraph::with_capacity(
-        (spec.nodes * (1 + spec.gpus_per_node + nics) + f.planes * (leaves + spines)) as usize,
+        (spec.nodes * (1 + spec.gpus_per_node + nics)
+            + f.planes * (pods * (leaves + spines) + cores)) as usize,
         2 * (spec.nodes as usize * (2 * spec.gpus_per_node as usize)
             + f.planes as usize * per_plane_links),
     );
@@ -245,12 +355,16 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         }
     }
     let hop = f.hop_latency;
+    let cable = |kind, n: u32| Link {
+        kind,
+        capacity: Bandwidth {
+            bytes_per_s: fabric_bw.bytes_per_s * n as f64,
+        },
+        latency: hop,
+    };
     for plane in 0..f.planes {
-        let leaf_v: Vec<NodeIndex> = (0..leaves)
-            .map(|index| g.add_node(Vertex::Leaf { plane, index }))
-            .collect();
-        let spine_v: Vec<NodeIndex> = (0..spines)
-            .map(|index| g.add_node(Vertex::Spine { plane, index }))
+        let core_v: Vec<NodeIndex> = (0..cores)
+            .map(|index| g.add_node(Vertex::Core { plane, index }))
             .collect();
         let mut members: Vec<(u32, u32, NodeIndex)> = nic_vertices
             .iter()
@@ -258,37 +372,59 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
             .filter(|(_, i, _)| i % f.planes == plane)
             .collect();
         if f.rail_optimized {
-            members.sort_by_key(|&(node, index, _)| (index, node));
+            members.sort_by_key(|&(node, index, _)| (node / pod_nodes, index, node));
         }
-        for (e, &(_, _, nic)) in members.iter().enumerate() {
-            let leaf = leaf_v[e / down as usize];
-            let l = |latency| Link {
-                kind: LinkKind::NicLeaf,
-                capacity: fabric_bw,
-                latency,
-            };
-            both(&mut g, nic, leaf, l(hop), l(Time::ZERO));
-        }
-        // Each leaf's up-links go round-robin over the spines; parallel cables merge into one edge.
-        for &leaf in &leaf_v {
-            let mut cables = vec![0u32; spine_v.len()];
-            for u in 0..up {
-                if !cables.is_empty() {
-                    let i = u as usize % cables.len();
-                    cables[i] += 1;
+        for pod in 0..pods {
+            let leaf_v: Vec<NodeIndex> = (0..leaves)
+                .map(|i| {
+                    g.add_node(Vertex::Leaf {
+                        plane,
+                        index: pod * leaves + i,
+                    })
+                })
+                .collect();
+            let spine_v: Vec<NodeIndex> = (0..spines)
+                .map(|i| {
+                    g.add_node(Vertex::Spine {
+                        plane,
+                        index: pod * spines + i,
+                    })
+                })
+                .collect();
+            let per_pod = endpoints as usize;
+            for (e, &(_, _, nic)) in members[pod as usize * per_pod..(pod as usize + 1) * per_pod]
+                .iter()
+                .enumerate()
+            {
+                let leaf = leaf_v[e / down as usize];
+                let l = |latency| Link {
+                    kind: LinkKind::NicLeaf,
+                    capacity: fabric_bw,
+                    latency,
+                };
+                both(&mut g, nic, leaf, l(hop), l(Time::ZERO));
+            }
+            // Each leaf's up-links go round-robin over the spines; parallel cables merge into
+            // one edge.
+            for &leaf in &leaf_v {
+                let mut cables = vec![0u32; spine_v.len()];
+                for u in 0..up {
+                    if !cables.is_empty() {
+                        let i = u as usize % cables.len();
+                        cables[i] += 1;
+                    }
+                }
+                for (s, &n) in spine_v.iter().zip(&cables) {
+                    if n > 0 {
+                        let l = cable(LinkKind::LeafSpine, n);
+                        both(&mut g, leaf, *s, l, l);
+                    }
                 }
             }
-            for (s, &n) in spine_v.iter().zip(&cables) {
-                if n > 0 {
-                    let l = Link {
-                        kind: LinkKind::LeafSpine,
-                        capacity: Bandwidth {
-                            bytes_per_s: fabric_bw.bytes_per_s * n as f64,
-                        },
-                        latency: hop,
-                    };
-                    both(&mut g, leaf, *s, l, l);
-                }
+            // Spine `i` up to core group `i`.
+            for (s, &c) in spine_v.iter().zip(&core_v) {
+                let l = cable(LinkKind::SpineCore, spine_up);
+                both(&mut g, *s, c, l, l);
             }
         }
     }
@@ -305,8 +441,12 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         scale_up_latency: spec.scale_up.latency,
         in_switch_reduction: spec.scale_up.in_switch_reduction,
         nic: nic_bw,
-        leaves_per_plane: leaves,
-        spines_per_plane: spines,
+        leaves_per_plane: leaves * pods,
+        spines_per_plane: spines * pods,
+        pods,
+        cores_per_plane: cores,
+        adaptive_routing: f.routing == crate::config::topology::Routing::Adaptive,
+        ecmp_flows: f.ecmp_flows,
         graph: g,
         gpu_vertices,
     };
@@ -415,5 +555,57 @@ scale_out:
         s.nodes = 16; // 128 NICs on one plane with radix 4 → needs 64 leaves
         let e = build(&s, &cat, "t.yaml").unwrap_err();
         assert_eq!(e.path.as_deref(), Some("scale_out.fabric.switch_radix"));
+    }
+
+    /// Meta's 24K cluster as published: 8 pods of 384 nodes, a leaf per rack of 16 NICs with
+    /// twice that up, 16 spines per pod, 16 core groups; the tier above the pod carries 1/7 of
+    /// the spines' leaf-facing bandwidth.
+    #[test]
+    fn meta_24k_is_eight_pods_under_a_tapered_core() {
+        let text = include_str!("../../topologies/h100-24k-meta.yaml");
+        let spec = parse_doc(&Source::embedded("m.yaml", text), &[]).unwrap();
+        let c = build(&spec, &crate::builtin::catalog(), "m.yaml").unwrap();
+        assert_eq!(c.gpus(), 24_576);
+        assert_eq!((c.pods, c.pod_nodes()), (8, 384));
+        assert_eq!(
+            (c.leaves_per_plane, c.spines_per_plane, c.cores_per_plane),
+            (1536, 128, 16)
+        );
+        let bw = |k: LinkKind| -> f64 {
+            c.graph
+                .edge_indices()
+                .filter(|&e| {
+                    let (a, _) = c.graph.edge_endpoints(e).unwrap();
+                    c.graph[e].kind == k
+                        && matches!(c.graph[a], Vertex::Leaf { .. } | Vertex::Spine { .. })
+                        && !(k == LinkKind::LeafSpine && matches!(c.graph[a], Vertex::Spine { .. }))
+                })
+                .map(|e| c.graph[e].capacity.bytes_per_s)
+                .sum()
+        };
+        let nics = 24_576.0 * 50e9;
+        assert!(
+            (bw(LinkKind::LeafSpine) / nics - 2.0).abs() < 1e-9,
+            "leaves up: twice the NICs"
+        );
+        let core = bw(LinkKind::SpineCore) / bw(LinkKind::LeafSpine);
+        assert!((core - 55.0 / 384.0).abs() < 1e-9, "{core}");
+    }
+
+    #[test]
+    fn three_layer_fabrics_need_pods_that_divide_the_nodes() {
+        let cat = crate::builtin::catalog();
+        let mut s = spec("1");
+        s.scale_out.fabric.layers = 3;
+        let e = build(&s, &cat, "t.yaml").unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("scale_out.fabric.pod_nodes"));
+        s.scale_out.fabric.pod_nodes = Some(3);
+        let e = build(&s, &cat, "t.yaml").unwrap_err();
+        assert_eq!(e.found, "3 nodes per pod for 4 nodes");
+        s.scale_out.fabric.pod_nodes = Some(2);
+        s.scale_out.fabric.switch_radix = 16;
+        let c = build(&s, &cat, "t.yaml").unwrap();
+        // 16 NICs per pod on leaves of 8 down, 8 up; spines of 8 leaf ports and 8 core ports.
+        assert_eq!((c.pods, c.leaves_per_plane, c.cores_per_plane), (2, 4, 2));
     }
 }

@@ -69,7 +69,8 @@ impl Label {
 pub const NO_DETAIL: u32 = u32::MAX;
 
 /// What one timed segment is, for traces and reports: its kernels (or its transfer) with their
-/// FLOPs and bytes. The engine never reads it.
+/// FLOPs and bytes. The engine never reads it; the DES prices the shared network's routes from
+/// its operations.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegDetail {
     pub name: String,
@@ -83,6 +84,8 @@ pub struct SegDetail {
     /// Bytes on the wire one instance of a transfer puts on each link (link id = edge index of
     /// the cluster graph), as the flow-level network carries it alone; empty for compute.
     pub links: Vec<(u32, f64)>,
+    /// The communication operations the segment runs, one after another.
+    pub ops: Vec<crate::net::CommOp>,
 }
 
 /// One kernel of a compute segment: its time alone on the segment's SMs, FLOPs and HBM bytes.
