@@ -43,7 +43,9 @@ impl Flow {
 }
 
 /// Progressive filling's state over one component's links and flows.
-struct Fill {
+struct Fill<'a> {
+    /// A link's index in `links`.
+    slot: &'a [u32],
     links: Vec<u32>,
     residual: Vec<f64>,
     /// Weighted load per unit rate of the unfrozen flows on each link, and how many they are.
@@ -54,9 +56,11 @@ struct Fill {
     left: usize,
 }
 
-impl Fill {
+impl Fill<'_> {
     fn idx(&self, l: u32) -> usize {
-        self.links.binary_search(&l).expect("link of the component")
+        let i = self.slot[l as usize] as usize;
+        debug_assert_eq!(self.links[i], l, "link of the component");
+        i
     }
     /// Fixes flow `p` (`f`) at `rate` and charges its route.
     fn freeze(&mut self, f: &Flow, p: usize, rate: f64) {
@@ -100,6 +104,11 @@ pub struct FlowNet {
     /// Total bytes carried by each link so far.
     pub carried: Vec<f64>,
     pub solves: u64,
+    /// Scratch for settling: the solve a flow or link was last seen in, and a link's index in
+    /// that solve's list.
+    flow_seen: Vec<u32>,
+    link_seen: Vec<u32>,
+    link_slot: Vec<u32>,
 }
 
 impl FlowNet {
@@ -121,6 +130,9 @@ impl FlowNet {
             sim: Sim::new(0),
             carried: vec![0.0; capacity.len()],
             solves: 0,
+            flow_seen: Vec::new(),
+            link_seen: vec![0; capacity.len()],
+            link_slot: vec![0; capacity.len()],
         }
     }
 
@@ -219,38 +231,56 @@ impl FlowNet {
             return;
         }
         self.solves += 1;
+        let epoch = (self.solves & 0xffff_ffff) as u32;
+        if epoch == 0 {
+            self.flow_seen.fill(u32::MAX);
+            self.link_seen.fill(u32::MAX);
+        }
+        self.flow_seen.resize(self.flows.len(), u32::MAX);
         // The component: flows reachable from the changed ones through shared links.
-        let mut in_comp = vec![false; self.flows.len()];
-        let mut link_seen = vec![false; self.cap.len()];
         let mut comp = Vec::new();
+        let mut links = Vec::new();
         let mut stack: Vec<u32> = std::mem::take(&mut self.dirty);
         for l in std::mem::take(&mut self.dirty_links) {
-            if !link_seen[l as usize] {
-                link_seen[l as usize] = true;
+            if self.link_seen[l as usize] != epoch {
+                self.link_seen[l as usize] = epoch;
+                links.push(l);
                 stack.extend(self.on_link[l as usize].iter().map(|&(f, _)| f));
             }
         }
         while let Some(f) = stack.pop() {
-            if in_comp[f as usize] || !self.flows[f as usize].live {
+            if self.flow_seen[f as usize] == epoch || !self.flows[f as usize].live {
                 continue;
             }
-            in_comp[f as usize] = true;
+            self.flow_seen[f as usize] = epoch;
             comp.push(f);
             for &l in &self.flows[f as usize].route {
-                if !link_seen[l as usize] {
-                    link_seen[l as usize] = true;
+                if self.link_seen[l as usize] != epoch {
+                    self.link_seen[l as usize] = epoch;
+                    links.push(l);
                     stack.extend(self.on_link[l as usize].iter().map(|&(f, _)| f));
                 }
             }
+        }
+        // Only the links some flow of the component crosses (a drained flow's links may have
+        // none left), in order.
+        links.retain(|&l| !self.on_link[l as usize].is_empty());
+        links.sort_unstable();
+        for (i, &l) in links.iter().enumerate() {
+            self.link_slot[l as usize] = i as u32;
         }
         comp.sort_unstable();
         for &f in &comp {
             self.advance(f);
         }
-        let rates = self.max_min(&comp);
+        let rates = self.max_min(&comp, links);
         let now = self.sim.now();
         for (&f, rate) in comp.iter().zip(rates) {
             let fl = &mut self.flows[f as usize];
+            if fl.rate == rate && fl.remaining > 0.0 {
+                // Same rate: its planned drain still holds.
+                continue;
+            }
             fl.rate = rate;
             self.sim.cancel(f);
             let drain = if fl.remaining <= 0.0 {
@@ -268,14 +298,9 @@ impl FlowNet {
 
     /// Max-min fair rates for `comp` by progressive filling (ties broken by link index, then
     /// caps by flow index): weighted loads, capped rates.
-    fn max_min(&self, comp: &[u32]) -> Vec<f64> {
-        let mut links: Vec<u32> = comp
-            .iter()
-            .flat_map(|&f| self.flows[f as usize].route.iter().copied())
-            .collect();
-        links.sort_unstable();
-        links.dedup();
+    fn max_min(&self, comp: &[u32], links: Vec<u32>) -> Vec<f64> {
         let mut fill = Fill {
+            slot: &self.link_slot,
             residual: links.iter().map(|&l| self.cap[l as usize]).collect(),
             count: vec![0.0; links.len()],
             users: vec![0; links.len()],

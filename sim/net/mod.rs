@@ -409,8 +409,16 @@ impl CommCost for FlowModel<'_> {
     }
     fn links_at(&self, op: &CommOp, stage: u64) -> std::rc::Rc<[(flow::LinkId, f64)]> {
         let base = stage * self.stage_gpus;
-        if base >= self.co.cluster.gpus() as u64 {
-            return self.measured_at(op, 0).1;
+        let first = self.measured_at(op, 0).1;
+        if stage == 0 || base >= self.co.cluster.gpus() as u64 {
+            return first;
+        }
+        // Stage 0's loads moved along by the fabric's symmetry, where the move is one.
+        let gpn = self.co.cluster.gpus_per_node as u64;
+        if base % gpn == 0 {
+            if let Some(moved) = self.co.router.shifted(&first, (base / gpn) as u32) {
+                return std::rc::Rc::from(moved);
+            }
         }
         self.measured_at(op, base).1
     }
@@ -546,6 +554,66 @@ impl<'a> AlphaBeta<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stage's loads moved to the next stage by the fabric's symmetry are the loads simulated
+    /// there: a 16-GPU all-reduce and an expert dispatch on nodes 0–1 moved to nodes 2–3 (the
+    /// other leaf of each plane), and the same ops simulated at GPU 16.
+    #[test]
+    fn shifted_loads_are_the_loads_simulated_there() {
+        use crate::config::{parse_doc, Source};
+        let text = r#"
+name: mp
+gpu: H800
+nodes: 8
+gpus_per_node: 8
+scale_up: { kind: nvswitch, latency: "3 us" }
+pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
+scale_out:
+  nics_per_node: 8
+  fabric: { kind: fat_tree, layers: 2, planes: 8, switch_radix: 4, hop_latency: "0.5 us" }
+"#;
+        let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
+        let c = crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap();
+        let cal = crate::builtin::calibration();
+        let m = FlowModel::for_stages(&c, &cal, 16);
+        let span = Placement::strided(16, 1, 8);
+        let route = MoeRoute {
+            routed: 256,
+            topk: 8,
+            groups: 8,
+            topk_groups: 4,
+            sms: 0,
+        };
+        for op in [
+            CommOp::AllReduce { bytes: 1e9, span },
+            CommOp::MoeDispatch {
+                tokens: 4096,
+                bytes_per_token: 7168.0,
+                span,
+                route,
+            },
+        ] {
+            let moved =
+                m.co.router
+                    .shifted(&m.measured_at(&op, 0).1, 2)
+                    .expect("two nodes along is a symmetry here");
+            assert_eq!(&moved[..], &m.links_at(&op, 1)[..]);
+            let simulated = m.measured_at(&op, 16).1;
+            assert_eq!(moved.len(), simulated.len(), "{op:?}");
+            for (a, b) in moved.iter().zip(simulated.iter()) {
+                assert_eq!(a.0, b.0);
+                assert!((a.1 - b.1).abs() <= 1e-9 * b.1, "{a:?} vs {b:?}");
+            }
+            // Nothing of stage 1's loads is on stage 0's GPUs.
+            assert!(moved
+                .iter()
+                .all(|x| !m.links_at(&op, 0).iter().any(|y| y.0 == x.0
+                    && matches!(
+                        c.graph[petgraph::graph::EdgeIndex::new(x.0 as usize)].kind,
+                        crate::topo::LinkKind::NvLink | crate::topo::LinkKind::Pcie
+                    ))));
+        }
+    }
 
     #[test]
     fn bins_hit_limits() {

@@ -16,6 +16,25 @@ use crate::topo::{Cluster, Vertex};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 
+/// What a link is, in terms that survive a shift of nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addr {
+    NvUp(u32),
+    NvDown(u32),
+    PcieUp(u32),
+    PcieDown(u32),
+    /// NIC `(node, index)` up to its leaf, and back.
+    NicUp(u32, u32),
+    NicDown(u32, u32),
+    /// Leaf (vertex) to its `k`-th spine, and back.
+    LeafUp(NodeIndex, u32),
+    LeafDown(NodeIndex, u32),
+    /// Spine (vertex) to its core group, and back.
+    SpineUp(NodeIndex),
+    SpineDown(NodeIndex),
+    Other,
+}
+
 /// Precomputed edge lookups for routing.
 pub struct Router {
     pub gpus_per_node: u32,
@@ -39,6 +58,9 @@ pub struct Router {
     core_spine: std::collections::BTreeMap<(NodeIndex, u32), NodeIndex>,
     adaptive: bool,
     ecmp_flows: u32,
+    /// What each link is, for moving a footprint to other nodes by the fabric's symmetry.
+    addr: Vec<Addr>,
+    nodes: u32,
     pub capacity: Vec<f64>,
     pub latency: Vec<u64>,
 }
@@ -123,7 +145,7 @@ impl Router {
                 spines.insert(v, list);
             }
         }
-        Router {
+        let mut r = Router {
             gpus_per_node: c.gpus_per_node,
             nvl_up,
             nvl_down,
@@ -137,9 +159,128 @@ impl Router {
             core_spine,
             adaptive: c.adaptive_routing,
             ecmp_flows: c.ecmp_flows.max(1),
+            addr: Vec::new(),
+            nodes: c.nodes,
             capacity: g.edge_weights().map(|l| l.capacity.bytes_per_s).collect(),
             latency: g.edge_weights().map(|l| l.latency.ps).collect(),
+        };
+        r.addr = r.addresses();
+        r
+    }
+
+    fn addresses(&self) -> Vec<Addr> {
+        let mut a = vec![Addr::Other; self.capacity.len()];
+        for g in 0..self.nvl_up.len() {
+            a[self.nvl_up[g] as usize] = Addr::NvUp(g as u32);
+            a[self.nvl_down[g] as usize] = Addr::NvDown(g as u32);
+            if let Some((_, up, down)) = self.nic_of[g] {
+                a[up as usize] = Addr::PcieUp(g as u32);
+                a[down as usize] = Addr::PcieDown(g as u32);
+            }
         }
+        for (i, &(up, down, _, first)) in self.nic.iter().enumerate() {
+            if first == u32::MAX {
+                continue;
+            }
+            let (node, index) = (i as u32 / self.nics_per_node, i as u32 % self.nics_per_node);
+            a[up as usize] = Addr::NicUp(node, index);
+            a[down as usize] = Addr::NicDown(node, index);
+        }
+        for (&leaf, list) in &self.spines {
+            for (k, &(_, up, down)) in list.iter().enumerate() {
+                a[up as usize] = Addr::LeafUp(leaf, k as u32);
+                a[down as usize] = Addr::LeafDown(leaf, k as u32);
+            }
+        }
+        for (&spine, &(_, up, down)) in &self.core {
+            a[up as usize] = Addr::SpineUp(spine);
+            a[down as usize] = Addr::SpineDown(spine);
+        }
+        a
+    }
+
+    /// Moves per-link loads `shift` nodes along, by the fabric's symmetry: each GPU's, NIC's
+    /// and PCIe link to its counterpart, each leaf to the leaf that holds the moved NICs, each
+    /// spine to the same spine of the moved pod. `None` where the shift is not a symmetry of
+    /// the links involved (a node past the end, leaves that split, a link it cannot place).
+    pub fn shifted(&self, loads: &[(LinkId, f64)], shift: u32) -> Option<Vec<(LinkId, f64)>> {
+        use std::collections::BTreeMap;
+        let gpus = self.nvl_up.len() as u32;
+        let dg = shift.checked_mul(self.gpus_per_node)?;
+        let gpu = |g: u32| (g + dg < gpus).then_some(g + dg);
+        let nic = |node: u32, index: u32| -> Option<(LinkId, LinkId, NodeIndex, u32)> {
+            if node + shift >= self.nodes {
+                return None;
+            }
+            let n = self.nic[((node + shift) * self.nics_per_node + index) as usize];
+            (n.3 != u32::MAX).then_some(n)
+        };
+        // Leaves, from the NICs the loads touch.
+        let mut leaf: BTreeMap<NodeIndex, NodeIndex> = BTreeMap::new();
+        for &(l, _) in loads {
+            if let Addr::NicUp(node, index) | Addr::NicDown(node, index) = self.addr[l as usize] {
+                let from = self.nic[(node * self.nics_per_node + index) as usize].2;
+                let to = nic(node, index)?.2;
+                if *leaf.entry(from).or_insert(to) != to {
+                    return None;
+                }
+            }
+        }
+        let pod = |l: NodeIndex| self.pod.get(&l).copied();
+        let spine = |s: NodeIndex, from_leaf: Option<NodeIndex>| -> Option<NodeIndex> {
+            // The spine of the same position in the pod the loads move to.
+            let (core, _, _) = *self.core.get(&s)?;
+            let to_pod = pod(leaf[&from_leaf?])?;
+            self.core_spine.get(&(core, to_pod)).copied()
+        };
+        let mut pod_leaf: BTreeMap<u32, NodeIndex> = BTreeMap::new();
+        for &from in leaf.keys() {
+            if let Some(p) = pod(from) {
+                pod_leaf.entry(p).or_insert(from);
+            }
+        }
+        let spine_pod = |s: NodeIndex| -> Option<u32> {
+            self.core_spine
+                .iter()
+                .find(|(_, &v)| v == s)
+                .map(|(&(_, p), _)| p)
+        };
+        let mut out = Vec::with_capacity(loads.len());
+        for &(l, b) in loads {
+            let to = match self.addr[l as usize] {
+                Addr::NvUp(g) => self.nvl_up[gpu(g)? as usize],
+                Addr::NvDown(g) => self.nvl_down[gpu(g)? as usize],
+                Addr::PcieUp(g) => self.nic_of[gpu(g)? as usize]?.1,
+                Addr::PcieDown(g) => self.nic_of[gpu(g)? as usize]?.2,
+                Addr::NicUp(node, index) => nic(node, index)?.0,
+                Addr::NicDown(node, index) => nic(node, index)?.1,
+                Addr::LeafUp(from, k) => self.spines[leaf.get(&from)?].get(k as usize)?.1,
+                Addr::LeafDown(from, k) => self.spines[leaf.get(&from)?].get(k as usize)?.2,
+                Addr::SpineUp(s) | Addr::SpineDown(s) => {
+                    let p = spine_pod(s)?;
+                    let moved = spine(s, pod_leaf.get(&p).copied())?;
+                    let (_, up, down) = self.core[&moved];
+                    if matches!(self.addr[l as usize], Addr::SpineUp(_)) {
+                        up
+                    } else {
+                        down
+                    }
+                }
+                Addr::Other => return None,
+            };
+            out.push((to, b));
+        }
+        // Two pods' spines may not land on one; every leaf of a pod moves to one pod.
+        let mut moved_pod: BTreeMap<u32, u32> = BTreeMap::new();
+        for (&from, &to) in &leaf {
+            if let (Some(a), Some(b)) = (pod(from), pod(to)) {
+                if *moved_pod.entry(a).or_insert(b) != b {
+                    return None;
+                }
+            }
+        }
+        out.sort_by_key(|x| x.0);
+        Some(out)
     }
 
     pub fn node(&self, gpu: u32) -> u32 {

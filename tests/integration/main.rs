@@ -3,6 +3,7 @@
 mod architecture;
 mod collective;
 mod diagnostics;
+mod network;
 mod outputs;
 mod plan;
 mod run;
