@@ -92,6 +92,28 @@ pub struct NetworkCal {
     /// its topology's bandwidth needs, up to [`NetworkCal::nccl_max_channels`].
     pub nccl_sm_bandwidth: Constant<Bandwidth>,
     pub nccl_max_channels: Constant<u32>,
+    /// NCCL's protocols and the latencies of its tuning model.
+    pub nccl: NcclCal,
+}
+
+/// NCCL's wire protocols (LL, LL128, Simple) and the latency tables of its tuning model, by
+/// algorithm: once per collective, and per step inside a node (NVLink) or between nodes.
+/// Tables list [LL, LL128, Simple].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NcclCal {
+    /// Share of Simple's bandwidth that LL (4 data bytes and a 4-byte flag per 8-byte store)
+    /// and LL128 (120 data bytes per 128-byte line) carry.
+    pub ll_bandwidth: Constant<f64>,
+    pub ll128_bandwidth: Constant<f64>,
+    pub ring_base_latency: Constant<[Time; 3]>,
+    pub tree_base_latency: Constant<[Time; 3]>,
+    pub ring_step_latency_nvlink: Constant<[Time; 3]>,
+    pub ring_step_latency_net: Constant<[Time; 3]>,
+    pub tree_step_latency_nvlink: Constant<[Time; 3]>,
+    pub tree_step_latency_net: Constant<[Time; 3]>,
+    /// NVLS (in-switch reduction; Simple only): latency of one collective.
+    pub nvls_latency: Constant<Time>,
 }
 
 impl NetworkCal {

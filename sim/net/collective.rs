@@ -64,7 +64,7 @@ pub enum Op {
     SendRecv,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Algorithm {
     Ring,
     /// In-switch reduction (NVLink SHARP), single node.
@@ -77,9 +77,48 @@ pub enum Algorithm {
     Auto,
 }
 
+/// NCCL's wire protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    /// Low latency: 8-byte stores of data and flag.
+    Ll,
+    /// 128-byte lines, 120 of them data.
+    Ll128,
+    /// Bulk copies with a fence per chunk.
+    Simple,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ring => "ring",
+            Algorithm::Nvls => "nvls",
+            Algorithm::Hierarchical => "hierarchical",
+            Algorithm::Tree => "tree",
+            Algorithm::Auto => "auto",
+        }
+    }
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Ll, Protocol::Ll128, Protocol::Simple];
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Ll => "LL",
+            Protocol::Ll128 => "LL128",
+            Protocol::Simple => "Simple",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
+    /// The algorithm and protocol NCCL's model picks (collectives and sends; none for MoE).
+    pub choice: Option<(Algorithm, Protocol)>,
     pub time_s: f64,
     pub events: u64,
     /// Payload bytes each GPU sent over its NIC, and over NVLink.
@@ -88,6 +127,24 @@ pub struct Measured {
     /// Bytes on the wire (payload over protocol efficiency) each link carried, by link id,
     /// for the links that carried any.
     pub links: Vec<(LinkId, f64)>,
+}
+
+/// One phase's simulated time (once), how often it runs, and whether it crosses nodes.
+#[derive(Debug, Clone, Copy)]
+struct PhaseTime {
+    ps: u64,
+    times: u32,
+    inter: bool,
+}
+
+/// What simulating phases found.
+#[derive(Debug, Default)]
+struct Flows {
+    phases: Vec<PhaseTime>,
+    events: u64,
+    rdma: f64,
+    nvlink: f64,
+    links: Vec<(LinkId, f64)>,
 }
 
 /// Runs collectives on one cluster.
@@ -115,28 +172,120 @@ impl<'a> Collectives<'a> {
         }
     }
 
-    /// Runs phases one after another; `eff` maps a transfer to its protocol efficiency.
-    ///
-    /// Each phase starts on an empty network, so a phase identical to the one before it (a
-    /// ring's steps) takes the same time and loads the same links: it is simulated once. A
-    /// transfer keeps its route from phase to phase, as an NCCL connection keeps its queue
-    /// pair and so its ECMP hash.
+    /// Runs phases one after another; `eff` maps a transfer to its link efficiency. Each flow
+    /// arrives one route latency after it drains, and the collective adds the calibrated
+    /// launch latency once (DeepEP-style kernels; NCCL's collectives go through
+    /// [`Collectives::nccl`]).
     pub fn run(&self, phases: &[Phase], eff: &dyn Fn(&Transfer) -> f64) -> Measured {
+        let f = self.flows(phases, eff, true);
+        let t: u64 = f.phases.iter().map(|p| p.ps * p.times as u64).sum();
+        Measured {
+            choice: None,
+            time_s: t as f64 / 1e12 + self.cal.network.collective_latency.value.as_secs_f64(),
+            events: f.events,
+            rdma_bytes: f.rdma,
+            nvlink_bytes: f.nvlink,
+            links: f.links,
+        }
+    }
+
+    /// Prices phases as NCCL runs them with `algo`: for each protocol the algorithm supports,
+    /// the tuning model's base latency, each step's latency inside or between nodes, and the
+    /// simulated bandwidth time at the protocol's share of the bandwidth; the cheapest wins.
+    pub fn nccl(
+        &self,
+        phases: &[Phase],
+        eff: &dyn Fn(&Transfer) -> f64,
+        op: Op,
+        algo: Algorithm,
+        (nodes, per_node): (usize, usize),
+    ) -> Measured {
+        let f = self.flows(phases, eff, false);
+        let m = &self.cal.network.nccl;
+        let protocols: &[Protocol] = match (algo, op) {
+            (Algorithm::Nvls, _) => &[Protocol::Simple],
+            (_, Op::SendRecv | Op::AllToAll) => &[Protocol::Ll, Protocol::Simple],
+            _ => &Protocol::ALL,
+        };
+        // A pipelined tree's pass takes one step per level: its levels between nodes, and
+        // inside them.
+        let levels = |n: usize| n.max(1).next_power_of_two().trailing_zeros() as f64;
+        let (tree_net, tree_nvl) = (levels(nodes), levels(per_node));
+        let time = |p: Protocol| -> (f64, f64) {
+            let k = p.index();
+            let share = match p {
+                Protocol::Ll => m.ll_bandwidth.value,
+                Protocol::Ll128 => m.ll128_bandwidth.value,
+                Protocol::Simple => 1.0,
+            };
+            let (base, nvl, net) = match algo {
+                Algorithm::Nvls => (m.nvls_latency.value.as_secs_f64(), 0.0, 0.0),
+                Algorithm::Tree => (
+                    m.tree_base_latency.value[k].as_secs_f64(),
+                    m.tree_step_latency_nvlink.value[k].as_secs_f64(),
+                    m.tree_step_latency_net.value[k].as_secs_f64(),
+                ),
+                _ => (
+                    m.ring_base_latency.value[k].as_secs_f64(),
+                    m.ring_step_latency_nvlink.value[k].as_secs_f64(),
+                    m.ring_step_latency_net.value[k].as_secs_f64(),
+                ),
+            };
+            let t = f.phases.iter().fold(base, |t, ph| {
+                let latency = match (algo, ph.inter) {
+                    (Algorithm::Tree, _) => tree_net * net + tree_nvl * nvl,
+                    (_, true) => ph.times as f64 * net,
+                    (_, false) => ph.times as f64 * nvl,
+                };
+                t + ph.ps as f64 / 1e12 * ph.times as f64 / share + latency
+            });
+            (t, share)
+        };
+        let (p, (t, share)) = protocols
+            .iter()
+            .map(|&p| (p, time(p)))
+            .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.0.cmp(&b.0)))
+            .expect("a protocol");
+        Measured {
+            choice: Some((algo, p)),
+            time_s: t,
+            events: f.events,
+            rdma_bytes: f.rdma,
+            nvlink_bytes: f.nvlink,
+            links: f.links.into_iter().map(|(l, b)| (l, b / share)).collect(),
+        }
+    }
+
+    /// Simulates phases one after another on an empty network each, `latency`: with each
+    /// route's latency in the flows' arrivals.
+    ///
+    /// A phase identical to the one before it (a ring's steps) takes the same time and loads
+    /// the same links: it is simulated once. A transfer keeps its route from phase to phase,
+    /// as an NCCL connection keeps its queue pair and so its ECMP hash.
+    fn flows(&self, phases: &[Phase], eff: &dyn Fn(&Transfer) -> f64, latency: bool) -> Flows {
         let r = &self.router;
-        let mut net = FlowNet::new(&r.capacity, &r.latency);
+        let lat: Vec<u64> = if latency {
+            r.latency.clone()
+        } else {
+            vec![0; r.latency.len()]
+        };
+        let mut net = FlowNet::new(&r.capacity, &lat);
         let mut t = 0u64;
-        let mut rdma = 0.0;
-        let mut nvl = 0.0;
+        let mut out = Flows::default();
         // The previous phase, its duration and the bytes it put on each link.
         let mut last: Option<(&Phase, u64, Vec<f64>)> = None;
         let mut repeated = vec![0.0; r.capacity.len()];
         for ph in phases {
             let times = ph.times as f64;
+            let mut inter = false;
             for tr in &ph.transfers {
+                if let Path::Gpu(a, b) = tr.path {
+                    inter |= r.node(a) != r.node(b);
+                }
                 match tr.path {
-                    Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => nvl += tr.bytes * times,
-                    Path::Gpu(0, b) if b != 0 => rdma += tr.bytes * times,
-                    Path::ToSwitch(0) => nvl += tr.bytes * times,
+                    Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => out.nvlink += tr.bytes * times,
+                    Path::Gpu(0, b) if b != 0 => out.rdma += tr.bytes * times,
+                    Path::ToSwitch(0) => out.nvlink += tr.bytes * times,
                     _ => {}
                 }
             }
@@ -146,6 +295,11 @@ impl<'a> Collectives<'a> {
                     for (x, d) in repeated.iter_mut().zip(delta) {
                         *x += d * times;
                     }
+                    out.phases.push(PhaseTime {
+                        ps: *dur,
+                        times: ph.times,
+                        inter,
+                    });
                     continue;
                 }
             }
@@ -180,22 +334,23 @@ impl<'a> Collectives<'a> {
             for (x, d) in repeated.iter_mut().zip(&delta) {
                 *x += d * (times - 1.0);
             }
+            out.phases.push(PhaseTime {
+                ps: dur,
+                times: ph.times,
+                inter,
+            });
             last = Some((ph, dur, delta));
         }
-        Measured {
-            time_s: t as f64 / 1e12 + self.cal.network.collective_latency.value.as_secs_f64(),
-            events: net.events(),
-            rdma_bytes: rdma,
-            nvlink_bytes: nvl,
-            links: net
-                .carried
-                .iter()
-                .zip(&repeated)
-                .enumerate()
-                .map(|(l, (&b, &x))| (l as LinkId, b + x))
-                .filter(|&(_, b)| b > 0.0)
-                .collect(),
-        }
+        out.events = net.events();
+        out.links = net
+            .carried
+            .iter()
+            .zip(&repeated)
+            .enumerate()
+            .map(|(l, (&b, &x))| (l as LinkId, b + x))
+            .filter(|&(_, b)| b > 0.0)
+            .collect();
+        out
     }
 
     /// Phases of several groups that run at once, merged step by step.
@@ -256,15 +411,13 @@ impl<'a> Collectives<'a> {
         out
     }
 
-    /// The phases of a collective of `bytes` (nccl-tests convention) over `ranks`.
-    pub fn phases(&self, op: Op, ranks: &[u32], bytes: f64, algo: Algorithm) -> Vec<Phase> {
-        let n = ranks.len();
-        if n <= 1 {
-            return Vec::new();
-        }
+    /// The algorithm `Auto` stands for on `ranks` (before any choice by price): NVLS inside a
+    /// node with in-switch reduction, the hierarchical ring across nodes of several ranks each,
+    /// else the flat ring.
+    fn resolve(&self, op: Op, ranks: &[u32], algo: Algorithm) -> Algorithm {
         let nodes = self.by_node(ranks);
         let single_node = nodes.len() == 1;
-        let algo = match algo {
+        match algo {
             Algorithm::Auto
                 if op == Op::AllReduce && single_node && self.cluster.in_switch_reduction =>
             {
@@ -273,7 +426,17 @@ impl<'a> Collectives<'a> {
             Algorithm::Auto if !single_node && nodes[0].len() > 1 => Algorithm::Hierarchical,
             Algorithm::Auto => Algorithm::Ring,
             a => a,
-        };
+        }
+    }
+
+    /// The phases of a collective of `bytes` (nccl-tests convention) over `ranks`.
+    pub fn phases(&self, op: Op, ranks: &[u32], bytes: f64, algo: Algorithm) -> Vec<Phase> {
+        let n = ranks.len();
+        if n <= 1 {
+            return Vec::new();
+        }
+        let nodes = self.by_node(ranks);
+        let algo = self.resolve(op, ranks, algo);
         let nf = n as f64;
         match (op, algo) {
             (Op::SendRecv, _) => vec![Phase::once(vec![Transfer {
@@ -371,9 +534,59 @@ impl<'a> Collectives<'a> {
 
     /// One collective over `ranks`.
     pub fn collective(&self, op: Op, ranks: &[u32], bytes: f64, algo: Algorithm) -> Measured {
-        let phases = self.phases(op, ranks, bytes, algo);
+        self.collective_groups(op, &[ranks.to_vec()], bytes, algo)
+    }
+
+    /// The same collective over several groups of one shape at once (each GPU's counts as in
+    /// one). `Auto` prices every algorithm NCCL would consider and runs the cheapest, as NCCL's
+    /// tuner does; each algorithm runs its cheapest protocol.
+    pub fn collective_groups(
+        &self,
+        op: Op,
+        groups: &[Vec<u32>],
+        bytes: f64,
+        algo: Algorithm,
+    ) -> Measured {
+        let ranks = &groups[0];
+        let n = ranks.len();
         let eff = self.default_eff();
-        self.run(&phases, &eff)
+        let nodes = self.by_node(ranks).len();
+        let algos: Vec<Algorithm> = match algo {
+            Algorithm::Auto => {
+                let mut v = vec![Algorithm::Auto];
+                if op == Op::AllReduce && nodes > 1 && n > 2 {
+                    v.push(Algorithm::Tree);
+                }
+                if self.resolve(op, ranks, Algorithm::Auto) == Algorithm::Nvls {
+                    v.push(Algorithm::Ring);
+                }
+                v
+            }
+            a => vec![a],
+        };
+        let mut best: Option<Measured> = None;
+        for a in algos {
+            let resolved = self.resolve(op, ranks, a);
+            let phases = Self::merged(groups.iter().map(|r| self.phases(op, r, bytes, resolved)));
+            let m = self.nccl(
+                &phases,
+                &eff,
+                op,
+                resolved,
+                (nodes, n.div_ceil(nodes.max(1))),
+            );
+            if best.as_ref().is_none_or(|b| m.time_s < b.time_s) {
+                best = Some(m);
+            }
+        }
+        best.unwrap_or(Measured {
+            choice: None,
+            time_s: 0.0,
+            events: 0,
+            rdma_bytes: 0.0,
+            nvlink_bytes: 0.0,
+            links: Vec::new(),
+        })
     }
 
     /// DeepEP-style MoE dispatch (or combine, its reverse) over the EP group `ranks`:
@@ -769,5 +982,53 @@ scale_out:
             sprayed <= many * (1.0 + 1e-9) && many < one,
             "{sprayed} {many} {one}"
         );
+    }
+
+    /// NCCL's model as the oracle: a ring all-reduce of S inside one node sends 2(n−1)/n·S per
+    /// GPU at the link's NCCL rate, and each protocol adds its base latency and 2(n−1) steps of
+    /// its per-step latency, LL at half the bandwidth and LL128 at 120/128. A 4 KiB buffer
+    /// runs LL, a 1 GiB one Simple, each at exactly the oracle's time; the pick is the cheapest.
+    #[test]
+    fn protocols_by_size_follow_nccls_model() {
+        let cal = crate::builtin::calibration();
+        let c = cluster(1.0, 1);
+        let co = Collectives::new(&c, &cal);
+        let ranks: Vec<u32> = (0..8).collect();
+        let m = &cal.network.nccl;
+        let link = c.scale_up.bytes_per_s * co.nvlink_eff();
+        let oracle = |p: Protocol, s: f64| {
+            let (k, share) = match p {
+                Protocol::Ll => (0, m.ll_bandwidth.value),
+                Protocol::Ll128 => (1, m.ll128_bandwidth.value),
+                Protocol::Simple => (2, 1.0),
+            };
+            m.ring_base_latency.value[k].as_secs_f64()
+                + 14.0 * m.ring_step_latency_nvlink.value[k].as_secs_f64()
+                + 2.0 * 7.0 / 8.0 * s / (link * share)
+        };
+        for (s, want) in [
+            (4096.0, Protocol::Ll),
+            (f64::from(1u32 << 30), Protocol::Simple),
+        ] {
+            let got = co.collective(Op::AllReduce, &ranks, s, Algorithm::Ring);
+            assert_eq!(got.choice, Some((Algorithm::Ring, want)), "{s} B");
+            let t = oracle(want, s);
+            // To the picosecond rounding of each drain.
+            assert!(
+                (got.time_s - t).abs() < 1e-9,
+                "{s} B: {} vs {t}",
+                got.time_s
+            );
+            let cheapest = Protocol::ALL
+                .iter()
+                .map(|&p| oracle(p, s))
+                .fold(f64::INFINITY, f64::min);
+            assert!((got.time_s - cheapest).abs() < 1e-9);
+        }
+        // Across nodes the tuner also weighs the tree: at 4 KiB over 64 GPUs its log-depth
+        // latency beats the ring's 126 steps.
+        let all: Vec<u32> = (0..64).collect();
+        let small = co.collective(Op::AllReduce, &all, 4096.0, Algorithm::Auto);
+        assert_eq!(small.choice.map(|c| c.0), Some(Algorithm::Tree));
     }
 }

@@ -294,12 +294,7 @@ impl<'a> FlowModel<'a> {
         use collective::{Algorithm, Collectives, Op};
         let co = &self.co;
         let many = |o: Op, bytes: f64, span: Placement| {
-            let phases = Collectives::merged(
-                self.groups(span, base)
-                    .iter()
-                    .map(|r| co.phases(o, r, bytes, Algorithm::Auto)),
-            );
-            co.run(&phases, &co.default_eff())
+            co.collective_groups(o, &self.groups(span, base), bytes, Algorithm::Auto)
         };
         match *op {
             CommOp::AllReduce { bytes, span } => many(Op::AllReduce, bytes, span),
@@ -326,6 +321,7 @@ impl<'a> FlowModel<'a> {
             CommOp::Ring { bytes, steps, span } => {
                 if span.size < 2 {
                     return collective::Measured {
+                        choice: None,
                         time_s: 0.0,
                         events: 0,
                         rdma_bytes: 0.0,
@@ -341,12 +337,13 @@ impl<'a> FlowModel<'a> {
                         .value
                         .min(self.co.cal.network.nvlink_efficiency.value)
                 };
+                let groups = self.groups(span, base);
                 let phases = Collectives::merged(
-                    self.groups(span, base)
+                    groups
                         .iter()
                         .map(|r| Collectives::ring(r, steps as usize, bytes)),
                 );
-                co.run(&phases, &eff)
+                co.nccl(&phases, &eff, Op::SendRecv, Algorithm::Ring, (2, 1))
             }
             CommOp::P2p { bytes, cross_node } => {
                 let gpus = co.cluster.gpus() as u64;

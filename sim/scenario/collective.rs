@@ -48,6 +48,9 @@ pub struct Row {
     pub rdma_gb_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nvlink_gb_s: Option<f64>,
+    /// The algorithm and protocol NCCL's model picked ("ring/LL128"); absent for MoE ops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
     pub events: u64,
 }
 
@@ -126,6 +129,7 @@ pub fn run(
         busbw_gb_s: size / m.time_s / 1e9 * factor,
         rdma_gb_s: None,
         nvlink_gb_s: None,
+        algorithm: m.choice.map(|(a, p)| format!("{}/{}", a.name(), p.name())),
         events: m.events,
     };
     let nf = n as f64;
@@ -194,14 +198,16 @@ fn human_size(b: f64) -> String {
 
 /// An nccl-tests-like table.
 pub fn table(rows: &[Row]) -> String {
+    let algo = rows.iter().any(|r| r.algorithm.is_some());
     let mut s = format!(
-        "# {} over {} ranks\n#{:>14} {:>12} {:>12} {:>12}{}\n",
+        "# {} over {} ranks\n#{:>14} {:>12} {:>12} {:>12}{}{}\n",
         rows.first().map(|r| r.op.as_str()).unwrap_or(""),
         rows.first().map(|r| r.ranks).unwrap_or(0),
         "size",
         "time(us)",
         "algbw(GB/s)",
         "busbw(GB/s)",
+        if algo { "  algorithm" } else { "" },
         if rows
             .iter()
             .any(|r| r.rdma_gb_s.is_some() || r.nvlink_gb_s.is_some())
@@ -219,6 +225,9 @@ pub fn table(rows: &[Row]) -> String {
             r.algbw_gb_s,
             r.busbw_gb_s
         );
+        if let Some(a) = &r.algorithm {
+            s += &format!("  {a}");
+        }
         if r.rdma_gb_s.is_some() || r.nvlink_gb_s.is_some() {
             let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
             s += &format!(" {:>12} {:>12}", f(r.rdma_gb_s), f(r.nvlink_gb_s));
