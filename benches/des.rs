@@ -1,6 +1,10 @@
 //! Speed of the discrete-event engine: one DeepSeek-V3 step on 2,048 H800 (one replica per
 //! pipeline stage stands for the symmetric EP/DP groups; `des::scenario_tests` checks it against
 //! the full simulation). Prints events, events/s and peak resident memory once.
+//!
+//! `des_scale`: the same model weak-scaled (batch with the GPUs) to 8,192, 32,768 and 163,840
+//! GPUs, contention on, one replica per stage; and `--full` on 2,048 GPUs. Set
+//! `TRAINSIM_BENCH_SCALE=0` to skip the group (it takes minutes).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trainsim::config::Source;
@@ -33,6 +37,35 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("deepseek_v3_step_2048_gpus", |b| {
         b.iter(|| trainsim::step::des::estimate(&wl, &wl.layout, &cluster, &cal, false).step_time_s)
+    });
+    g.finish();
+    if std::env::var("TRAINSIM_BENCH_SCALE").as_deref() == Ok("0") {
+        return;
+    }
+    let mut g = c.benchmark_group("des_scale");
+    g.sample_size(10);
+    for nodes in [1024u32, 4096, 20480] {
+        let sets: Vec<trainsim::config::Override> = [
+            format!("topology.nodes={nodes}"),
+            "topology.scale_out.fabric.switch_radix=256".into(),
+            format!(
+                "workload.training.global_batch={}",
+                15360 * nodes as u64 / 256
+            ),
+            "workload.training.phases=[{name: p, tokens: 1T}]".into(),
+        ]
+        .iter()
+        .map(|s| trainsim::config::Override::parse(s).unwrap())
+        .collect();
+        let (cluster, wl) = pipeline::load(&t, &w, &sets).unwrap();
+        g.bench_function(format!("deepseek_v3_step_{}_gpus", nodes * 8), |b| {
+            b.iter(|| {
+                trainsim::step::des::estimate(&wl, &wl.layout, &cluster, &cal, false).step_time_s
+            })
+        });
+    }
+    g.bench_function("deepseek_v3_step_2048_gpus_full", |b| {
+        b.iter(|| trainsim::step::des::estimate(&wl, &wl.layout, &cluster, &cal, true).step_time_s)
     });
     g.finish();
 }

@@ -347,15 +347,22 @@ impl FlowNet {
                     }
                 }
             }
-            while next_cap < capped.len() && fill.frozen[capped[next_cap]] {
+            // Every capped flow whose cap is below the tightest link's share stops at its cap:
+            // freezing one only raises the others' shares, so they all go in one pass.
+            let mut froze = false;
+            while let Some(&p) = capped.get(next_cap) {
+                let cap = self.flows[comp[p] as usize].cap;
+                if !fill.frozen[p] {
+                    if cap > best.0 {
+                        break;
+                    }
+                    fill.freeze(&self.flows[comp[p] as usize], p, cap);
+                    froze = true;
+                }
                 next_cap += 1;
             }
-            if let Some(&p) = capped.get(next_cap) {
-                let cap = self.flows[comp[p] as usize].cap;
-                if cap <= best.0 {
-                    fill.freeze(&self.flows[comp[p] as usize], p, cap);
-                    continue;
-                }
+            if froze {
+                continue;
             }
             let (share, bottleneck) = best;
             assert!(bottleneck != usize::MAX, "unfrozen flows without links");
@@ -548,6 +555,66 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Weighted, capped classes: no link carries more than its capacity; every class runs
+        /// at its cap or is held by a saturated link on which no other class runs faster; the
+        /// order classes start in does not matter.
+        #[test]
+        fn weighted_max_min_properties(
+            caps in prop::collection::vec(1u32..100, 2..6),
+            flows in prop::collection::vec(
+                (prop::collection::vec((0usize..6, 1u32..8), 1..4), 1u32..200, any::<bool>()),
+                1..10,
+            ),
+        ) {
+            let caps: Vec<f64> = caps.iter().map(|&c| c as f64 * 1e9).collect();
+            let nl = caps.len();
+            let classes: Vec<(Vec<u32>, Vec<f64>, f64)> = flows.iter().map(|(hops, cap, capped)| {
+                let mut seen = std::collections::BTreeMap::new();
+                for &(l, w) in hops {
+                    seen.entry((l % nl) as u32).or_insert(w as f64 / 4.0);
+                }
+                let (r, w): (Vec<u32>, Vec<f64>) = seen.into_iter().unzip();
+                (r, w, if *capped { *cap as f64 * 1e8 } else { f64::INFINITY })
+            }).collect();
+            let solve = |order: &[usize]| {
+                let mut n = FlowNet::new(&caps, &vec![0; nl]);
+                for &i in order {
+                    let (r, w, c) = &classes[i];
+                    n.start_class(r.clone(), w.clone(), *c, 1e9, i as u32);
+                }
+                let mut r = n.rates();
+                r.sort_by_key(|x| x.0);
+                r
+            };
+            let fwd: Vec<usize> = (0..classes.len()).collect();
+            let rev: Vec<usize> = fwd.iter().rev().copied().collect();
+            let (a, b) = (solve(&fwd), solve(&rev));
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert!((x.1 - y.1).abs() <= 1e-6 * x.1.max(1.0), "order matters: {:?} vs {:?}", a, b);
+            }
+            let mut load = vec![0.0; nl];
+            for (i, (_, r)) in a.iter().enumerate() {
+                for (&l, &w) in classes[i].0.iter().zip(&classes[i].1) {
+                    load[l as usize] += r * w;
+                }
+            }
+            for l in 0..nl {
+                prop_assert!(load[l] <= caps[l] * (1.0 + 1e-9), "link {} over capacity", l);
+            }
+            for (i, (_, r)) in a.iter().enumerate() {
+                let (route, _, cap) = &classes[i];
+                let at_cap = (r - cap).abs() <= 1e-9 * cap.max(1.0);
+                let held = route.iter().any(|&l| {
+                    load[l as usize] >= caps[l as usize] * (1.0 - 1e-9)
+                        && classes.iter().enumerate()
+                            .filter(|(_, c)| c.0.contains(&l))
+                            .all(|(j, _)| a[j].1 <= r * (1.0 + 1e-9))
+                });
+                prop_assert!(at_cap || held, "class {} at {} is neither capped nor held", i, r);
+                prop_assert!(*r <= cap * (1.0 + 1e-9));
+            }
+        }
+
         /// No link exceeds its capacity; every flow is bottlenecked on some saturated link where
         /// it has the largest rate; the result does not depend on the order flows arrive in;
         /// bytes are conserved.

@@ -276,18 +276,38 @@ impl<'a> FlowModel<'a> {
             .then_some(ranks)
     }
 
-    /// The groups priced together for `span` in the stage at `base`: the group and its
-    /// siblings.
+    /// The groups priced together for `span` in the stage at `base`: the group and the
+    /// siblings that share a leaf switch with it.
+    ///
+    /// A group's flows meet other groups' flows only on links of the leaves its NICs sit on
+    /// (their up- and down-links, the NIC links below them); siblings on other leaves are the
+    /// same pattern moved along the fabric, and load only their own leaves' links. So the
+    /// neighbourhood alone gives the group its rates, and stands for the stage in the shared
+    /// network, where every transfer of the stage is priced on the same neighbourhood.
     fn groups(&self, span: Placement, base: u64) -> Vec<Vec<u32>> {
         let copies = (self.stage_gpus / span.size.max(1)).max(1);
         let v: Vec<Vec<u32>> = (0..copies)
             .map_while(|c| self.sibling(span, base, c))
             .collect();
-        if v.is_empty() {
-            vec![self.ranks(span)]
-        } else {
-            v
+        let Some(first) = v.first() else {
+            return vec![self.ranks(span)];
+        };
+        let r = &self.co.router;
+        let leaves: std::collections::BTreeSet<_> =
+            first.iter().filter_map(|&g| r.leaf_of(g)).collect();
+        if leaves.is_empty() || r.node(first[0]) == r.node(*first.last().expect("a rank")) {
+            // Inside one node: nothing leaves it, nothing is shared with the other copies.
+            return vec![first.clone()];
         }
+        v.into_iter()
+            .enumerate()
+            .filter(|(c, g)| {
+                *c == 0
+                    || g.iter()
+                        .any(|&x| r.leaf_of(x).is_some_and(|l| leaves.contains(&l)))
+            })
+            .map(|(_, g)| g)
+            .collect()
     }
 
     fn simulate(&self, op: &CommOp, base: u64) -> collective::Measured {

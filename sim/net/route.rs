@@ -303,6 +303,12 @@ impl Router {
         vec![self.nvl_down[a as usize]]
     }
 
+    /// The leaf switch of the NIC serving `gpu` (`None` without one).
+    pub fn leaf_of(&self, gpu: u32) -> Option<NodeIndex> {
+        let (index, _, _) = self.nic_of[gpu as usize]?;
+        Some(self.nic[(self.node(gpu) * self.nics_per_node + index) as usize].2)
+    }
+
     /// The GPU that receives, on `b`'s node, what `a` sends over its NIC (the same-index GPU).
     pub fn relay(&self, a: u32, b: u32) -> u32 {
         let (index, _, _) = self.nic_of[a as usize].expect("a GPU with a NIC");

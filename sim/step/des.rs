@@ -631,11 +631,11 @@ pub fn shared_links(
         let key = format!("{:?}", det.ops);
         for s in 0..stages {
             let id = *seen.entry((key.clone(), s)).or_insert_with(|| {
-                let mut bytes: BTreeMap<u32, f64> = BTreeMap::new();
+                // Each operation's loads come sorted by link: merge them.
+                let mut bytes: Vec<(u32, f64)> = Vec::new();
                 for op in &det.ops {
-                    for &(l, b) in net.links_at(op, s).iter() {
-                        *bytes.entry(l).or_default() += b;
-                    }
+                    let next = net.links_at(op, s);
+                    bytes = merge_sorted(&bytes, &next);
                 }
                 let per_ps = alone * 1e12;
                 prints.push(bytes.into_iter().map(|(l, b)| (l, b / per_ps)).collect());
@@ -644,29 +644,36 @@ pub fn shared_links(
             route_of[d * stages as usize + s as usize] = id;
         }
     }
-    // Merge links with the same capacity and the same load from every footprint.
-    let mut sig: BTreeMap<u32, Vec<(u32, u64)>> = BTreeMap::new();
+    // Merge links with the same capacity and the same load from every footprint (looked up in
+    // a hash map, numbered in link order).
+    let mut sig: Vec<Vec<(u32, u64)>> = vec![Vec::new(); capacity.len()];
     for (f, p) in prints.iter().enumerate() {
         for &(l, w) in p {
-            sig.entry(l).or_default().push((f as u32, w.to_bits()));
+            sig[l as usize].push((f as u32, w.to_bits()));
         }
     }
-    let mut class_of: BTreeMap<(u64, Vec<(u32, u64)>), u32> = BTreeMap::new();
-    let mut link_class: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut class_of: std::collections::HashMap<(u64, Vec<(u32, u64)>), u32> = Default::default();
+    let mut link_class = vec![u32::MAX; capacity.len()];
     let mut class_cap = Vec::new();
-    for (l, v) in sig {
-        let cap = capacity[l as usize];
+    for (l, v) in sig.into_iter().enumerate() {
+        if v.is_empty() {
+            continue;
+        }
+        let cap = capacity[l];
         let next = class_cap.len() as u32;
         let c = *class_of.entry((cap.to_bits(), v)).or_insert(next);
         if c == next {
             class_cap.push(cap);
         }
-        link_class.insert(l, c);
+        link_class[l] = c;
     }
     let routes = prints
         .iter()
         .map(|p| {
-            let mut r: Vec<(u32, f64)> = p.iter().map(|&(l, w)| (link_class[&l], w)).collect();
+            let mut r: Vec<(u32, f64)> = p
+                .iter()
+                .map(|&(l, w)| (link_class[l as usize], w))
+                .collect();
             r.sort_by_key(|x| x.0);
             r.dedup_by_key(|x| x.0);
             r.into_iter().filter(|x| x.1 > 0.0).unzip()
@@ -678,6 +685,35 @@ pub fn shared_links(
         route_of,
         stages: stages as u32,
     }
+}
+
+/// Two lists sorted by link, summed where they share one.
+fn merge_sorted(a: &[(u32, f64)], b: &[(u32, f64)]) -> Vec<(u32, f64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                out.push((x.0, x.1 + y.1));
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (None, None) => unreachable!("one list has more"),
+        }
+    }
+    out
 }
 
 /// Simulates one step.
