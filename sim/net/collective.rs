@@ -115,7 +115,7 @@ impl Protocol {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measured {
     /// The algorithm and protocol NCCL's model picks (collectives and sends; none for MoE).
     pub choice: Option<(Algorithm, Protocol)>,
@@ -579,14 +579,7 @@ impl<'a> Collectives<'a> {
                 best = Some(m);
             }
         }
-        best.unwrap_or(Measured {
-            choice: None,
-            time_s: 0.0,
-            events: 0,
-            rdma_bytes: 0.0,
-            nvlink_bytes: 0.0,
-            links: Vec::new(),
-        })
+        best.unwrap_or_default()
     }
 
     /// DeepEP-style MoE dispatch (or combine, its reverse) over the EP group `ranks`:
@@ -700,28 +693,21 @@ impl<'a> Collectives<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_doc, Source};
 
     fn cluster(oversubscription: f64, planes: u32) -> Cluster {
         cluster_with(oversubscription, planes, false)
     }
 
     fn cluster_with(oversubscription: f64, planes: u32, rail: bool) -> Cluster {
-        let text = format!(
-            r#"
-name: t
-gpu: H100
-nodes: 8
-gpus_per_node: 8
-scale_up: {{ kind: nvswitch, latency: "3 us" }}
-pcie: {{ bandwidth: "64 GB/s per direction", latency: "1 us" }}
-scale_out:
-  nics_per_node: 8
-  fabric: {{ kind: fat_tree, layers: 2, planes: {planes}, rail_optimized: {rail}, switch_radix: 16, oversubscription: {oversubscription}, hop_latency: "0.5 us" }}
-"#
-        );
-        let spec = parse_doc(&Source::embedded("t.yaml", &text), &[]).unwrap();
-        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
+        crate::topo::fixture(
+            "H100",
+            8,
+            8,
+            8,
+            &format!(
+                r#"{{ kind: fat_tree, layers: 2, planes: {planes}, rail_optimized: {rail}, switch_radix: 16, oversubscription: {oversubscription}, hop_latency: "0.5 us" }}"#
+            ),
+        )
     }
 
     /// A ring all-reduce of S over the n GPUs of a node sends 2(n−1)/n·S from every GPU: each
@@ -828,11 +814,6 @@ scale_out:
         );
     }
 
-    fn build(text: &str) -> Cluster {
-        let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
-        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
-    }
-
     /// `nodes` nodes of `gpn` GPUs with a NIC each, in pods of `pod` nodes (0: two layers) on
     /// leaves of `radix` ports at `over`:1, spines of 16 ports at `pod_over`:1 to the core.
     fn fabric(nodes: u32, gpn: u32, radix: u32, over: f64, pod: u32, pod_over: f64) -> Cluster {
@@ -843,20 +824,15 @@ scale_out:
         } else {
             "layers: 2".into()
         };
-        build(&format!(
-            r#"
-name: t
-gpu: H100
-nodes: {nodes}
-gpus_per_node: {gpn}
-scale_up: {{ kind: nvswitch, latency: "3 us" }}
-pcie: {{ bandwidth: "64 GB/s per direction", latency: "1 us" }}
-scale_out:
-  nics_per_node: {gpn}
-  nic_bandwidth: "400 Gb/s per direction"
-  fabric: {{ kind: fat_tree, {tiers}, planes: 1, switch_radix: {radix}, oversubscription: {over}, hop_latency: "0.5 us" }}
-"#
-        ))
+        crate::topo::fixture(
+            "H100",
+            nodes,
+            gpn,
+            gpn,
+            &format!(
+                r#"{{ kind: fat_tree, {tiers}, planes: 1, switch_radix: {radix}, oversubscription: {over}, hop_latency: "0.5 us" }}"#
+            ),
+        )
     }
 
     /// Sends `a[i] → b[i]` of `bytes` each, all at once: the time beyond the same sends'
@@ -960,20 +936,11 @@ scale_out:
     fn more_flows_per_transfer_average_out_collisions() {
         let cal = crate::builtin::calibration();
         let ranks: Vec<u32> = (0..64).collect();
-        let base = r#"
-name: t
-gpu: H100
-nodes: 8
-gpus_per_node: 8
-scale_up: { kind: nvswitch, latency: "3 us" }
-pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
-scale_out:
-  nics_per_node: 8
-  fabric: { kind: fat_tree, layers: 2, planes: 1, switch_radix: 16, hop_latency: "0.5 us"ROUTING }
-"#;
         let t = |extra: &str| {
-            let c = build(&base.replace("ROUTING", extra));
-            Collectives::new(&c, &cal)
+            let fabric = format!(
+                r#"{{ kind: fat_tree, layers: 2, planes: 1, switch_radix: 16, hop_latency: "0.5 us"{extra} }}"#
+            );
+            Collectives::new(&crate::topo::fixture("H100", 8, 8, 8, &fabric), &cal)
                 .collective(Op::AllReduce, &ranks, 1e9, Algorithm::Hierarchical)
                 .time_s
         };

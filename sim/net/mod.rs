@@ -340,14 +340,7 @@ impl<'a> FlowModel<'a> {
             ),
             CommOp::Ring { bytes, steps, span } => {
                 if span.size < 2 {
-                    return collective::Measured {
-                        choice: None,
-                        time_s: 0.0,
-                        events: 0,
-                        rdma_bytes: 0.0,
-                        nvlink_bytes: 0.0,
-                        links: Vec::new(),
-                    };
+                    return collective::Measured::default();
                 }
                 let eff = |_: &collective::Transfer| {
                     self.co
@@ -577,20 +570,13 @@ mod tests {
     /// other leaf of each plane), and the same ops simulated at GPU 16.
     #[test]
     fn shifted_loads_are_the_loads_simulated_there() {
-        use crate::config::{parse_doc, Source};
-        let text = r#"
-name: mp
-gpu: H800
-nodes: 8
-gpus_per_node: 8
-scale_up: { kind: nvswitch, latency: "3 us" }
-pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
-scale_out:
-  nics_per_node: 8
-  fabric: { kind: fat_tree, layers: 2, planes: 8, switch_radix: 4, hop_latency: "0.5 us" }
-"#;
-        let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
-        let c = crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap();
+        let c = crate::topo::fixture(
+            "H800",
+            8,
+            8,
+            8,
+            r#"{ kind: fat_tree, layers: 2, planes: 8, switch_radix: 4, hop_latency: "0.5 us" }"#,
+        );
         let cal = crate::builtin::calibration();
         let m = FlowModel::for_stages(&c, &cal, 16);
         let span = Placement::strided(16, 1, 8);

@@ -400,14 +400,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_doc, Source};
-
     use proptest::prelude::*;
-
-    fn cluster(text: &str) -> Cluster {
-        let spec = parse_doc(&Source::embedded("t.yaml", text), &[]).unwrap();
-        crate::topo::build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
-    }
 
     fn check(c: &Cluster, r: &Router, a: u32, b: u32, salt: u64) -> Result<(), TestCaseError> {
         let g = &c.graph;
@@ -456,41 +449,25 @@ mod tests {
         Ok(())
     }
 
-    const MULTI_PLANE: &str = r#"
-name: mp
-gpu: H800
-nodes: 8
-gpus_per_node: 8
-scale_up: { kind: nvswitch, latency: "3 us" }
-pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
-scale_out:
-  nics_per_node: 8
-  fabric: { kind: fat_tree, layers: 2, planes: 8, switch_radix: 4, hop_latency: "0.5 us" }
-"#;
+    const MULTI_PLANE: (&str, u32, &str) = (
+        "H800",
+        8,
+        r#"{ kind: fat_tree, layers: 2, planes: 8, switch_radix: 4, hop_latency: "0.5 us" }"#,
+    );
+    const RAIL_OVERSUBSCRIBED: (&str, u32, &str) = (
+        "H100",
+        4,
+        r#"{ kind: fat_tree, layers: 2, planes: 1, rail_optimized: true, switch_radix: 16, oversubscription: 3.0, hop_latency: "0.5 us" }"#,
+    );
+    const PODS: (&str, u32, &str) = (
+        "H100",
+        8,
+        r#"{ kind: fat_tree, layers: 3, pod_nodes: 2, pod_oversubscription: 4, spine_radix: 32, planes: 1, switch_radix: 16, hop_latency: "0.5 us" }"#,
+    );
 
-    const RAIL_OVERSUBSCRIBED: &str = r#"
-name: rail
-gpu: H100
-nodes: 8
-gpus_per_node: 8
-scale_up: { kind: nvswitch, latency: "3 us" }
-pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
-scale_out:
-  nics_per_node: 4
-  fabric: { kind: fat_tree, layers: 2, planes: 1, rail_optimized: true, switch_radix: 16, oversubscription: 3.0, hop_latency: "0.5 us" }
-"#;
-
-    const PODS: &str = r#"
-name: pods
-gpu: H100
-nodes: 8
-gpus_per_node: 8
-scale_up: { kind: nvswitch, latency: "3 us" }
-pcie: { bandwidth: "64 GB/s per direction", latency: "1 us" }
-scale_out:
-  nics_per_node: 8
-  fabric: { kind: fat_tree, layers: 3, pod_nodes: 2, pod_oversubscription: 4, spine_radix: 32, planes: 1, switch_radix: 16, hop_latency: "0.5 us" }
-"#;
+    fn cluster((gpu, nics, fabric): (&str, u32, &str)) -> Cluster {
+        crate::topo::fixture(gpu, 8, 8, nics, fabric)
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
@@ -510,7 +487,8 @@ scale_out:
         /// Sprayed over every path, a route's weights on each tier add up to one flow.
         #[test]
         fn adaptive_routes_split_one_flow_over_every_path(a in 0u32..64, b in 0u32..64) {
-            let c = cluster(&PODS.replace("hop_latency", "routing: adaptive, hop_latency"));
+            let adaptive = PODS.2.replace("hop_latency", "routing: adaptive, hop_latency");
+            let c = cluster((PODS.0, PODS.1, &adaptive));
             let r = Router::new(&c);
             let (links, w) = r.route_weighted(a, b, 0);
             if r.node(a) != r.node(b) && !w.is_empty() {

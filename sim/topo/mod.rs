@@ -454,6 +454,23 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
     Ok(cluster)
 }
 
+/// A test cluster: `nodes` nodes of `gpn` GPUs of `gpu` (the catalog's NIC speed) with `nics`
+/// NICs each, NVSwitch inside (3 us), PCIe at 64 GB/s (1 us), and `fabric`, the flow mapping of
+/// `scale_out.fabric` (e.g. `{ kind: fat_tree, layers: 2, planes: 8, switch_radix: 4,
+/// hop_latency: "0.5 us" }`).
+#[cfg(test)]
+pub fn fixture(gpu: &str, nodes: u32, gpn: u32, nics: u32, fabric: &str) -> Cluster {
+    let text = format!(
+        "name: t\ngpu: {gpu}\nnodes: {nodes}\ngpus_per_node: {gpn}\n\
+         scale_up: {{ kind: nvswitch, latency: \"3 us\" }}\n\
+         pcie: {{ bandwidth: \"64 GB/s per direction\", latency: \"1 us\" }}\n\
+         scale_out:\n  nics_per_node: {nics}\n  fabric: {fabric}\n"
+    );
+    let src = crate::config::Source::embedded("t.yaml", &text);
+    let spec = crate::config::parse_doc(&src, &[]).unwrap();
+    build(&spec, &crate::builtin::catalog(), "t.yaml").unwrap()
+}
+
 /// Every GPU reaches every other. The builder adds every link with its reverse, so a strongly
 /// connected cluster is a connected one: union-find over the links, in their order.
 fn check_reachable(c: &Cluster, file: &str) -> Result<(), Diagnostic> {
