@@ -377,17 +377,18 @@ impl<'a> FlowModel<'a> {
                 // Every GPU of the stage sends to the same position of the next stage (of the
                 // one before, for the last).
                 let s = self.stage_gpus;
-                let to = |g: u64| {
-                    if base + s + g < gpus {
-                        g + s
+                let to = |g: u64| -> Option<u64> {
+                    let next = base + s + g;
+                    if next < gpus {
+                        Some(next)
                     } else {
-                        g.wrapping_sub(s)
+                        (base + g).checked_sub(s)
                     }
                 };
                 let transfers = (0..s)
-                    .filter(|&g| base + to(g) < gpus)
-                    .map(|g| collective::Transfer {
-                        path: collective::Path::Gpu((base + g) as u32, (base + to(g)) as u32),
+                    .filter_map(|g| Some((base + g, to(g)?)))
+                    .map(|(a, b)| collective::Transfer {
+                        path: collective::Path::Gpu(a as u32, b as u32),
                         bytes,
                     })
                     .collect();
