@@ -211,7 +211,8 @@ pub struct StepPlan {
     /// SMs a data-parallel NCCL collective holds while it runs: one CTA per channel, and NCCL's
     /// CTAs never share an SM with compute kernels, which slow down meanwhile.
     pub dp_sms: u32,
-    /// Whether each kind of traffic (indexed by `CommKind`) goes through the GPU's NIC.
+    /// Whether each kind of traffic (indexed by `CommKind`) goes through the GPU's NIC: for the
+    /// trace's NIC counters (the shared network times every transfer).
     pub nic: [bool; 5],
     /// GPUs per pipeline stage simulated: 1 for a representative replica, or all of them.
     pub replicas: u32,
