@@ -471,7 +471,7 @@ fn phases(i: &Input) -> Section {
 fn network(i: &Input) -> Section {
     let c = i.cluster;
     let mut blocks = vec![Block::Para(format!(
-        "{} nodes of {} GPUs; NVLink {:.0} GB/s per GPU per direction; {} NICs per node at {:.0} GB/s each, {} plane(s) of {} leaves and {} spines.",
+        "{} nodes of {} GPUs; NVLink {:.0} GB/s per GPU per direction; {} NICs per node at {:.0} GB/s each, {} plane(s) of {} leaves and {} spines{}.",
         c.nodes,
         c.gpus_per_node,
         c.scale_up.bytes_per_s / 1e9,
@@ -479,7 +479,17 @@ fn network(i: &Input) -> Section {
         c.nic.bytes_per_s / 1e9,
         c.planes,
         c.leaves_per_plane,
-        c.spines_per_plane
+        c.spines_per_plane,
+        if c.pods > 1 {
+            format!(
+                " in {} pods of {} nodes under {} core groups",
+                c.pods,
+                c.pod_nodes(),
+                c.cores_per_plane
+            )
+        } else {
+            String::new()
+        }
     ))];
     if let Some(t) = i.timeline {
         // Per communication kind on the breakdown's GPU: bytes it contributed, busy time, and
@@ -547,7 +557,7 @@ fn network(i: &Input) -> Section {
         }
         let busy = |l: &u32, b: f64| b / t.links[l].bytes_per_s;
         let mut classes: Vec<(&str, usize, f64, f64)> = Vec::new();
-        for class in ["NVLink", "PCIe", "NIC–leaf", "leaf–spine"] {
+        for class in ["NVLink", "PCIe", "NIC–leaf", "leaf–spine", "spine–core"] {
             let of: Vec<(&u32, &f64)> = per_link
                 .iter()
                 .filter(|(l, _)| t.links[*l].class == class)
@@ -614,7 +624,7 @@ fn network(i: &Input) -> Section {
                     .collect(),
             ));
         }
-        blocks.push(Block::Para("Each operation is simulated on the topology alone and cached, so these loads add up operations that in the step run at different times, and concurrent operations do not yet contend for a link.".into()));
+        blocks.push(Block::Para("Each operation is simulated on the topology with its sibling groups and cached; these loads add up what the step's operations put on each link, whenever they ran. In the step they share one network: concurrent transfers contend for every link they have in common.".into()));
     }
     Section {
         title: "Network".into(),
