@@ -403,11 +403,9 @@ pub fn lines(
     let legend = legend_layout(&legend_items, left);
     let (legend_top, height) = below_axis(&legend, plot_bottom);
 
-    let mut svg = String::new();
-    let result = (|| -> DrawResult {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+    svg_of((WIDTH, height as u32), title, |root| {
         root.fill(&WHITE)?;
-        draw_title(&root, title)?;
+        draw_title(root, title)?;
         let y_desc = fit(y_label, DESC_PX, WIDTH as i32 - 2 * MARGIN);
         let style = font(DESC_PX).pos(Pos::new(HPos::Left, VPos::Top));
         root.draw_text(&y_desc, &style, (MARGIN, y_label_top))?;
@@ -523,13 +521,8 @@ pub fn lines(
             }
             root.draw_text(text, &legend_style, (x + SWATCH + 5, cy))?;
         }
-        root.present()?;
         Ok(())
-    })();
-    match result {
-        Ok(()) => svg,
-        Err(e) => fallback_svg(title, &format!("plot error: {e}")),
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -617,11 +610,9 @@ pub fn scatter(
     }
     let legend = legend_layout(&items, left);
     let (legend_top, height) = below_axis(&legend, plot_bottom);
-    let mut svg = String::new();
-    let result = (|| -> DrawResult {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+    svg_of((WIDTH, height as u32), title, |root| {
         root.fill(&WHITE)?;
-        draw_title(&root, title)?;
+        draw_title(root, title)?;
         let y_desc = fit(y_label, DESC_PX, WIDTH as i32 - 2 * MARGIN);
         root.draw_text(
             &y_desc,
@@ -759,13 +750,8 @@ pub fn scatter(
             }
             root.draw_text(text, &legend_style, (x + SWATCH + 5, cy))?;
         }
-        root.present()?;
         Ok(())
-    })();
-    match result {
-        Ok(()) => svg,
-        Err(e) => fallback_svg(title, &format!("plot error: {e}")),
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1274,11 +1260,9 @@ fn render(
     let legend = legend_layout(&frame.legend, frame.plot_left);
     let (legend_top, height) = below_axis(&legend, plot_bottom);
 
-    let mut svg = String::new();
-    let result = (|| -> DrawResult {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height as u32)).into_drawing_area();
+    svg_of((WIDTH, height as u32), frame.title, |root| {
         root.fill(&WHITE)?;
-        draw_title(&root, frame.title)?;
+        draw_title(root, frame.title)?;
 
         if frame.stripes {
             for i in (1..n).step_by(2) {
@@ -1321,7 +1305,7 @@ fn render(
         ))?;
 
         let map = |v: f64| chart.backend_coord(&(v, 0.0)).0;
-        data(&root, plot_top, &map)?;
+        data(root, plot_top, &map)?;
 
         let label_style = font(frame.label_px).pos(Pos::new(HPos::Right, VPos::Center));
         for (i, label) in frame.labels.iter().enumerate() {
@@ -1361,13 +1345,8 @@ fn render(
             ))?;
             root.draw_text(text, &legend_style, (x + SWATCH + 5, y + LEGEND_ROW / 2))?;
         }
-        root.present()?;
         Ok(())
-    })();
-    match result {
-        Ok(()) => svg,
-        Err(e) => fallback_svg(frame.title, &format!("plot error: {e}")),
-    }
+    })
 }
 
 /// Picks the x range and tick count for a plot starting at `plot_left`; returns the axis and the
@@ -1444,6 +1423,26 @@ fn draw_title(root: &Area, title: &str) -> DrawResult {
     .pos(Pos::new(HPos::Center, VPos::Top));
     root.draw_text(&text, &style, (WIDTH as i32 / 2, MARGIN))?;
     Ok(())
+}
+
+/// An SVG of `size` drawn by `draw` (plotters), or the hand-written fallback with `title` and the
+/// error should plotters fail.
+fn svg_of(
+    size: (u32, u32),
+    title: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> DrawResult,
+) -> String {
+    let mut svg = String::new();
+    let result = (|| -> DrawResult {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => svg,
+        Err(e) => fallback_svg(title, &format!("plot error: {e}")),
+    }
 }
 
 /// A valid SVG with the title and "no data".
