@@ -421,14 +421,7 @@ pub fn lines(
                 GRID,
             ))?;
         }
-        root.draw(&PathElement::new(
-            vec![
-                (left, plot_top),
-                (left, plot_bottom),
-                (left + plot_w, plot_bottom),
-            ],
-            INK,
-        ))?;
+        draw_axes(root, (left, plot_top), (left + plot_w, plot_bottom))?;
         for (x, _) in &ticks_x {
             root.draw(&PathElement::new(
                 vec![(*x, plot_bottom), (*x, plot_bottom + 5)],
@@ -634,14 +627,7 @@ pub fn scatter(
                 INK,
             ))?;
         }
-        root.draw(&PathElement::new(
-            vec![
-                (left, plot_top),
-                (left, plot_bottom),
-                (left + plot_w, plot_bottom),
-            ],
-            INK,
-        ))?;
+        draw_axes(root, (left, plot_top), (left + plot_w, plot_bottom))?;
         let dashed = |a: (i32, i32), b: (i32, i32)| -> Vec<PathElement<(i32, i32)>> {
             let (len, n) = (f64::from((b.0 - a.0).abs().max((b.1 - a.1).abs())), 12.0);
             let steps = (len / n).ceil().max(1.0) as i32;
@@ -1422,6 +1408,19 @@ fn draw_title(root: &Area, title: &str) -> DrawResult {
     .color(&INK)
     .pos(Pos::new(HPos::Center, VPos::Top));
     root.draw_text(&text, &style, (WIDTH as i32 / 2, MARGIN))?;
+    Ok(())
+}
+
+/// The left and bottom axis lines of a plot area from `top_left` to `bottom_right`.
+fn draw_axes(
+    root: &DrawingArea<SVGBackend, Shift>,
+    (left, top): (i32, i32),
+    (right, bottom): (i32, i32),
+) -> DrawResult {
+    root.draw(&PathElement::new(
+        vec![(left, top), (left, bottom), (right, bottom)],
+        INK,
+    ))?;
     Ok(())
 }
 
