@@ -1,7 +1,7 @@
 //! `trainsim collective`: one collective, or one MoE dispatch/combine, on a simulated cluster.
 
 use super::{calibration, source};
-use crate::config::Diagnostic;
+use crate::config::{Diagnostic, Override};
 use crate::net::collective::{Algorithm, Op};
 use crate::pipeline;
 use crate::scenario::collective::{self as measure, CollectiveOp, MoeArgs};
@@ -26,6 +26,7 @@ pub enum AlgoArg {
     Nvls,
     Hierarchical,
     Tree,
+    NvlsTree,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct CollectiveArgs {
     pub topology: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub op: OpArg,
+    /// Override a topology value: topology.PATH=VALUE, e.g. topology.gpu=H200. Repeatable.
+    #[arg(long = "set", value_name = "topology.PATH=VALUE")]
+    pub set: Vec<String>,
     /// Ranks, placed on GPUs 0..N (filling nodes in order).
     #[arg(long, default_value_t = 8)]
     pub ranks: u32,
@@ -83,6 +87,18 @@ pub struct CollectiveArgs {
 pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
     let cal = calibration(&a.calibration)?;
     let topo = source(&a.topology, pipeline::DEFAULT_TOPOLOGY)?;
+    let sets = a
+        .set
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(o) = sets.iter().find(|o| o.doc != "topology") {
+        return Err(Diagnostic::new(
+            "--set",
+            o.raw.clone(),
+            "topology.PATH=VALUE (a collective has no workload)",
+        ));
+    }
     let op = match a.op {
         OpArg::AllReduce => CollectiveOp::Plain(Op::AllReduce),
         OpArg::AllGather => CollectiveOp::Plain(Op::AllGather),
@@ -98,6 +114,7 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         AlgoArg::Nvls => Algorithm::Nvls,
         AlgoArg::Hierarchical => Algorithm::Hierarchical,
         AlgoArg::Tree => Algorithm::Tree,
+        AlgoArg::NvlsTree => Algorithm::NvlsTree,
     };
     let sizes = match &a.sizes {
         Some(r) => measure::size_range(r)?,
@@ -120,7 +137,7 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
             DtypeArg::Bf16 => 2.0,
         },
     };
-    let rows = measure::run(&topo, op, a.ranks, &sizes, algo, Some(moe), &cal)?;
+    let rows = measure::run(&topo, &sets, op, a.ranks, &sizes, algo, Some(moe), &cal)?;
     if a.json {
         let v = if rows.len() == 1 {
             serde_json::to_string_pretty(&rows[0])

@@ -3,7 +3,7 @@
 //! The shipped file is `topologies/calibration.yaml`, parsed by `builtin::calibration`. Code elsewhere must not carry tuning constants;
 //! it takes them from here.
 
-use crate::units::{Bandwidth, Time};
+use crate::units::{Bandwidth, ByteSize, Time};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -114,6 +114,12 @@ pub struct NcclCal {
     pub tree_step_latency_net: Constant<[Time; 3]>,
     /// NVLS (in-switch reduction; Simple only): latency of one collective.
     pub nvls_latency: Constant<Time>,
+    /// Pipeline fill: a collective of S bytes runs its bandwidth term S/B as
+    /// S/B · (1 + W/(S + W)). Below the window W its chunks cross the pipeline's stages
+    /// without overlap (twice S/B); far above it the fill is amortised. W for NVLS, and for
+    /// the copy-based algorithms (ring, tree, send/recv, all-to-all).
+    pub nvls_window: Constant<ByteSize>,
+    pub ring_window: Constant<ByteSize>,
 }
 
 impl NetworkCal {

@@ -74,6 +74,9 @@ pub enum Algorithm {
     /// Double binary tree (NCCL's inter-node all-reduce): two mirrored trees each reduce half
     /// the buffer up to a root and broadcast it back down, pipelined.
     Tree,
+    /// NCCL's NVLSTree: an in-switch reduce-scatter inside each node, an all-reduce of each
+    /// GPU's shard across nodes over its rail, and an in-switch all-gather, pipelined.
+    NvlsTree,
     Auto,
 }
 
@@ -95,8 +98,15 @@ impl Algorithm {
             Algorithm::Nvls => "nvls",
             Algorithm::Hierarchical => "hierarchical",
             Algorithm::Tree => "tree",
+            Algorithm::NvlsTree => "nvls-tree",
             Algorithm::Auto => "auto",
         }
+    }
+
+    /// Whether chunks stream through the algorithm's stages at once (NCCL's trees), so its
+    /// phases share the links together rather than one after another.
+    fn pipelined(self) -> bool {
+        matches!(self, Algorithm::Tree | Algorithm::NvlsTree)
     }
 }
 
@@ -129,12 +139,11 @@ pub struct Measured {
     pub links: Vec<(LinkId, f64)>,
 }
 
-/// One phase's simulated time (once), how often it runs, and whether it crosses nodes.
+/// One phase's simulated time (once), and how often it runs.
 #[derive(Debug, Clone, Copy)]
 struct PhaseTime {
     ps: u64,
     times: u32,
-    inter: bool,
 }
 
 /// What simulating phases found.
@@ -189,21 +198,45 @@ impl<'a> Collectives<'a> {
         }
     }
 
-    /// Prices phases as NCCL runs them with `algo`: for each protocol the algorithm supports,
-    /// the tuning model's base latency, each step's latency inside or between nodes, and the
-    /// simulated bandwidth time at the protocol's share of the bandwidth; the cheapest wins.
+    /// Prices phases as NCCL runs them with `algo` on a buffer of `bytes` (nccl-tests
+    /// convention): for each protocol the algorithm supports, the tuning model's base latency,
+    /// each step's latency inside or between nodes, and the simulated bandwidth time at the
+    /// protocol's share of the bandwidth, stretched by the pipeline fill; the cheapest wins.
     pub fn nccl(
         &self,
         phases: &[Phase],
         eff: &dyn Fn(&Transfer) -> f64,
-        op: Op,
-        algo: Algorithm,
+        (op, algo, bytes): (Op, Algorithm, f64),
         (nodes, per_node): (usize, usize),
     ) -> Measured {
-        let f = self.flows(phases, eff, false);
+        // Each stage's steps, and the share of its hops that cross nodes.
+        let stages: Vec<(f64, f64)> = phases
+            .iter()
+            .map(|p| (f64::from(p.times), self.crossing_share(p)))
+            .collect();
+        let f = if algo.pipelined() {
+            self.flows(&[Self::concurrent(phases)], eff, false)
+        } else {
+            self.flows(phases, eff, false)
+        };
         let m = &self.cal.network.nccl;
+        // A pipelined algorithm fills each of its stages before the last one streams: its
+        // window is the sum of its stages' (NVLS for in-switch stages, the copy window else).
+        let medium = |p: &Phase| {
+            if p.transfers.iter().any(|t| !matches!(t.path, Path::Gpu(..))) {
+                m.nvls_window.value.bytes
+            } else {
+                m.ring_window.value.bytes
+            }
+        };
+        let window = match algo {
+            a if a.pipelined() => phases.iter().map(medium).sum(),
+            Algorithm::Nvls => m.nvls_window.value.bytes,
+            _ => m.ring_window.value.bytes,
+        };
+        let fill = 1.0 + window / (bytes.max(0.0) + window).max(f64::MIN_POSITIVE);
         let protocols: &[Protocol] = match (algo, op) {
-            (Algorithm::Nvls, _) => &[Protocol::Simple],
+            (Algorithm::Nvls | Algorithm::NvlsTree, _) => &[Protocol::Simple],
             (_, Op::SendRecv | Op::AllToAll) => &[Protocol::Ll, Protocol::Simple],
             _ => &Protocol::ALL,
         };
@@ -220,6 +253,11 @@ impl<'a> Collectives<'a> {
             };
             let (base, nvl, net) = match algo {
                 Algorithm::Nvls => (m.nvls_latency.value.as_secs_f64(), 0.0, 0.0),
+                Algorithm::NvlsTree => (
+                    m.nvls_latency.value.as_secs_f64(),
+                    0.0,
+                    m.tree_step_latency_net.value[k].as_secs_f64(),
+                ),
                 Algorithm::Tree => (
                     m.tree_base_latency.value[k].as_secs_f64(),
                     m.tree_step_latency_nvlink.value[k].as_secs_f64(),
@@ -231,15 +269,23 @@ impl<'a> Collectives<'a> {
                     m.ring_step_latency_net.value[k].as_secs_f64(),
                 ),
             };
-            let t = f.phases.iter().fold(base, |t, ph| {
-                let latency = match (algo, ph.inter) {
-                    (Algorithm::Tree, _) => tree_net * net + tree_nvl * nvl,
-                    (_, true) => ph.times as f64 * net,
-                    (_, false) => ph.times as f64 * nvl,
-                };
-                t + ph.ps as f64 / 1e12 * ph.times as f64 / share + latency
-            });
-            (t, share)
+            // A tree pass takes a step per level; NVLSTree's passes up and down its
+            // inter-node tree are its only stepped latency; a ring's step pays the network's
+            // latency on the hops that cross nodes and NVLink's on the rest.
+            let latency: f64 = match algo {
+                Algorithm::Tree => 2.0 * (tree_net * net + tree_nvl * nvl),
+                Algorithm::NvlsTree => 2.0 * tree_net * net,
+                _ => stages
+                    .iter()
+                    .map(|&(steps, cross)| steps * (cross * net + (1.0 - cross) * nvl))
+                    .sum(),
+            };
+            let bandwidth: f64 = f
+                .phases
+                .iter()
+                .map(|ph| ph.ps as f64 / 1e12 * f64::from(ph.times))
+                .sum();
+            (base + latency + bandwidth / share * fill, share)
         };
         let (p, (t, share)) = protocols
             .iter()
@@ -277,11 +323,7 @@ impl<'a> Collectives<'a> {
         let mut repeated = vec![0.0; r.capacity.len()];
         for ph in phases {
             let times = ph.times as f64;
-            let mut inter = false;
             for tr in &ph.transfers {
-                if let Path::Gpu(a, b) = tr.path {
-                    inter |= r.node(a) != r.node(b);
-                }
                 match tr.path {
                     Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => out.nvlink += tr.bytes * times,
                     Path::Gpu(0, b) if b != 0 => out.rdma += tr.bytes * times,
@@ -298,7 +340,6 @@ impl<'a> Collectives<'a> {
                     out.phases.push(PhaseTime {
                         ps: *dur,
                         times: ph.times,
-                        inter,
                     });
                     continue;
                 }
@@ -337,7 +378,6 @@ impl<'a> Collectives<'a> {
             out.phases.push(PhaseTime {
                 ps: dur,
                 times: ph.times,
-                inter,
             });
             last = Some((ph, dur, delta));
         }
@@ -371,6 +411,72 @@ impl<'a> Collectives<'a> {
         out
     }
 
+    /// Phases run as one: each transfer carries its bytes for every time its phase repeats
+    /// (the steady state of a pipeline whose stages all stream at once).
+    fn concurrent(phases: &[Phase]) -> Phase {
+        Phase::once(
+            phases
+                .iter()
+                .flat_map(|p| {
+                    p.transfers.iter().map(|t| Transfer {
+                        path: t.path,
+                        bytes: t.bytes * f64::from(p.times),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The share of a phase's GPU-to-GPU transfers that cross nodes.
+    fn crossing_share(&self, p: &Phase) -> f64 {
+        let (mut all, mut cross) = (0u32, 0u32);
+        for t in &p.transfers {
+            if let Path::Gpu(a, b) = t.path {
+                all += 1;
+                cross += u32::from(self.router.node(a) != self.router.node(b));
+            }
+        }
+        if all == 0 {
+            0.0
+        } else {
+            f64::from(cross) / f64::from(all)
+        }
+    }
+
+    /// NCCL's rings over ranks on several nodes of `a` ranks each: one ring per position,
+    /// each visiting every node's ranks in turn and carrying `bytes` / `a` in `steps` steps.
+    /// Ring `c` enters node `k` at position `c - k` and leaves it from the position before,
+    /// to the same position of the next node: on a rail, each NIC sending for one ring.
+    fn rings(nodes: &[Vec<u32>], steps: usize, bytes: f64) -> Vec<Phase> {
+        let a = nodes[0].len();
+        let n = a * nodes.len();
+        if steps == 0 || n < 2 {
+            return Vec::new();
+        }
+        let step_bytes = bytes / (a * n) as f64;
+        let mut transfers = Vec::with_capacity(a * n);
+        for c in 0..a {
+            let order: Vec<u32> = nodes
+                .iter()
+                .enumerate()
+                .flat_map(|(k, m)| {
+                    let start = (c + a - k % a) % a;
+                    (0..a).map(move |j| m[(start + j) % a])
+                })
+                .collect();
+            for i in 0..n {
+                transfers.push(Transfer {
+                    path: Path::Gpu(order[i], order[(i + 1) % n]),
+                    bytes: step_bytes,
+                });
+            }
+        }
+        vec![Phase {
+            transfers,
+            times: steps as u32,
+        }]
+    }
+
     pub fn default_eff(&self) -> impl Fn(&Transfer) -> f64 + '_ {
         let nvl = self.nvlink_eff();
         let ib = self.cal.network.ib_efficiency.value;
@@ -399,6 +505,37 @@ impl<'a> Collectives<'a> {
         }]
     }
 
+    /// A double binary tree over `ranks`: heap-ordered binary trees over the ranks and over the
+    /// ranks reversed, each reducing half of `bytes` up (the first phase) and broadcasting it
+    /// back down (the second); in a pipelined tree every edge carries its half at once.
+    fn trees(ranks: &[u32], bytes: f64) -> Vec<Phase> {
+        let mut up = Phase::default();
+        let mut down = Phase::default();
+        for order in [
+            ranks.to_vec(),
+            ranks.iter().rev().copied().collect::<Vec<u32>>(),
+        ] {
+            for i in 1..order.len() {
+                let (child, parent) = (order[i], order[(i - 1) / 2]);
+                up.transfers.push(Transfer {
+                    path: Path::Gpu(child, parent),
+                    bytes: bytes / 2.0,
+                });
+                down.transfers.push(Transfer {
+                    path: Path::Gpu(parent, child),
+                    bytes: bytes / 2.0,
+                });
+            }
+        }
+        vec![up, down]
+    }
+
+    /// Whether ranks span several nodes with the same number (above one) on each: NCCL's
+    /// multi-node rings and trees then start one channel per position.
+    fn even(nodes: &[Vec<u32>]) -> bool {
+        nodes.len() > 1 && nodes[0].len() > 1 && nodes.iter().all(|m| m.len() == nodes[0].len())
+    }
+
     /// Groups `ranks` by node, in order.
     fn by_node(&self, ranks: &[u32]) -> Vec<Vec<u32>> {
         let mut out: Vec<Vec<u32>> = Vec::new();
@@ -425,6 +562,17 @@ impl<'a> Collectives<'a> {
             }
             Algorithm::Auto if !single_node && nodes[0].len() > 1 => Algorithm::Hierarchical,
             Algorithm::Auto => Algorithm::Ring,
+            // NVLSTree needs several nodes, each with an in-switch reduction and several ranks.
+            Algorithm::NvlsTree if single_node && self.cluster.in_switch_reduction => {
+                Algorithm::Nvls
+            }
+            Algorithm::NvlsTree
+                if op != Op::AllReduce
+                    || !self.cluster.in_switch_reduction
+                    || !Self::even(&nodes) =>
+            {
+                Algorithm::Tree
+            }
             a => a,
         }
     }
@@ -466,33 +614,58 @@ impl<'a> Collectives<'a> {
                 }));
                 vec![Phase::once(t)]
             }
+            (Op::AllReduce, Algorithm::Ring) if Self::even(&nodes) => {
+                Self::rings(&nodes, 2 * (n - 1), bytes)
+            }
             (Op::AllReduce, Algorithm::Ring) => Self::ring(ranks, 2 * (n - 1), bytes / nf),
-            (Op::AllReduce, Algorithm::Tree) => {
-                // Heap-ordered binary trees over the ranks and over the ranks reversed; in a
-                // pipelined tree every edge carries its half of the buffer concurrently.
-                let mut up = Phase::default();
-                let mut down = Phase::default();
-                for order in [
-                    ranks.to_vec(),
-                    ranks.iter().rev().copied().collect::<Vec<u32>>(),
-                ] {
-                    for i in 1..n {
-                        let (child, parent) = (order[i], order[(i - 1) / 2]);
-                        up.transfers.push(Transfer {
-                            path: Path::Gpu(child, parent),
-                            bytes: bytes / 2.0,
-                        });
-                        down.transfers.push(Transfer {
-                            path: Path::Gpu(parent, child),
-                            bytes: bytes / 2.0,
-                        });
-                    }
-                }
-                vec![up, down]
+            (Op::AllReduce, Algorithm::NvlsTree) => {
+                let a = nodes[0].len();
+                let shard = bytes / a as f64;
+                let switch = |up: f64, down: f64| -> Phase {
+                    let mut t: Vec<Transfer> = ranks
+                        .iter()
+                        .map(|&g| Transfer {
+                            path: Path::ToSwitch(g),
+                            bytes: up,
+                        })
+                        .collect();
+                    t.extend(ranks.iter().map(|&g| Transfer {
+                        path: Path::FromSwitch(g),
+                        bytes: down,
+                    }));
+                    Phase::once(t)
+                };
+                let b = nodes.len();
+                let mut v = vec![switch(bytes, shard)];
+                v.extend(Self::merged((0..a).map(|pos| {
+                    let rail: Vec<u32> = nodes.iter().map(|m| m[pos]).collect();
+                    Self::ring(&rail, 2 * (b - 1), shard / b as f64)
+                })));
+                v.push(switch(shard, bytes));
+                v
+            }
+            (Op::AllReduce, Algorithm::Tree) if Self::even(&nodes) => {
+                // NCCL's tree across nodes: a reduce-scatter inside each node, the double
+                // binary tree over each position's rail on that position's shard, and an
+                // all-gather inside again, all streaming at once.
+                let a = nodes[0].len();
+                let shard = bytes / a as f64;
+                let inside = Self::merged(nodes.iter().map(|m| Self::ring(m, a - 1, shard)));
+                let mut v = inside.clone();
+                v.extend(Self::merged((0..a).map(|pos| {
+                    let rail: Vec<u32> = nodes.iter().map(|m| m[pos]).collect();
+                    Self::trees(&rail, shard)
+                })));
+                v.extend(inside);
+                v
+            }
+            (Op::AllReduce, Algorithm::Tree) => Self::trees(ranks, bytes),
+            (Op::AllGather | Op::ReduceScatter, Algorithm::Ring) if Self::even(&nodes) => {
+                Self::rings(&nodes, n - 1, bytes)
             }
             (
                 Op::AllGather | Op::ReduceScatter,
-                Algorithm::Ring | Algorithm::Nvls | Algorithm::Tree,
+                Algorithm::Ring | Algorithm::Nvls | Algorithm::Tree | Algorithm::NvlsTree,
             ) => Self::ring(ranks, n - 1, bytes / nf),
             (_, Algorithm::Hierarchical) => {
                 // Inside each node, then across nodes among same-position ranks, then inside again.
@@ -556,8 +729,11 @@ impl<'a> Collectives<'a> {
                 let mut v = vec![Algorithm::Auto];
                 if op == Op::AllReduce && nodes > 1 && n > 2 {
                     v.push(Algorithm::Tree);
+                    if self.cluster.in_switch_reduction && Self::even(&self.by_node(ranks)) {
+                        v.push(Algorithm::NvlsTree);
+                    }
                 }
-                if self.resolve(op, ranks, Algorithm::Auto) == Algorithm::Nvls {
+                if self.resolve(op, ranks, Algorithm::Auto) != Algorithm::Ring {
                     v.push(Algorithm::Ring);
                 }
                 v
@@ -571,8 +747,7 @@ impl<'a> Collectives<'a> {
             let m = self.nccl(
                 &phases,
                 &eff,
-                op,
-                resolved,
+                (op, resolved, bytes),
                 (nodes, n.div_ceil(nodes.max(1))),
             );
             if best.as_ref().is_none_or(|b| m.time_s < b.time_s) {
@@ -969,9 +1144,10 @@ mod tests {
                 Protocol::Ll128 => (1, m.ll128_bandwidth.value),
                 Protocol::Simple => (2, 1.0),
             };
+            let w = m.ring_window.value.bytes;
             m.ring_base_latency.value[k].as_secs_f64()
                 + 14.0 * m.ring_step_latency_nvlink.value[k].as_secs_f64()
-                + 2.0 * 7.0 / 8.0 * s / (link * share)
+                + 2.0 * 7.0 / 8.0 * s / (link * share) * (1.0 + w / (s + w))
         };
         for (s, want) in [
             (4096.0, Protocol::Ll),
@@ -997,5 +1173,81 @@ mod tests {
         let all: Vec<u32> = (0..64).collect();
         let small = co.collective(Op::AllReduce, &all, 4096.0, Algorithm::Auto);
         assert_eq!(small.choice.map(|c| c.0), Some(Algorithm::Tree));
+    }
+
+    /// Below the pipeline's window a message crosses the pipeline's halves without overlap, so
+    /// its bandwidth time is twice the streaming one; far above the window it streams. Latency
+    /// is taken out as the time of an empty collective's steps (the 1-byte message).
+    #[test]
+    fn pipeline_fill_doubles_small_messages_and_vanishes_for_large() {
+        let cal = crate::builtin::calibration();
+        let c = cluster(1.0, 1);
+        let co = Collectives::new(&c, &cal);
+        let ranks: Vec<u32> = (0..8).collect();
+        let simple = |s: f64| {
+            let m = co.collective(Op::AllReduce, &ranks, s, Algorithm::Nvls);
+            assert_eq!(m.choice, Some((Algorithm::Nvls, Protocol::Simple)));
+            m.time_s
+        };
+        let lat = simple(1.0);
+        let w = cal.network.nccl.nvls_window.value.bytes;
+        let (small, large) = (w / 1e3, w * 1e3);
+        let per_byte_small = (simple(small) - lat) / small;
+        let per_byte_large = (simple(large) - lat) / large;
+        assert!(
+            (per_byte_small / per_byte_large - 2.0).abs() < 0.01,
+            "{per_byte_small} vs {per_byte_large}"
+        );
+        // Half way: a message of one window pays half a window's worth extra.
+        let mid = (simple(w) - lat) / w;
+        assert!((mid / per_byte_large - 1.5).abs() < 0.01, "{mid}");
+    }
+
+    /// NCCL's rings across nodes: one ring per position, each leaving every node through a
+    /// different NIC, so the all-reduce's bus bandwidth is the node's NICs together (each NIC
+    /// carrying one ring), not one NIC's (a single ring through one exit).
+    #[test]
+    fn rings_across_nodes_use_every_nic() {
+        let cal = crate::builtin::calibration();
+        let c = cluster_with(1.0, 1, true);
+        let co = Collectives::new(&c, &cal);
+        let ranks: Vec<u32> = (0..16).collect();
+        let s = 16.0 * f64::from(1u32 << 30);
+        let m = co.collective(Op::AllReduce, &ranks, s, Algorithm::Ring);
+        let n = 16.0;
+        let busbw = s / m.time_s * 2.0 * (n - 1.0) / n;
+        // NIC-bound: each GPU sends one ring's step over its NIC and seven over NVLink, which
+        // carries them faster (7/8 of the bytes at the higher rate).
+        let nic = c.nic.bytes_per_s * cal.network.ib_efficiency.value;
+        let w = cal.network.nccl.ring_window.value.bytes;
+        let want = 8.0 * nic / (1.0 + w / (s + w));
+        assert!((busbw / want - 1.0).abs() < 0.01, "{busbw} vs {want}");
+        // Every NIC sends its share: 2(n-1)/n · S/8 each.
+        let single = co.collective(Op::AllReduce, &ranks, s, Algorithm::Hierarchical);
+        assert!(m.time_s < single.time_s);
+    }
+
+    /// NVLSTree streams its three stages at once: each GPU's NVLink up-link carries the
+    /// reduce-scatter's S and the all-gather's S/8 together (the slowest link of the
+    /// concurrent stages sets the time), against the sum of the stages run one after another.
+    #[test]
+    fn nvls_tree_stages_share_the_links_at_once() {
+        let cal = crate::builtin::calibration();
+        let mut c = cluster_with(1.0, 1, true);
+        c.in_switch_reduction = true;
+        let co = Collectives::new(&c, &cal);
+        let ranks: Vec<u32> = (0..16).collect();
+        let s = 16.0 * f64::from(1u32 << 30);
+        let m = co.collective(Op::AllReduce, &ranks, s, Algorithm::NvlsTree);
+        assert_eq!(m.choice, Some((Algorithm::NvlsTree, Protocol::Simple)));
+        let up = c.scale_up.bytes_per_s * cal.network.nvls_efficiency.value;
+        let nc = &cal.network.nccl;
+        let w = 2.0 * nc.nvls_window.value.bytes + nc.ring_window.value.bytes;
+        let want = (1.0 + 1.0 / 8.0) * s / up * (1.0 + w / (s + w));
+        let lat = co
+            .collective(Op::AllReduce, &ranks, 1.0, Algorithm::NvlsTree)
+            .time_s;
+        let got = m.time_s - lat;
+        assert!((got / want - 1.0).abs() < 0.01, "{got} vs {want}");
     }
 }

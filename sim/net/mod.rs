@@ -84,11 +84,14 @@ pub enum CommOp {
         span: Placement,
         route: MoeRoute,
     },
-    /// Ring exchange (context-parallel attention): `steps` sends of `bytes` to the next rank.
+    /// Ring exchange: `steps` sends of `bytes` to the next rank. Through NCCL (context-parallel
+    /// attention's send/recv) or, `nccl: false`, as Transformer Engine's userbuffers run
+    /// `--tp-comm-overlap`: SM- and copy-engine-driven copies, without NCCL's protocols.
     Ring {
         bytes: f64,
         steps: u64,
         span: Placement,
+        nccl: bool,
     },
     /// Pipeline send of `bytes` to the neighbouring stage.
     P2p {
@@ -338,7 +341,12 @@ impl<'a> FlowModel<'a> {
                 route,
                 matches!(op, CommOp::MoeDispatch { .. }),
             ),
-            CommOp::Ring { bytes, steps, span } => {
+            CommOp::Ring {
+                bytes,
+                steps,
+                span,
+                nccl,
+            } => {
                 if span.size < 2 {
                     return collective::Measured::default();
                 }
@@ -356,7 +364,16 @@ impl<'a> FlowModel<'a> {
                         .iter()
                         .map(|r| Collectives::ring(r, steps as usize, bytes)),
                 );
-                co.nccl(&phases, &eff, Op::SendRecv, Algorithm::Ring, (2, 1))
+                if nccl {
+                    co.nccl(
+                        &phases,
+                        &eff,
+                        (Op::SendRecv, Algorithm::Ring, bytes),
+                        (2, 1),
+                    )
+                } else {
+                    co.run(&phases, &eff)
+                }
             }
             CommOp::P2p { bytes, cross_node } => {
                 let gpus = co.cluster.gpus() as u64;
@@ -538,7 +555,9 @@ impl<'a> AlphaBeta<'a> {
                 };
                 rdma.max(nvl) + lat
             }
-            CommOp::Ring { bytes, steps, span } => {
+            CommOp::Ring {
+                bytes, steps, span, ..
+            } => {
                 let bw = if span.nodes > 1 {
                     self.ib()
                 } else {

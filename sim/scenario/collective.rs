@@ -6,7 +6,7 @@
 //! the bottleneck bandwidths DeepEP prints: RDMA bytes per GPU over time (internode) and
 //! NVLink bytes per GPU over time.
 
-use crate::config::{parse_doc, Diagnostic, Source};
+use crate::config::{parse_doc, Diagnostic, Override, Source};
 use crate::hw::Calibration;
 use crate::net::collective::{Algorithm, Collectives, Measured, Op};
 use crate::net::MoeRoute;
@@ -90,9 +90,12 @@ pub fn size_range(s: &str) -> Result<Vec<f64>, Diagnostic> {
     Ok(v)
 }
 
-/// Runs one collective (or MoE op) at each size on the topology.
+/// Runs one collective (or MoE op) at each size on the topology, with the `topology.`
+/// overrides of `sets` applied to it.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     topology: &Source,
+    sets: &[Override],
     op: CollectiveOp,
     ranks: u32,
     sizes: &[f64],
@@ -100,7 +103,8 @@ pub fn run(
     moe: Option<MoeArgs>,
     cal: &Calibration,
 ) -> Result<Vec<Row>, Diagnostic> {
-    let spec = parse_doc(topology, &[])?;
+    let own: Vec<&Override> = sets.iter().filter(|o| o.doc == "topology").collect();
+    let spec = parse_doc(topology, &own)?;
     let cluster = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
         .map_err(|d| d.locate_in(&topology.text))?;
     let co = Collectives::new(&cluster, cal);

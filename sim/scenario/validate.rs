@@ -635,17 +635,24 @@ fn predict_network(c: &Case, cal: &Calibration, read: ReadSource) -> Result<f64,
         "nvls" => Algorithm::Nvls,
         "tree" => Algorithm::Tree,
         "hierarchical" => Algorithm::Hierarchical,
+        "nvls-tree" => Algorithm::NvlsTree,
         other => {
             return Err(Diagnostic::new(
                 &c.file,
                 format!("algo \"{other}\""),
-                "auto, ring, nvls, tree or hierarchical",
+                "auto, ring, nvls, nvls-tree, tree or hierarchical",
             )
             .at(format!("cases.{}.algo", c.index)))
         }
     };
     let size = s.size.map(|b| b.bytes).unwrap_or(1073741824.0);
-    let rows = collective::run(&topology, op, s.ranks.unwrap_or(8), &[size], algo, moe, cal)?;
+    let sets = s
+        .set
+        .iter()
+        .map(|o| Override::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ranks = s.ranks.unwrap_or(8);
+    let rows = collective::run(&topology, &sets, op, ranks, &[size], algo, moe, cal)?;
     let row = &rows[0];
     match s.metric {
         Metric::BusbwGbS => Ok(row.busbw_gb_s),

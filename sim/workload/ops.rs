@@ -321,13 +321,15 @@ impl<'a> Expander<'a> {
         let t = self.tokens() as f64;
         let bytes = t * self.model.hidden as f64 * 2.0;
         let span = self.layout.tp_span(self.gpus_per_node);
-        let op = if chunk {
-            // One ring step of a userbuffers exchange: the chunk the GEMM waits for (all-gather)
-            // or that is left to send after it (reduce-scatter).
+        let op = if self.layout.tp_comm_overlap {
+            // Userbuffers' ring exchange, not NCCL: the whole exchange beside its GEMM, or
+            // (`chunk`) its one step the GEMM waits for (all-gather) or that is left to send
+            // after it (reduce-scatter).
             CommOp::Ring {
                 bytes: bytes / self.layout.tp as f64,
-                steps: 1,
+                steps: if chunk { 1 } else { self.layout.tp - 1 },
                 span,
+                nccl: false,
             }
         } else {
             op(bytes, span)
@@ -832,6 +834,7 @@ impl<'a> Expander<'a> {
                 bytes: factor * t * kv_per_token,
                 steps: lay.cp - 1,
                 span,
+                nccl: true,
             };
             w.comm_fwd.push(Comm {
                 kind: CommKind::Cp,
@@ -1122,13 +1125,13 @@ pricing: {gpu_hour: \"$2\"}
         };
         let t = 2048.0 * 4096.0 * 2.0;
         let span = w.layout.tp_span(8);
-        let ag = ab.time(&CommOp::AllGather { bytes: t, span });
-        let rs = ab.time(&CommOp::ReduceScatter { bytes: t, span });
-        let chunk = ab.time(&CommOp::Ring {
+        let ub = |steps: u64| CommOp::Ring {
             bytes: t / 8.0,
-            steps: 1,
+            steps,
             span,
-        });
+            nccl: false,
+        };
+        let (ag, rs, chunk) = (ab.time(&ub(7)), ab.time(&ub(7)), ab.time(&ub(1)));
         let expect = (ag - secs("q_proj.fwd", 0) - secs("kv_proj.fwd", 0)).max(0.0)
             + (rs - secs("o_proj.fwd", UB_SM_MARGIN)).max(0.0)
             + (ag - secs("mlp.gate_up.fwd", 0)).max(0.0)
