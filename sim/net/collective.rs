@@ -505,6 +505,26 @@ impl<'a> Collectives<'a> {
         }]
     }
 
+    /// Each of `ranks` sends `up` into its node's switch and takes `down` from its multicast.
+    fn switch(ranks: &[u32], up: f64, down: f64) -> Phase {
+        let to = ranks.iter().map(|&g| Transfer {
+            path: Path::ToSwitch(g),
+            bytes: up,
+        });
+        let from = ranks.iter().map(|&g| Transfer {
+            path: Path::FromSwitch(g),
+            bytes: down,
+        });
+        Phase::once(to.chain(from).collect())
+    }
+
+    /// The rails of ranks grouped by node: for each position of the first node, the ranks at
+    /// that position of every node that has one.
+    fn rails(nodes: &[Vec<u32>]) -> impl Iterator<Item = Vec<u32>> + '_ {
+        (0..nodes[0].len())
+            .map(move |pos| nodes.iter().filter_map(|m| m.get(pos).copied()).collect())
+    }
+
     /// A double binary tree over `ranks`: heap-ordered binary trees over the ranks and over the
     /// ranks reversed, each reducing half of `bytes` up (the first phase) and broadcasting it
     /// back down (the second); in a pipelined tree every edge carries its half at once.
@@ -600,48 +620,20 @@ impl<'a> Collectives<'a> {
                     })
                     .collect(),
             )],
-            (Op::AllReduce, Algorithm::Nvls) => {
-                let mut t: Vec<Transfer> = ranks
-                    .iter()
-                    .map(|&g| Transfer {
-                        path: Path::ToSwitch(g),
-                        bytes,
-                    })
-                    .collect();
-                t.extend(ranks.iter().map(|&g| Transfer {
-                    path: Path::FromSwitch(g),
-                    bytes,
-                }));
-                vec![Phase::once(t)]
-            }
+            (Op::AllReduce, Algorithm::Nvls) => vec![Self::switch(ranks, bytes, bytes)],
             (Op::AllReduce, Algorithm::Ring) if Self::even(&nodes) => {
                 Self::rings(&nodes, 2 * (n - 1), bytes)
             }
             (Op::AllReduce, Algorithm::Ring) => Self::ring(ranks, 2 * (n - 1), bytes / nf),
             (Op::AllReduce, Algorithm::NvlsTree) => {
-                let a = nodes[0].len();
-                let shard = bytes / a as f64;
-                let switch = |up: f64, down: f64| -> Phase {
-                    let mut t: Vec<Transfer> = ranks
-                        .iter()
-                        .map(|&g| Transfer {
-                            path: Path::ToSwitch(g),
-                            bytes: up,
-                        })
-                        .collect();
-                    t.extend(ranks.iter().map(|&g| Transfer {
-                        path: Path::FromSwitch(g),
-                        bytes: down,
-                    }));
-                    Phase::once(t)
-                };
+                let shard = bytes / nodes[0].len() as f64;
                 let b = nodes.len();
-                let mut v = vec![switch(bytes, shard)];
-                v.extend(Self::merged((0..a).map(|pos| {
-                    let rail: Vec<u32> = nodes.iter().map(|m| m[pos]).collect();
-                    Self::ring(&rail, 2 * (b - 1), shard / b as f64)
-                })));
-                v.push(switch(shard, bytes));
+                let mut v = vec![Self::switch(ranks, bytes, shard)];
+                v.extend(Self::merged(
+                    Self::rails(&nodes)
+                        .map(|rail| Self::ring(&rail, 2 * (b - 1), shard / b as f64)),
+                ));
+                v.push(Self::switch(ranks, shard, bytes));
                 v
             }
             (Op::AllReduce, Algorithm::Tree) if Self::even(&nodes) => {
@@ -652,10 +644,9 @@ impl<'a> Collectives<'a> {
                 let shard = bytes / a as f64;
                 let inside = Self::merged(nodes.iter().map(|m| Self::ring(m, a - 1, shard)));
                 let mut v = inside.clone();
-                v.extend(Self::merged((0..a).map(|pos| {
-                    let rail: Vec<u32> = nodes.iter().map(|m| m[pos]).collect();
-                    Self::trees(&rail, shard)
-                })));
+                v.extend(Self::merged(
+                    Self::rails(&nodes).map(|rail| Self::trees(&rail, shard)),
+                ));
                 v.extend(inside);
                 v
             }
@@ -674,11 +665,7 @@ impl<'a> Collectives<'a> {
                     Self::merged(nodes.iter().map(|members| Self::ring(members, steps, b)))
                 };
                 let across = |steps: usize, b: f64| -> Vec<Phase> {
-                    Self::merged((0..a).map(|pos| {
-                        let rail: Vec<u32> =
-                            nodes.iter().filter_map(|m| m.get(pos).copied()).collect();
-                        Self::ring(&rail, steps, b)
-                    }))
+                    Self::merged(Self::rails(&nodes).map(|rail| Self::ring(&rail, steps, b)))
                 };
                 let b = nodes.len();
                 let shard = bytes / a as f64;
