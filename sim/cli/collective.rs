@@ -27,6 +27,7 @@ pub enum AlgoArg {
     Hierarchical,
     Tree,
     NvlsTree,
+    Collnet,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,7 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         AlgoArg::Hierarchical => Algorithm::Hierarchical,
         AlgoArg::Tree => Algorithm::Tree,
         AlgoArg::NvlsTree => Algorithm::NvlsTree,
+        AlgoArg::Collnet => Algorithm::CollNet,
     };
     let sizes = match &a.sizes {
         Some(r) => measure::size_range(r)?,

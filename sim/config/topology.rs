@@ -104,6 +104,10 @@ pub struct FabricSpec {
     pub link_bandwidth: Option<LinkBandwidth>,
     /// Latency added per switch hop.
     pub hop_latency: Time,
+    /// Whether the switches reduce in the network (InfiniBand SHARP, NCCL's CollNet): an
+    /// all-reduce's shards go up to the switches once and come back reduced.
+    #[serde(default)]
+    pub in_network_reduction: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -23,6 +23,10 @@ pub enum Path {
     /// Into the node's switch for an in-switch reduction, and its multicast back out.
     ToSwitch(u32),
     FromSwitch(u32),
+    /// Up the GPU's NIC into the fabric for an in-network (SHARP) reduction, and its result
+    /// back down. Above the leaves the switches reduce as they forward: one stream per leaf.
+    ToFabric(u32),
+    FromFabric(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +81,10 @@ pub enum Algorithm {
     /// NCCL's NVLSTree: an in-switch reduce-scatter inside each node, an all-reduce of each
     /// GPU's shard across nodes over its rail, and an in-switch all-gather, pipelined.
     NvlsTree,
+    /// NCCL's CollNet (Direct) on a fabric that reduces in the network (SHARP): a
+    /// reduce-scatter inside each node, each GPU's shard up its NIC and back reduced, an
+    /// all-gather inside, pipelined.
+    CollNet,
     Auto,
 }
 
@@ -99,6 +107,7 @@ impl Algorithm {
             Algorithm::Hierarchical => "hierarchical",
             Algorithm::Tree => "tree",
             Algorithm::NvlsTree => "nvls-tree",
+            Algorithm::CollNet => "collnet",
             Algorithm::Auto => "auto",
         }
     }
@@ -106,7 +115,10 @@ impl Algorithm {
     /// Whether chunks stream through the algorithm's stages at once (NCCL's trees), so its
     /// phases share the links together rather than one after another.
     fn pipelined(self) -> bool {
-        matches!(self, Algorithm::Tree | Algorithm::NvlsTree)
+        matches!(
+            self,
+            Algorithm::Tree | Algorithm::NvlsTree | Algorithm::CollNet
+        )
     }
 }
 
@@ -223,7 +235,9 @@ impl<'a> Collectives<'a> {
         // A pipelined algorithm fills each of its stages before the last one streams: its
         // window is the sum of its stages' (NVLS for in-switch stages, the copy window else).
         let medium = |p: &Phase| {
-            if p.transfers.iter().any(|t| !matches!(t.path, Path::Gpu(..))) {
+            let in_switch =
+                |t: &Transfer| matches!(t.path, Path::ToSwitch(_) | Path::FromSwitch(_));
+            if p.transfers.iter().any(in_switch) {
                 m.nvls_window.value.bytes
             } else {
                 m.ring_window.value.bytes
@@ -236,7 +250,7 @@ impl<'a> Collectives<'a> {
         };
         let fill = 1.0 + window / (bytes.max(0.0) + window).max(f64::MIN_POSITIVE);
         let protocols: &[Protocol] = match (algo, op) {
-            (Algorithm::Nvls | Algorithm::NvlsTree, _) => &[Protocol::Simple],
+            (Algorithm::Nvls | Algorithm::NvlsTree | Algorithm::CollNet, _) => &[Protocol::Simple],
             (_, Op::SendRecv | Op::AllToAll) => &[Protocol::Ll, Protocol::Simple],
             _ => &Protocol::ALL,
         };
@@ -258,6 +272,11 @@ impl<'a> Collectives<'a> {
                     0.0,
                     m.tree_step_latency_net.value[k].as_secs_f64(),
                 ),
+                Algorithm::CollNet => (
+                    m.ring_base_latency.value[k].as_secs_f64(),
+                    m.ring_step_latency_nvlink.value[k].as_secs_f64(),
+                    m.tree_step_latency_net.value[k].as_secs_f64(),
+                ),
                 Algorithm::Tree => (
                     m.tree_base_latency.value[k].as_secs_f64(),
                     m.tree_step_latency_nvlink.value[k].as_secs_f64(),
@@ -275,6 +294,8 @@ impl<'a> Collectives<'a> {
             let latency: f64 = match algo {
                 Algorithm::Tree => 2.0 * (tree_net * net + tree_nvl * nvl),
                 Algorithm::NvlsTree => 2.0 * tree_net * net,
+                // Up to the switches and back down once; the steps inside the nodes as a ring's.
+                Algorithm::CollNet => 2.0 * net + 2.0 * (per_node.max(1) - 1) as f64 * nvl,
                 _ => stages
                     .iter()
                     .map(|&(steps, cross)| steps * (cross * net + (1.0 - cross) * nvl))
@@ -328,6 +349,7 @@ impl<'a> Collectives<'a> {
                     Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => out.nvlink += tr.bytes * times,
                     Path::Gpu(0, b) if b != 0 => out.rdma += tr.bytes * times,
                     Path::ToSwitch(0) => out.nvlink += tr.bytes * times,
+                    Path::ToFabric(0) => out.rdma += tr.bytes * times,
                     _ => {}
                 }
             }
@@ -352,6 +374,8 @@ impl<'a> Collectives<'a> {
                     Path::Gpu(a, b) => r.route_weighted(a, b, i as u64),
                     Path::ToSwitch(a) => (r.to_switch(a), Vec::new()),
                     Path::FromSwitch(a) => (r.from_switch(a), Vec::new()),
+                    Path::ToFabric(a) => (r.to_fabric(a), Vec::new()),
+                    Path::FromFabric(a) => (r.from_fabric(a), Vec::new()),
                 };
                 let bytes = tr.bytes / eff(tr);
                 if weights.is_empty() {
@@ -484,6 +508,7 @@ impl<'a> Collectives<'a> {
         move |t: &Transfer| match t.path {
             Path::Gpu(a, b) if self.router.node(a) != self.router.node(b) => ib,
             Path::Gpu(..) => nvl,
+            Path::ToFabric(_) | Path::FromFabric(_) => ib,
             _ => nvls,
         }
     }
@@ -586,6 +611,15 @@ impl<'a> Collectives<'a> {
             Algorithm::NvlsTree if single_node && self.cluster.in_switch_reduction => {
                 Algorithm::Nvls
             }
+            // CollNet needs a fabric that reduces and several nodes with the same ranks on each.
+            Algorithm::CollNet
+                if op != Op::AllReduce
+                    || !self.cluster.in_network_reduction
+                    || nodes.len() < 2
+                    || nodes.iter().any(|m| m.len() != nodes[0].len()) =>
+            {
+                Algorithm::Ring
+            }
             Algorithm::NvlsTree
                 if op != Op::AllReduce
                     || !self.cluster.in_switch_reduction
@@ -621,6 +655,28 @@ impl<'a> Collectives<'a> {
                     .collect(),
             )],
             (Op::AllReduce, Algorithm::Nvls) => vec![Self::switch(ranks, bytes, bytes)],
+            (Op::AllReduce, Algorithm::CollNet) => {
+                let a = nodes[0].len();
+                let shard = bytes / a as f64;
+                let inside = Self::merged(nodes.iter().map(|m| Self::ring(m, a - 1, shard)));
+                let mut fabric = Phase::once(
+                    ranks
+                        .iter()
+                        .map(|&g| Transfer {
+                            path: Path::ToFabric(g),
+                            bytes: shard,
+                        })
+                        .collect(),
+                );
+                fabric.transfers.extend(ranks.iter().map(|&g| Transfer {
+                    path: Path::FromFabric(g),
+                    bytes: shard,
+                }));
+                let mut v = inside.clone();
+                v.push(fabric);
+                v.extend(inside);
+                v
+            }
             (Op::AllReduce, Algorithm::Ring) if Self::even(&nodes) => {
                 Self::rings(&nodes, 2 * (n - 1), bytes)
             }
@@ -656,7 +712,11 @@ impl<'a> Collectives<'a> {
             }
             (
                 Op::AllGather | Op::ReduceScatter,
-                Algorithm::Ring | Algorithm::Nvls | Algorithm::Tree | Algorithm::NvlsTree,
+                Algorithm::Ring
+                | Algorithm::Nvls
+                | Algorithm::Tree
+                | Algorithm::NvlsTree
+                | Algorithm::CollNet,
             ) => Self::ring(ranks, n - 1, bytes / nf),
             (_, Algorithm::Hierarchical) => {
                 // Inside each node, then across nodes among same-position ranks, then inside again.
@@ -718,6 +778,9 @@ impl<'a> Collectives<'a> {
                     v.push(Algorithm::Tree);
                     if self.cluster.in_switch_reduction && Self::even(&self.by_node(ranks)) {
                         v.push(Algorithm::NvlsTree);
+                    }
+                    if self.cluster.in_network_reduction {
+                        v.push(Algorithm::CollNet);
                     }
                 }
                 if self.resolve(op, ranks, Algorithm::Auto) != Algorithm::Ring {
@@ -1236,5 +1299,73 @@ mod tests {
             .time_s;
         let got = m.time_s - lat;
         assert!((got / want - 1.0).abs() < 0.01, "{got} vs {want}");
+    }
+
+    /// SHARP: each GPU's buffer goes up its NIC once and comes back reduced once, so across
+    /// nodes of one GPU each the all-reduce takes S over the NIC where a ring takes 2(n−1)/n·S;
+    /// and the switches above the leaves carry one reduced stream per leaf, so a 4:1
+    /// oversubscribed tier leaves it as fast as on a non-blocking one, while the ring slows.
+    #[test]
+    fn in_network_reduction_sends_the_buffer_once_and_skips_the_tier_above() {
+        let cal = crate::builtin::calibration();
+        let sharp = |over: f64| {
+            let mut c = crate::topo::fixture(
+                "H100",
+                8,
+                8,
+                8,
+                &format!(
+                    r#"{{ kind: fat_tree, layers: 2, planes: 1, switch_radix: 16, oversubscription: {over}, hop_latency: "0.5 us", in_network_reduction: true }}"#
+                ),
+            );
+            c.in_switch_reduction = false;
+            c
+        };
+        let ranks: Vec<u32> = (0..8).map(|i| i * 8).collect();
+        let s = 16.0 * f64::from(1u32 << 30);
+        let time = |c: &Cluster, algo| {
+            Collectives::new(c, &cal).collective(Op::AllReduce, &ranks, s, algo)
+        };
+        let (flat, over) = (sharp(1.0), sharp(4.0));
+        let m = time(&flat, Algorithm::CollNet);
+        assert_eq!(m.choice, Some((Algorithm::CollNet, Protocol::Simple)));
+        let nic = flat.nic.bytes_per_s * cal.network.ib_efficiency.value;
+        let nc = &cal.network.nccl;
+        let w = nc.ring_window.value.bytes;
+        let lat = 2.0 * nc.tree_step_latency_net.value[2].as_secs_f64()
+            + nc.ring_base_latency.value[2].as_secs_f64();
+        let want = s / nic * (1.0 + w / (s + w)) + lat;
+        assert!(
+            (m.time_s / want - 1.0).abs() < 0.01,
+            "{} vs {want}",
+            m.time_s
+        );
+        let ring = time(&flat, Algorithm::Ring).time_s;
+        assert!(
+            (ring / m.time_s - 1.75).abs() < 0.02,
+            "ring {ring} vs {}",
+            m.time_s
+        );
+        // All 64 GPUs: an all-to-all crosses the oversubscribed leaf tier and slows, the
+        // reduction stops at the leaves and does not.
+        let all: Vec<u32> = (0..64).collect();
+        let on = |c: &Cluster, op, algo| {
+            Collectives::new(c, &cal)
+                .collective(op, &all, s, algo)
+                .time_s
+        };
+        let (co, cf) = (
+            on(&over, Op::AllReduce, Algorithm::CollNet),
+            on(&flat, Op::AllReduce, Algorithm::CollNet),
+        );
+        assert!((co / cf - 1.0).abs() < 1e-9, "{co} vs {cf}");
+        let (ao, af) = (
+            on(&over, Op::AllToAll, Algorithm::Auto),
+            on(&flat, Op::AllToAll, Algorithm::Auto),
+        );
+        assert!(ao > 1.5 * af, "all-to-all {ao} vs {af}");
+        // The tuner takes it where the fabric has it.
+        let auto = time(&flat, Algorithm::Auto);
+        assert_eq!(auto.choice.map(|c| c.0), Some(Algorithm::CollNet));
     }
 }

@@ -303,6 +303,23 @@ impl Router {
         vec![self.nvl_down[a as usize]]
     }
 
+    /// GPU → its NIC → the NIC's leaf (an in-network reduction's input), and leaf → NIC → GPU
+    /// (its result).
+    pub fn to_fabric(&self, a: u32) -> Vec<LinkId> {
+        let (index, pcie_up, _) = self.nic_of[a as usize].expect("a GPU with a NIC");
+        vec![
+            pcie_up,
+            self.nic[(self.node(a) * self.nics_per_node + index) as usize].0,
+        ]
+    }
+    pub fn from_fabric(&self, a: u32) -> Vec<LinkId> {
+        let (index, _, pcie_down) = self.nic_of[a as usize].expect("a GPU with a NIC");
+        vec![
+            self.nic[(self.node(a) * self.nics_per_node + index) as usize].1,
+            pcie_down,
+        ]
+    }
+
     /// The leaf switch of the NIC serving `gpu` (`None` without one).
     pub fn leaf_of(&self, gpu: u32) -> Option<NodeIndex> {
         let (index, _, _) = self.nic_of[gpu as usize]?;

@@ -636,11 +636,12 @@ fn predict_network(c: &Case, cal: &Calibration, read: ReadSource) -> Result<f64,
         "tree" => Algorithm::Tree,
         "hierarchical" => Algorithm::Hierarchical,
         "nvls-tree" => Algorithm::NvlsTree,
+        "collnet" => Algorithm::CollNet,
         other => {
             return Err(Diagnostic::new(
                 &c.file,
                 format!("algo \"{other}\""),
-                "auto, ring, nvls, nvls-tree, tree or hierarchical",
+                "auto, ring, nvls, nvls-tree, collnet, tree or hierarchical",
             )
             .at(format!("cases.{}.algo", c.index)))
         }

@@ -76,6 +76,8 @@ pub struct Cluster {
     pub scale_up: Bandwidth,
     pub scale_up_latency: Time,
     pub in_switch_reduction: bool,
+    /// The fabric's switches reduce in the network (SHARP).
+    pub in_network_reduction: bool,
     /// Per-NIC bandwidth, one direction.
     pub nic: Bandwidth,
     pub leaves_per_plane: u32,
@@ -440,6 +442,7 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         scale_up,
         scale_up_latency: spec.scale_up.latency,
         in_switch_reduction: spec.scale_up.in_switch_reduction,
+        in_network_reduction: f.in_network_reduction,
         nic: nic_bw,
         leaves_per_plane: leaves * pods,
         spines_per_plane: spines * pods,
