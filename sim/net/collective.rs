@@ -32,8 +32,11 @@ pub enum Path {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transfer {
     pub path: Path,
-    /// Payload bytes (before protocol overhead).
+    /// Payload bytes (before protocol overhead), of all its flows together.
     pub bytes: f64,
+    /// Identical flows (NCCL channels on the same hop) the transfer stands for: they share
+    /// links with others as that many flows, each carrying its part of the bytes.
+    pub flows: u32,
 }
 
 /// Transfers that run together, `times` times in a row (a ring's identical steps).
@@ -226,10 +229,12 @@ impl<'a> Collectives<'a> {
             .iter()
             .map(|p| (f64::from(p.times), self.crossing_share(p)))
             .collect();
-        let f = if algo.pipelined() {
-            self.flows(&[Self::concurrent(phases)], eff, false)
-        } else {
-            self.flows(phases, eff, false)
+        // NCCL's rings and trees are pipelines: a hop forwards what has arrived, so each runs
+        // at its busiest link's pace. An all-to-all's or a send's peers stream independently.
+        let f = match op {
+            Op::AllToAll | Op::SendRecv => self.flows(phases, eff, false),
+            _ if algo.pipelined() => self.streamed(&[Self::concurrent(phases)], eff),
+            _ => self.streamed(phases, eff),
         };
         let m = &self.cal.network.nccl;
         // A pipelined algorithm fills each of its stages before the last one streams: its
@@ -323,6 +328,73 @@ impl<'a> Collectives<'a> {
         }
     }
 
+    /// Phases one after another, each a pipeline whose transfers stream at once, every one at
+    /// the same share of its bytes per second (a chunk crosses every hop): a phase takes its
+    /// busiest link's bytes over that link's capacity, and no transfer drains early to hand its
+    /// bandwidth to the rest. A transfer keeps its route (its connection) from phase to phase.
+    fn streamed(&self, phases: &[Phase], eff: &dyn Fn(&Transfer) -> f64) -> Flows {
+        let r = &self.router;
+        let mut total = vec![0.0; r.capacity.len()];
+        let mut load = vec![0.0; r.capacity.len()];
+        let mut out = Flows::default();
+        for ph in phases {
+            let times = f64::from(ph.times);
+            load.fill(0.0);
+            for (i, tr) in ph.transfers.iter().enumerate() {
+                self.count(&mut out, tr, times);
+                let (links, weights) = self.route_of(tr, i);
+                let bytes = tr.bytes / eff(tr);
+                for (h, &l) in links.iter().enumerate() {
+                    load[l as usize] += bytes * weights.get(h).copied().unwrap_or(1.0);
+                }
+            }
+            let secs = load
+                .iter()
+                .zip(&r.capacity)
+                .map(|(b, c)| b / c)
+                .fold(0.0, f64::max);
+            out.phases.push(PhaseTime {
+                ps: (secs * 1e12).ceil() as u64,
+                times: ph.times,
+            });
+            for (t, b) in total.iter_mut().zip(&load) {
+                *t += b * times;
+            }
+        }
+        out.links = total
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, b)| b > 0.0)
+            .map(|(l, b)| (l as LinkId, b))
+            .collect();
+        out
+    }
+
+    /// Adds what GPU 0 sends in `tr`, `times` over, to its NIC or NVLink payload.
+    fn count(&self, out: &mut Flows, tr: &Transfer, times: f64) {
+        match tr.path {
+            Path::Gpu(0, b) if b != 0 && self.router.node(b) == 0 => out.nvlink += tr.bytes * times,
+            Path::Gpu(0, b) if b != 0 => out.rdma += tr.bytes * times,
+            Path::ToSwitch(0) => out.nvlink += tr.bytes * times,
+            Path::ToFabric(0) => out.rdma += tr.bytes * times,
+            _ => {}
+        }
+    }
+
+    /// A transfer's links, and each hop's share of it under adaptive routing (empty: all of it
+    /// on every hop); `i`, its connection, salts its ECMP hash.
+    fn route_of(&self, tr: &Transfer, i: usize) -> (Vec<LinkId>, Vec<f64>) {
+        let r = &self.router;
+        match tr.path {
+            Path::Gpu(a, b) if a == b => (Vec::new(), Vec::new()),
+            Path::Gpu(a, b) => r.route_weighted(a, b, i as u64),
+            Path::ToSwitch(a) => (r.to_switch(a), Vec::new()),
+            Path::FromSwitch(a) => (r.from_switch(a), Vec::new()),
+            Path::ToFabric(a) => (r.to_fabric(a), Vec::new()),
+            Path::FromFabric(a) => (r.from_fabric(a), Vec::new()),
+        }
+    }
+
     /// Simulates phases one after another on an empty network each, `latency`: with each
     /// route's latency in the flows' arrivals.
     ///
@@ -345,13 +417,7 @@ impl<'a> Collectives<'a> {
         for ph in phases {
             let times = ph.times as f64;
             for tr in &ph.transfers {
-                match tr.path {
-                    Path::Gpu(0, b) if b != 0 && r.node(b) == 0 => out.nvlink += tr.bytes * times,
-                    Path::Gpu(0, b) if b != 0 => out.rdma += tr.bytes * times,
-                    Path::ToSwitch(0) => out.nvlink += tr.bytes * times,
-                    Path::ToFabric(0) => out.rdma += tr.bytes * times,
-                    _ => {}
-                }
+                self.count(&mut out, tr, times);
             }
             if let Some((prev, dur, delta)) = &last {
                 if prev.transfers == ph.transfers {
@@ -369,19 +435,22 @@ impl<'a> Collectives<'a> {
             net.advance_to(t);
             let before = net.carried.clone();
             for (i, tr) in ph.transfers.iter().enumerate() {
-                let (links, weights) = match tr.path {
-                    Path::Gpu(a, b) if a == b => continue,
-                    Path::Gpu(a, b) => r.route_weighted(a, b, i as u64),
-                    Path::ToSwitch(a) => (r.to_switch(a), Vec::new()),
-                    Path::FromSwitch(a) => (r.from_switch(a), Vec::new()),
-                    Path::ToFabric(a) => (r.to_fabric(a), Vec::new()),
-                    Path::FromFabric(a) => (r.from_fabric(a), Vec::new()),
-                };
+                if matches!(tr.path, Path::Gpu(a, b) if a == b) {
+                    continue;
+                }
+                let (links, weights) = self.route_of(tr, i);
                 let bytes = tr.bytes / eff(tr);
-                if weights.is_empty() {
+                let k = f64::from(tr.flows.max(1));
+                if weights.is_empty() && k == 1.0 {
                     net.start(links, bytes, i as u32);
                 } else {
-                    net.start_class(links, weights, f64::INFINITY, bytes, i as u32);
+                    // k flows at rate r each load every hop with k·r.
+                    let weights = if weights.is_empty() {
+                        vec![k; links.len()]
+                    } else {
+                        weights.iter().map(|w| w * k).collect()
+                    };
+                    net.start_class(links, weights, f64::INFINITY, bytes / k, i as u32);
                 }
             }
             let mut end = t;
@@ -443,8 +512,8 @@ impl<'a> Collectives<'a> {
                 .iter()
                 .flat_map(|p| {
                     p.transfers.iter().map(|t| Transfer {
-                        path: t.path,
                         bytes: t.bytes * f64::from(p.times),
+                        ..*t
                     })
                 })
                 .collect(),
@@ -478,7 +547,12 @@ impl<'a> Collectives<'a> {
             return Vec::new();
         }
         let step_bytes = bytes / (a * n) as f64;
-        let mut transfers = Vec::with_capacity(a * n);
+        // Inside a node every ring but the one leaving from a position takes the same hop from
+        // it to the next position: those hops travel as one transfer of that many flows, so a
+        // node holds 2a transfers, not a².
+        let mut transfers: Vec<Transfer> = Vec::with_capacity(2 * n);
+        let mut index: std::collections::HashMap<(u32, u32), usize> =
+            std::collections::HashMap::with_capacity(2 * n);
         for c in 0..a {
             let order: Vec<u32> = nodes
                 .iter()
@@ -489,10 +563,21 @@ impl<'a> Collectives<'a> {
                 })
                 .collect();
             for i in 0..n {
-                transfers.push(Transfer {
-                    path: Path::Gpu(order[i], order[(i + 1) % n]),
-                    bytes: step_bytes,
-                });
+                let (from, to) = (order[i], order[(i + 1) % n]);
+                match index.get(&(from, to)) {
+                    Some(&t) => {
+                        transfers[t].bytes += step_bytes;
+                        transfers[t].flows += 1;
+                    }
+                    None => {
+                        index.insert((from, to), transfers.len());
+                        transfers.push(Transfer {
+                            flows: 1,
+                            path: Path::Gpu(from, to),
+                            bytes: step_bytes,
+                        });
+                    }
+                }
             }
         }
         vec![Phase {
@@ -522,6 +607,7 @@ impl<'a> Collectives<'a> {
         vec![Phase {
             transfers: (0..n)
                 .map(|i| Transfer {
+                    flows: 1,
                     path: Path::Gpu(ranks[i], ranks[(i + 1) % n]),
                     bytes,
                 })
@@ -533,10 +619,12 @@ impl<'a> Collectives<'a> {
     /// Each of `ranks` sends `up` into its node's switch and takes `down` from its multicast.
     fn switch(ranks: &[u32], up: f64, down: f64) -> Phase {
         let to = ranks.iter().map(|&g| Transfer {
+            flows: 1,
             path: Path::ToSwitch(g),
             bytes: up,
         });
         let from = ranks.iter().map(|&g| Transfer {
+            flows: 1,
             path: Path::FromSwitch(g),
             bytes: down,
         });
@@ -563,10 +651,12 @@ impl<'a> Collectives<'a> {
             for i in 1..order.len() {
                 let (child, parent) = (order[i], order[(i - 1) / 2]);
                 up.transfers.push(Transfer {
+                    flows: 1,
                     path: Path::Gpu(child, parent),
                     bytes: bytes / 2.0,
                 });
                 down.transfers.push(Transfer {
+                    flows: 1,
                     path: Path::Gpu(parent, child),
                     bytes: bytes / 2.0,
                 });
@@ -642,6 +732,7 @@ impl<'a> Collectives<'a> {
         let nf = n as f64;
         match (op, algo) {
             (Op::SendRecv, _) => vec![Phase::once(vec![Transfer {
+                flows: 1,
                 path: Path::Gpu(ranks[0], ranks[1]),
                 bytes,
             }])],
@@ -649,6 +740,7 @@ impl<'a> Collectives<'a> {
                 (0..n)
                     .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
                     .map(|(i, j)| Transfer {
+                        flows: 1,
                         path: Path::Gpu(ranks[i], ranks[j]),
                         bytes: bytes / nf,
                     })
@@ -663,12 +755,14 @@ impl<'a> Collectives<'a> {
                     ranks
                         .iter()
                         .map(|&g| Transfer {
+                            flows: 1,
                             path: Path::ToFabric(g),
                             bytes: shard,
                         })
                         .collect(),
                 );
                 fabric.transfers.extend(ranks.iter().map(|&g| Transfer {
+                    flows: 1,
                     path: Path::FromFabric(g),
                     bytes: shard,
                 }));
@@ -903,6 +997,7 @@ impl<'a> Collectives<'a> {
         Phase::once(
             t.into_iter()
                 .map(|(a, b, bytes)| Transfer {
+                    flows: 1,
                     path: if dispatch {
                         Path::Gpu(a, b)
                     } else {
@@ -1070,6 +1165,7 @@ mod tests {
                 pairs
                     .iter()
                     .map(|&(x, y)| Transfer {
+                        flows: 1,
                         path: Path::Gpu(x, y),
                         bytes: b,
                     })
