@@ -32,11 +32,8 @@ pub enum Path {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transfer {
     pub path: Path,
-    /// Payload bytes (before protocol overhead), of all its flows together.
+    /// Payload bytes (before protocol overhead).
     pub bytes: f64,
-    /// Identical flows (NCCL channels on the same hop) the transfer stands for: they share
-    /// links with others as that many flows, each carrying its part of the bytes.
-    pub flows: u32,
 }
 
 /// Transfers that run together, `times` times in a row (a ring's identical steps).
@@ -440,17 +437,10 @@ impl<'a> Collectives<'a> {
                 }
                 let (links, weights) = self.route_of(tr, i);
                 let bytes = tr.bytes / eff(tr);
-                let k = f64::from(tr.flows.max(1));
-                if weights.is_empty() && k == 1.0 {
+                if weights.is_empty() {
                     net.start(links, bytes, i as u32);
                 } else {
-                    // k flows at rate r each load every hop with k·r.
-                    let weights = if weights.is_empty() {
-                        vec![k; links.len()]
-                    } else {
-                        weights.iter().map(|w| w * k).collect()
-                    };
-                    net.start_class(links, weights, f64::INFINITY, bytes / k, i as u32);
+                    net.start_class(links, weights, f64::INFINITY, bytes, i as u32);
                 }
             }
             let mut end = t;
@@ -548,8 +538,8 @@ impl<'a> Collectives<'a> {
         }
         let step_bytes = bytes / (a * n) as f64;
         // Inside a node every ring but the one leaving from a position takes the same hop from
-        // it to the next position: those hops travel as one transfer of that many flows, so a
-        // node holds 2a transfers, not a².
+        // it to the next position: those hops travel as one transfer of their bytes together,
+        // so a node holds 2a transfers, not a² (exact for rings, priced by their links' loads).
         let mut transfers: Vec<Transfer> = Vec::with_capacity(2 * n);
         let mut index: std::collections::HashMap<(u32, u32), usize> =
             std::collections::HashMap::with_capacity(2 * n);
@@ -565,14 +555,10 @@ impl<'a> Collectives<'a> {
             for i in 0..n {
                 let (from, to) = (order[i], order[(i + 1) % n]);
                 match index.get(&(from, to)) {
-                    Some(&t) => {
-                        transfers[t].bytes += step_bytes;
-                        transfers[t].flows += 1;
-                    }
+                    Some(&t) => transfers[t].bytes += step_bytes,
                     None => {
                         index.insert((from, to), transfers.len());
                         transfers.push(Transfer {
-                            flows: 1,
                             path: Path::Gpu(from, to),
                             bytes: step_bytes,
                         });
@@ -607,7 +593,6 @@ impl<'a> Collectives<'a> {
         vec![Phase {
             transfers: (0..n)
                 .map(|i| Transfer {
-                    flows: 1,
                     path: Path::Gpu(ranks[i], ranks[(i + 1) % n]),
                     bytes,
                 })
@@ -619,12 +604,10 @@ impl<'a> Collectives<'a> {
     /// Each of `ranks` sends `up` into its node's switch and takes `down` from its multicast.
     fn switch(ranks: &[u32], up: f64, down: f64) -> Phase {
         let to = ranks.iter().map(|&g| Transfer {
-            flows: 1,
             path: Path::ToSwitch(g),
             bytes: up,
         });
         let from = ranks.iter().map(|&g| Transfer {
-            flows: 1,
             path: Path::FromSwitch(g),
             bytes: down,
         });
@@ -651,12 +634,10 @@ impl<'a> Collectives<'a> {
             for i in 1..order.len() {
                 let (child, parent) = (order[i], order[(i - 1) / 2]);
                 up.transfers.push(Transfer {
-                    flows: 1,
                     path: Path::Gpu(child, parent),
                     bytes: bytes / 2.0,
                 });
                 down.transfers.push(Transfer {
-                    flows: 1,
                     path: Path::Gpu(parent, child),
                     bytes: bytes / 2.0,
                 });
@@ -732,7 +713,6 @@ impl<'a> Collectives<'a> {
         let nf = n as f64;
         match (op, algo) {
             (Op::SendRecv, _) => vec![Phase::once(vec![Transfer {
-                flows: 1,
                 path: Path::Gpu(ranks[0], ranks[1]),
                 bytes,
             }])],
@@ -740,7 +720,6 @@ impl<'a> Collectives<'a> {
                 (0..n)
                     .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
                     .map(|(i, j)| Transfer {
-                        flows: 1,
                         path: Path::Gpu(ranks[i], ranks[j]),
                         bytes: bytes / nf,
                     })
@@ -755,14 +734,12 @@ impl<'a> Collectives<'a> {
                     ranks
                         .iter()
                         .map(|&g| Transfer {
-                            flows: 1,
                             path: Path::ToFabric(g),
                             bytes: shard,
                         })
                         .collect(),
                 );
                 fabric.transfers.extend(ranks.iter().map(|&g| Transfer {
-                    flows: 1,
                     path: Path::FromFabric(g),
                     bytes: shard,
                 }));
@@ -997,7 +974,6 @@ impl<'a> Collectives<'a> {
         Phase::once(
             t.into_iter()
                 .map(|(a, b, bytes)| Transfer {
-                    flows: 1,
                     path: if dispatch {
                         Path::Gpu(a, b)
                     } else {
@@ -1165,7 +1141,6 @@ mod tests {
                 pairs
                     .iter()
                     .map(|&(x, y)| Transfer {
-                        flows: 1,
                         path: Path::Gpu(x, y),
                         bytes: b,
                     })

@@ -405,7 +405,6 @@ impl<'a> FlowModel<'a> {
                 let transfers = (0..s)
                     .filter_map(|g| Some((base + g, to(g)?)))
                     .map(|(a, b)| collective::Transfer {
-                        flows: 1,
                         path: collective::Path::Gpu(a as u32, b as u32),
                         bytes,
                     })
