@@ -197,6 +197,9 @@ pub struct CaseResult {
     pub pass: bool,
     pub gating: bool,
     pub calibration: bool,
+    /// What the case checks: `dense A100`, `dense H100`, `MoE`, `Blackwell` (runs, by chip and
+    /// model), `kernels` or `collectives`.
+    pub family: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
     pub source: String,
@@ -348,6 +351,12 @@ pub fn run(
                 Err(d) => (None, Some(d.to_string().replace('\n', "; "))),
             };
             let error = predicted.map(|p| p / s.published - 1.0);
+            let family = match (s.kind, output(c)) {
+                (Kind::Gemm | Kind::Attention, _) => "kernels",
+                (Kind::Collective | Kind::Moe, _) => "collectives",
+                (Kind::Run, Some(Ok((sum, m)))) => run_family(&sum.gpu, m),
+                (Kind::Run, _) => "runs that failed",
+            };
             tick();
             CaseResult {
                 case: s.name.clone(),
@@ -359,12 +368,27 @@ pub fn run(
                 pass: error.is_some_and(|e| e.abs() <= c.tolerance),
                 gating: s.gating,
                 calibration: s.calibration,
+                family,
                 failure,
                 source: s.source.clone(),
                 why: s.why.clone(),
             }
         })
         .collect()
+}
+
+/// A run's family: Blackwell chips, then MoE models, then dense by chip generation.
+fn run_family(gpu: &str, m: &Model) -> &'static str {
+    let g = gpu.to_ascii_uppercase();
+    if g.contains("B200") || g.contains("B300") || g.contains("GB2") {
+        "Blackwell"
+    } else if m.moe.is_some() {
+        "MoE"
+    } else if g.contains("A100") {
+        "dense A100"
+    } else {
+        "dense H100"
+    }
 }
 
 /// Runs `f`, turning a panic (a trainsim bug) into this case's failure so that one broken case
@@ -717,13 +741,7 @@ pub fn table(results: &[CaseResult]) -> String {
             verdict
         ));
     }
-    let gating: Vec<_> = results.iter().filter(|r| r.gating).collect();
-    let passed = gating.iter().filter(|r| r.pass).count();
-    out.push_str(&format!(
-        "\n{passed} of {} gating cases pass; {} cases in all.\n",
-        gating.len(),
-        results.len()
-    ));
+    out.push_str(&summary(results));
     for r in results.iter().filter(|r| r.failure.is_some()) {
         out.push_str(&format!(
             "\n{}: {}\n",
@@ -731,6 +749,53 @@ pub fn table(results: &[CaseResult]) -> String {
             r.failure.as_deref().unwrap_or("")
         ));
     }
+    out
+}
+
+/// Pass counts and error means over the validation cases alone (calibration points are counted
+/// apart: they reproduce what a constant was derived from, and check nothing), overall and by
+/// family, with the worst case of each.
+pub fn summary(results: &[CaseResult]) -> String {
+    let val: Vec<&CaseResult> = results.iter().filter(|r| !r.calibration).collect();
+    let gating: Vec<&CaseResult> = val.iter().copied().filter(|r| r.gating).collect();
+    let cal: Vec<&CaseResult> = results.iter().filter(|r| r.calibration).collect();
+    let mut out = format!(
+        "\n{} of {} gating validation cases pass; {} of {} calibration points reproduce; {} cases in all.\n",
+        gating.iter().filter(|r| r.pass).count(),
+        gating.len(),
+        cal.iter().filter(|r| r.pass).count(),
+        cal.len(),
+        results.len()
+    );
+    let line = |name: &str, rs: &[&CaseResult]| -> Option<String> {
+        let errs: Vec<(&CaseResult, f64)> = rs
+            .iter()
+            .filter_map(|r| r.error.map(|e| (*r, e.abs())))
+            .collect();
+        let worst = errs.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let mape = errs.iter().map(|e| e.1).sum::<f64>() / errs.len() as f64;
+        Some(format!(
+            "| {name} | {} | {:.1}% | {} ({}) |\n",
+            errs.len(),
+            mape * 100.0,
+            worst.0.case,
+            signed_pct(worst.0.error.unwrap_or(0.0))
+        ))
+    };
+    out.push_str(
+        "\nValidation-only mean absolute error (calibration points excluded):\n\n| cases | n | MAPE | worst |\n|---|---:|---:|---|\n",
+    );
+    let mut rows = Vec::new();
+    rows.extend(line("gating", &gating));
+    rows.extend(line("all validation", &val));
+    let mut families: Vec<&str> = gating.iter().map(|r| r.family).collect();
+    families.sort_unstable();
+    families.dedup();
+    for f in families {
+        let of: Vec<&CaseResult> = gating.iter().copied().filter(|r| r.family == f).collect();
+        rows.extend(line(&format!("gating, {f}"), &of));
+    }
+    out.push_str(&rows.concat());
     out
 }
 
@@ -784,6 +849,7 @@ mod tests {
             pass: error.abs() <= 0.15,
             gating,
             calibration: false,
+            family: "dense H100",
             failure: None,
             source: "a paper".into(),
             why: why.map(str::to_string),
@@ -800,6 +866,42 @@ mod tests {
             "\n## Cases that do not gate, and why\n\n\
              - **b** (-24.7%, outside tolerance): settings unpublished\n\
              - **c** (+10.0%, within tolerance): older kernel\n"
+        );
+    }
+
+    /// Calibration points count apart: they are in neither the pass total nor the error means,
+    /// and each family's line names its worst case.
+    #[test]
+    fn summary_counts_validation_cases_only() {
+        let row = |case: &str, error: f64, calibration: bool, family| CaseResult {
+            case: case.into(),
+            metric: Metric::StepTimeS,
+            predicted: Some(1.0 + error),
+            published: 1.0,
+            error: Some(error),
+            tolerance: 0.15,
+            pass: error.abs() <= 0.15,
+            gating: true,
+            calibration,
+            family,
+            failure: None,
+            source: "a paper".into(),
+            why: None,
+        };
+        let s = summary(&[
+            row("a", 0.05, false, "dense H100"),
+            row("b", -0.20, false, "MoE"),
+            row("k", 0.30, true, "kernels"),
+        ]);
+        assert_eq!(
+            s,
+            "\n1 of 2 gating validation cases pass; 0 of 1 calibration points reproduce; 3 cases in all.\n\n\
+             Validation-only mean absolute error (calibration points excluded):\n\n\
+             | cases | n | MAPE | worst |\n|---|---:|---:|---|\n\
+             | gating | 2 | 12.5% | b (-20.0%) |\n\
+             | all validation | 2 | 12.5% | b (-20.0%) |\n\
+             | gating, MoE | 1 | 20.0% | b (-20.0%) |\n\
+             | gating, dense H100 | 1 | 5.0% | a (+5.0%) |\n"
         );
     }
 
