@@ -6,6 +6,7 @@ mod diagnostics;
 mod network;
 mod outputs;
 mod plan;
+mod readme;
 mod run;
 mod sweep;
 mod validate;

@@ -1,0 +1,87 @@
+//! README's example blocks are what the binary prints: every line `$ trainsim ARGS` (or
+//! `$ cargo run --release -- ARGS`) inside a fenced block is run, and its standard output must
+//! equal the lines that follow it, up to the next command or the end of the block. Regenerate a
+//! block by running its commands from the repository root.
+
+use crate::{fresh_dir, trainsim};
+
+/// Each example command in `text`, with the output the README shows for it.
+fn examples(text: &str) -> Vec<(Vec<String>, String)> {
+    let mut out: Vec<(Vec<String>, String)> = Vec::new();
+    let mut in_block = false;
+    let mut current: Option<usize> = None;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            current = None;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let cmd = line
+            .strip_prefix("$ trainsim ")
+            .or_else(|| line.strip_prefix("$ cargo run --release -- "));
+        match (cmd, current) {
+            (Some(args), _) => {
+                out.push((
+                    args.split_whitespace().map(str::to_string).collect(),
+                    String::new(),
+                ));
+                current = Some(out.len() - 1);
+            }
+            (None, Some(i)) => {
+                out[i].1.push_str(line);
+                out[i].1.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn readme_examples_are_what_the_binary_prints() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let found = examples(&readme);
+    assert!(
+        found
+            .iter()
+            .any(|(a, _)| a.first().map(String::as_str) == Some("run")),
+        "README shows the main run's output"
+    );
+    for (k, (args, shown)) in found.iter().enumerate() {
+        let mut argv: Vec<String> = args.clone();
+        if argv.first().map(String::as_str) == Some("run") {
+            // The same output; the files go to a scratch directory, not results/.
+            let dir = fresh_dir(&format!("readme-example-{k}"));
+            argv.push("--out".into());
+            argv.push(dir.display().to_string());
+        }
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let o = trainsim(&argv);
+        assert_eq!(o.code, 0, "`trainsim {}`: {}", args.join(" "), o.stderr);
+        assert_eq!(
+            &o.stdout,
+            shown,
+            "README's example of `trainsim {}` is stale: rerun it and paste its output",
+            args.join(" ")
+        );
+    }
+}
+
+/// The parser finds each command and only its own lines.
+#[test]
+fn examples_split_blocks_by_command() {
+    let text = "intro\n```\n$ trainsim a b\none\ntwo\n$ cargo run --release -- c\nthree\n```\n\
+                ```yaml\nnot: a command\n```\n";
+    let got = examples(text);
+    assert_eq!(
+        got,
+        vec![
+            (vec!["a".into(), "b".into()], "one\ntwo\n".into()),
+            (vec!["c".into()], "three\n".into()),
+        ]
+    );
+}
