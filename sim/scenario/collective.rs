@@ -240,3 +240,99 @@ pub fn table(rows: &[Row]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::ByteSize;
+
+    /// The published busbw of a calibration case in `tests/reference/cases/microbenchmarks.yaml`,
+    /// with its size.
+    fn reference(name: &str) -> (f64, f64) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/reference/cases/microbenchmarks.yaml"
+        );
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).expect("the suite")).unwrap();
+        let case = doc["cases"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("case {name}"));
+        assert_eq!(
+            case["calibration"].as_bool(),
+            Some(true),
+            "{name} is a calibration point"
+        );
+        let size = ByteSize::parse(case["size"].as_str().unwrap())
+            .unwrap()
+            .bytes;
+        (size, case["published"].as_f64().unwrap())
+    }
+
+    /// Re-derives NCCL's pipeline-fill windows as `topologies/calibration.yaml` says they were
+    /// found: the least-squares log error over the named curve points, on a 2 MB grid.
+    #[test]
+    fn pipeline_windows_rederive_from_their_curves() {
+        let base = crate::builtin::calibration();
+        let fits: [(&str, &[&str], bool); 2] = [
+            (
+                "h100-64.yaml",
+                &[
+                    "h100-nccl-curve-dgxc-16mib",
+                    "h100-nccl-curve-dgxc-128mib",
+                    "h100-nccl-curve-dgxc-1gib",
+                ],
+                true,
+            ),
+            (
+                "a100-64.yaml",
+                &[
+                    "a100-nccl-curve-azure-16mib",
+                    "a100-nccl-curve-azure-256mib",
+                ],
+                false,
+            ),
+        ];
+        for (topology, cases, nvls) in fits {
+            let path = format!("{}/topologies/{topology}", env!("CARGO_MANIFEST_DIR"));
+            let src = Source::embedded(topology, &std::fs::read_to_string(path).unwrap());
+            let points: Vec<(f64, f64)> = cases.iter().map(|c| reference(c)).collect();
+            let sizes: Vec<f64> = points.iter().map(|p| p.0).collect();
+            let sse = |w: f64| -> f64 {
+                let mut cal = base.clone();
+                let m = &mut cal.network.nccl;
+                let win = if nvls {
+                    &mut m.nvls_window
+                } else {
+                    &mut m.ring_window
+                };
+                win.value = ByteSize { bytes: w };
+                let rows = run(
+                    &src,
+                    &[],
+                    CollectiveOp::Plain(Op::AllReduce),
+                    8,
+                    &sizes,
+                    Algorithm::Auto,
+                    None,
+                    &cal,
+                )
+                .unwrap();
+                rows.iter()
+                    .zip(&points)
+                    .map(|(r, p)| (r.busbw_gb_s / p.1).ln().powi(2))
+                    .sum()
+            };
+            let best = (0..=30)
+                .map(|k| 2e6 * f64::from(k))
+                .min_by(|a, b| sse(*a).total_cmp(&sse(*b)))
+                .unwrap();
+            let n = &base.network.nccl;
+            let shipped = if nvls { &n.nvls_window } else { &n.ring_window };
+            assert_eq!(best, shipped.value.bytes, "{topology}");
+        }
+    }
+}
