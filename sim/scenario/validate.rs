@@ -835,11 +835,9 @@ pub fn json(results: &[CaseResult]) -> String {
 mod tests {
     use super::*;
 
-    /// The notes under the Markdown table list exactly the cases that do not gate, each with its
-    /// error and its reason, and are absent when every case gates.
-    #[test]
-    fn notes_list_each_case_that_does_not_gate_with_its_reason() {
-        let row = |case: &str, error: f64, gating: bool, why: Option<&str>| CaseResult {
+    /// A case result at `error` (a ±15% step-time case), gating and not a calibration point.
+    fn row(case: &str, error: f64) -> CaseResult {
+        CaseResult {
             case: case.into(),
             metric: Metric::StepTimeS,
             predicted: Some(1.0 + error),
@@ -847,12 +845,23 @@ mod tests {
             error: Some(error),
             tolerance: 0.15,
             pass: error.abs() <= 0.15,
-            gating,
+            gating: true,
             calibration: false,
             family: "dense H100",
             failure: None,
             source: "a paper".into(),
+            why: None,
+        }
+    }
+
+    /// The notes under the Markdown table list exactly the cases that do not gate, each with its
+    /// error and its reason, and are absent when every case gates.
+    #[test]
+    fn notes_list_each_case_that_does_not_gate_with_its_reason() {
+        let row = |case: &str, error: f64, gating: bool, why: Option<&str>| CaseResult {
+            gating,
             why: why.map(str::to_string),
+            ..row(case, error)
         };
         let gating = row("a", 0.05, true, None);
         assert_eq!(not_gating_notes(std::slice::from_ref(&gating)), "");
@@ -874,19 +883,9 @@ mod tests {
     #[test]
     fn summary_counts_validation_cases_only() {
         let row = |case: &str, error: f64, calibration: bool, family| CaseResult {
-            case: case.into(),
-            metric: Metric::StepTimeS,
-            predicted: Some(1.0 + error),
-            published: 1.0,
-            error: Some(error),
-            tolerance: 0.15,
-            pass: error.abs() <= 0.15,
-            gating: true,
             calibration,
             family,
-            failure: None,
-            source: "a paper".into(),
-            why: None,
+            ..row(case, error)
         };
         let s = summary(&[
             row("a", 0.05, false, "dense H100"),
