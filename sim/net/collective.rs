@@ -841,13 +841,14 @@ impl<'a> Collectives<'a> {
         let ranks = &groups[0];
         let n = ranks.len();
         let eff = self.default_eff();
-        let nodes = self.by_node(ranks).len();
+        let by_node = self.by_node(ranks);
+        let nodes = by_node.len();
         let algos: Vec<Algorithm> = match algo {
             Algorithm::Auto => {
                 let mut v = vec![Algorithm::Auto];
                 if op == Op::AllReduce && nodes > 1 && n > 2 {
                     v.push(Algorithm::Tree);
-                    if self.cluster.in_switch_reduction && Self::even(&self.by_node(ranks)) {
+                    if self.cluster.in_switch_reduction && Self::even(&by_node) {
                         v.push(Algorithm::NvlsTree);
                     }
                     if self.cluster.in_network_reduction {
@@ -862,8 +863,15 @@ impl<'a> Collectives<'a> {
             a => vec![a],
         };
         let mut best: Option<Measured> = None;
+        let mut priced: Vec<Algorithm> = Vec::new();
         for a in algos {
+            // Candidates that fall back to the same algorithm (CollNet on uneven nodes, to
+            // the ring) are priced once.
             let resolved = self.resolve(op, ranks, a);
+            if priced.contains(&resolved) {
+                continue;
+            }
+            priced.push(resolved);
             let phases = Self::merged(groups.iter().map(|r| self.phases(op, r, bytes, resolved)));
             let m = self.nccl(
                 &phases,
