@@ -93,13 +93,6 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         .iter()
         .map(|s| Override::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(o) = sets.iter().find(|o| o.doc != "topology") {
-        return Err(Diagnostic::new(
-            "--set",
-            o.raw.clone(),
-            "topology.PATH=VALUE (a collective has no workload)",
-        ));
-    }
     let op = match a.op {
         OpArg::AllReduce => CollectiveOp::Plain(Op::AllReduce),
         OpArg::AllGather => CollectiveOp::Plain(Op::AllGather),

@@ -91,7 +91,7 @@ pub fn size_range(s: &str) -> Result<Vec<f64>, Diagnostic> {
 }
 
 /// Runs one collective (or MoE op) at each size on the topology, with the `topology.`
-/// overrides of `sets` applied to it.
+/// overrides of `sets` applied to it (any other override is an error).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     topology: &Source,
@@ -103,8 +103,14 @@ pub fn run(
     moe: Option<MoeArgs>,
     cal: &Calibration,
 ) -> Result<Vec<Row>, Diagnostic> {
-    let own: Vec<&Override> = sets.iter().filter(|o| o.doc == "topology").collect();
-    let spec = parse_doc(topology, &own)?;
+    if let Some(o) = sets.iter().find(|o| o.doc != "topology") {
+        return Err(Diagnostic::new(
+            "--set",
+            o.raw.clone(),
+            "topology.PATH=VALUE (a collective has no workload)",
+        ));
+    }
+    let spec = parse_doc(topology, &sets.iter().collect::<Vec<_>>())?;
     let cluster = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
         .map_err(|d| d.locate_in(&topology.text))?;
     let co = Collectives::new(&cluster, cal);
