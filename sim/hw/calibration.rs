@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub struct Constant<T> {
     pub value: T,
     pub source: String,
+    /// Plausible values the source does not rule out. `trainsim run` prices each one to widen
+    /// its estimate's band; the central estimate uses `value`.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<T>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -59,17 +63,52 @@ pub struct AttentionCal {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryCal {
+    /// STREAM-class HBM bandwidth over the spec: GEMM epilogues, the optimizer step, and every
+    /// memory-bound kernel at its real bytes.
     pub hbm_efficiency: Constant<f64>,
+    /// The same, measured on Ampere.
+    pub hbm_efficiency_ampere: Constant<f64>,
+    /// How elementwise and other memory-bound kernels are priced.
+    pub elementwise: Constant<ElementwisePricing>,
+    /// The achieved share of spec bandwidth the trace's memory-bound kernels imply
+    /// (`elementwise: trace`).
     pub elementwise_efficiency: Constant<f64>,
     pub min_kernel_time: Constant<Time>,
+}
+
+/// How memory-bound kernels are priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ElementwisePricing {
+    /// At the share of spec bandwidth that makes the model's memory kernels of one DeepSeek-V3
+    /// layer pair take as long as the trace's (a residual over unlike kernel sets).
+    Trace,
+    /// At STREAM bandwidth and each kernel's real bytes.
+    Stream,
+}
+
+/// How the idle time between a stream's kernels is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapModel {
+    /// As the share of the stream's span the DeepSeek-V3 trace shows idle.
+    IdleFraction,
+    /// As one launch gap per kernel, from a launch microbenchmark.
+    LaunchGap,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamCal {
-    /// Share of a compute stream's span spent idle between kernels (launch latency, host-side
-    /// gaps, event waits): a kernel of duration t holds its stream for t / (1 - f).
+    /// How the idle time between a stream's kernels is priced.
+    pub gaps: Constant<GapModel>,
+    /// Share of a compute stream's span spent idle between kernels (`gaps: idle_fraction`): a
+    /// kernel of duration t holds its stream for t / (1 - f).
     pub compute_idle_fraction: Constant<f64>,
+    /// The gap a stream sits idle between two back-to-back kernels launched eagerly (launch and
+    /// dispatch; `gaps: launch_gap`): every kernel holds its stream this much longer than it
+    /// runs.
+    pub launch_gap: Constant<Time>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -150,6 +189,16 @@ impl NetworkCal {
     }
 }
 
+impl MemoryCal {
+    /// STREAM's share of the spec HBM bandwidth on `arch`.
+    pub fn hbm_efficiency(&self, arch: crate::hw::catalog::Architecture) -> f64 {
+        match arch {
+            crate::hw::catalog::Architecture::Ampere => self.hbm_efficiency_ampere.value,
+            _ => self.hbm_efficiency.value,
+        }
+    }
+}
+
 impl Calibration {
     /// Every kernel efficiency (GEMM MMA, fused-attention blocks, which FlashAttention-2's rates
     /// are relative to, and HBM streaming) scaled by `factor`, each capped at 1: the "kernels
@@ -170,6 +219,7 @@ impl Calibration {
             &mut a.blackwell_fwd_efficiency,
             &mut a.blackwell_bwd_efficiency,
             &mut m.hbm_efficiency,
+            &mut m.hbm_efficiency_ampere,
             &mut m.elementwise_efficiency,
         ] {
             e.value = (e.value * factor).min(1.0);
@@ -192,5 +242,25 @@ mod tests {
             (370e9 / per_sm).ceil() as u32,
             cal.network.nccl_max_channels.value
         );
+    }
+
+    /// `streams.launch_gap` and its alternative are the eager and CUDA-graph launch costs of
+    /// tests/reference/launch-overhead.md.
+    #[test]
+    fn launch_gap_from_the_launch_overhead_reference() {
+        let text = include_str!("../../tests/reference/launch-overhead.md");
+        let us = |path: &str| -> f64 {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with("| H100 |") && l.contains(path))
+                .unwrap_or_else(|| panic!("no H100 {path} row"));
+            let cell = row.split('|').nth(3).expect("a cost cell").trim();
+            cell.trim_end_matches(" us").parse().expect("µs")
+        };
+        let cal = crate::builtin::calibration();
+        let gap = &cal.streams.launch_gap;
+        assert!((gap.value.as_secs_f64() * 1e6 - us("eager")).abs() < 1e-9);
+        assert_eq!(gap.alternatives.len(), 1);
+        assert!((gap.alternatives[0].as_secs_f64() * 1e6 - us("CUDA graph")).abs() < 1e-9);
     }
 }

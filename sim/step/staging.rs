@@ -1070,45 +1070,116 @@ mod trace_tests {
         );
     }
 
+    /// The model's memory-bound kernels of one layer pair, at STREAM bandwidth and their real
+    /// bytes, against the trace's (everything on the compute streams but the GEMMs and the two
+    /// flash-attention main kernels: 194 kernels, 8,607 µs). The model prices a subset of the
+    /// trace's kernels at a bandwidth no elementwise kernel beats, so it may not take longer.
+    #[test]
+    fn memory_kernels_against_the_trace() {
+        let rows = trace_rows();
+        let is_gemm = |k: &str| k.starts_with("deepgemm") || k.contains("xmma_gemm");
+        let is_attn = |k: &str| {
+            k.starts_with("flash::compute_attn_ws") || k.starts_with("flash::FlashAttnBwd (")
+        };
+        let measured: f64 = rows
+            .iter()
+            .filter(|r| !is_gemm(&r.2) && !is_attn(&r.2))
+            .map(|r| r.3)
+            .sum();
+        assert!((measured - 8607.0).abs() < 1.0, "memory class {measured}");
+        let (cluster, work) = ds_moe_layer();
+        let cal = mechanisms();
+        let km = KernelModel::new(&cluster.gpu, &cal);
+        let mem: Vec<f64> = work
+            .fwd
+            .iter()
+            .chain(&work.bwd)
+            .chain(&work.wgrad)
+            .filter(|k| matches!(k.shape, KernelShape::Memory { .. }))
+            .map(|k| km.time(&k.shape, 112).as_secs_f64() * 1e6)
+            .collect();
+        let model: f64 = mem.iter().sum();
+        println!(
+            "{} memory kernels take {model:.0} us against the trace's 194 in {measured:.0} us ({:+.1}%)",
+            mem.len(),
+            (model / measured - 1.0) * 100.0
+        );
+        assert!(model <= measured, "{model} > {measured}");
+    }
+
+    /// The calibration with both mechanisms in place of the two trace fits: memory kernels at
+    /// STREAM bandwidth, one launch gap per kernel.
+    fn mechanisms() -> Calibration {
+        let mut cal = crate::builtin::calibration();
+        cal.memory.elementwise.value = crate::hw::calibration::ElementwisePricing::Stream;
+        cal.streams.gaps.value = crate::hw::calibration::GapModel::LaunchGap;
+        cal
+    }
+
     /// One DeepSeek-V3 MoE layer (4096-token micro-batch, EP64, 112 compute SMs) against the
-    /// H800 profile trace's per-layer phase totals (reference §6.2): F 8,974, B 14,647, W 8,766 µs.
+    /// H800 profile trace, pass by pass. Kernel time per pass against the trace's compute-stream
+    /// kernel totals (reference §6.2: F 8,974, B 14,647, W 8,766 µs), each within 15%; the
+    /// stream time with its gaps against the trace's wall span, 129.0 ms for four layer pairs
+    /// (§6.1), within 10%. Checked with the shipped calibration and with both mechanisms; the
+    /// tolerances were set before the first run with the mechanisms.
     #[test]
     fn moe_layer_pair_against_the_trace() {
-        let (cluster, work) = ds_moe_layer();
-        let cal = crate::builtin::calibration();
-        let km = KernelModel::new(&cluster.gpu, &cal);
-        let ab = AlphaBeta::new(&cluster, &cal);
-        let c = cost(&work, &km, 112, &ab as &dyn CommCost);
-        for (pass, ks) in [
-            ("fwd", &work.fwd),
-            ("bwd", &work.bwd),
-            ("wgrad", &work.wgrad),
-        ] {
-            for k in ks.iter() {
-                println!(
-                    "{pass:6} {:40} {:9.1} us",
-                    k.name,
-                    km.time(&k.shape, 112).as_secs_f64() * 1e6
-                );
-            }
+        let rows = trace_rows();
+        let trace = |pass: &str| -> f64 {
+            rows.iter()
+                .filter(|r| r.0.ends_with(&format!("({pass})")))
+                .map(|r| r.3)
+                .sum()
+        };
+        let (tf, tb, tw) = (trace("F"), trace("B"), trace("W"));
+        for (got, want) in [(tf, 8974.0), (tb, 14647.0), (tw, 8766.0)] {
+            assert!((got - want).abs() < 2.0, "trace pass total {got} vs {want}");
         }
-        let us = |s: f64| s * 1e6;
-        println!(
-            "F {:.0}  B {:.0}  W {:.0}  comm {:?}",
-            us(c.fwd),
-            us(c.bwd),
-            us(c.wgrad),
-            c.comm
-        );
-        // The model's stream time includes the idle gaps between kernels, so it is checked
-        // against the trace's wall span: 129.0 ms for four layer pairs (reference §6.1).
-        let total = us(c.compute());
-        let span = 129_000.0 / 4.0;
-        let err = total / span - 1.0;
-        println!(
-            "F+B+W {total:.0} us against the trace's {span:.0} us span per layer pair: {:+.1}%",
-            err * 100.0
-        );
-        assert!(err.abs() < 0.05, "layer pair off by {:+.1}%", err * 100.0);
+        let (cluster, work) = ds_moe_layer();
+        for (label, cal) in [
+            ("shipped", crate::builtin::calibration()),
+            ("mechanisms", mechanisms()),
+        ] {
+            let km = KernelModel::new(&cluster.gpu, &cal);
+            let ab = AlphaBeta::new(&cluster, &cal);
+            let c = cost(&work, &km, 112, &ab as &dyn CommCost);
+            let kernel_us = |ks: &[Kernel]| -> f64 {
+                ks.iter()
+                    .map(|k| km.time(&k.shape, 112 - k.sm_margin).as_secs_f64() * 1e6)
+                    .sum()
+            };
+            let mut worst = 0.0f64;
+            for (pass, ks, want) in [
+                ("fwd", &work.fwd, tf),
+                ("bwd", &work.bwd, tb),
+                ("wgrad", &work.wgrad, tw),
+            ] {
+                let got = kernel_us(ks);
+                let err = got / want - 1.0;
+                println!(
+                    "{label}: {pass}: {} kernels, {got:.0} us against the trace's {want:.0} us: {:+.1}%",
+                    ks.len(),
+                    err * 100.0
+                );
+                worst = worst.max(err.abs());
+            }
+            let total = c.compute() * 1e6;
+            let span = 129_000.0 / 4.0;
+            let err = total / span - 1.0;
+            println!(
+                "{label}: F+B+W with gaps {total:.0} us against the trace's {span:.0} us span per layer pair: {:+.1}%",
+                err * 100.0
+            );
+            assert!(
+                worst < 0.15,
+                "{label}: a pass is off by {:.1}%",
+                worst * 100.0
+            );
+            assert!(
+                err.abs() < 0.10,
+                "{label}: layer pair off by {:+.1}%",
+                err * 100.0
+            );
+        }
     }
 }
