@@ -202,10 +202,24 @@ impl Count {
     }
 }
 
-/// A duration in integer picoseconds: the engine's time base.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+/// A duration in integer picoseconds: the engine's time base. It serialises as the unit string
+/// it parses from, in the largest unit that keeps it exact ("2 us", "2100 ns", "7 ps").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time {
     pub ps: u64,
+}
+
+impl serde::Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = if self.ps % 1_000_000 == 0 {
+            format!("{} us", self.ps / 1_000_000)
+        } else if self.ps % 1_000 == 0 {
+            format!("{} ns", self.ps / 1_000)
+        } else {
+            format!("{} ps", self.ps)
+        };
+        s.serialize_str(&text)
+    }
 }
 
 impl Time {
@@ -340,6 +354,21 @@ impl<'de> Deserialize<'de> for LinkBandwidth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A time serialises as a unit string that parses back to the same picoseconds.
+    #[test]
+    fn time_round_trips_through_its_unit_string() {
+        for ps in [0u64, 7, 2_100_000, 13_000_000, 1_500, 123_456_789] {
+            let t = Time::from_ps(ps);
+            let v = serde_yaml::to_value(t).unwrap();
+            let back: Time = serde_yaml::from_value(v.clone()).unwrap();
+            assert_eq!(back, t, "{v:?}");
+        }
+        assert_eq!(
+            serde_yaml::to_value(Time::from_ps(2_100_000)).unwrap(),
+            serde_yaml::Value::String("2100 ns".into())
+        );
+    }
 
     #[test]
     fn bits_and_bytes_differ_by_eight() {
