@@ -68,6 +68,18 @@ impl MasterCopy {
     }
 }
 
+/// The training loss's kernels over the logits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKernel {
+    /// Megatron's vocabulary-parallel cross entropy in eager FP32 PyTorch ops (52 B per logit).
+    #[default]
+    Unfused,
+    /// One fused kernel that computes the loss and the logit gradient in the forward pass
+    /// (Liger-, Apex- or TE-style), then scales that gradient in backward (10 B per logit).
+    Fused,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recompute {

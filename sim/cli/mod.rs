@@ -114,6 +114,17 @@ pub(crate) fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<So
     }
 }
 
+/// The calibration document: the file at `path`, or the embedded one.
+pub(crate) fn calibration_source(path: &Option<PathBuf>) -> Result<Source, Diagnostic> {
+    match path {
+        Some(p) => read_source(p),
+        None => Ok(Source::embedded(
+            "topologies/calibration.yaml",
+            crate::builtin::CALIBRATION_YAML,
+        )),
+    }
+}
+
 pub(crate) fn calibration(path: &Option<PathBuf>) -> Result<Calibration, Diagnostic> {
     match path {
         Some(p) => crate::builtin::parse_calibration(&read_source(p)?),

@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Calibration file to use instead of the embedded one.
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// Skip the uncertainty band (one extra run per alternative and two for the calibration
+    /// residuals)
+    #[arg(long)]
+    pub no_band: bool,
 }
 
 pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
@@ -111,7 +115,26 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
     );
     bar.finish_and_clear();
     let out = out?;
-    let summary = &out.summary;
+    let mut summary = out.summary.clone();
+    if !a.no_band {
+        let bar = super::progress(a.quiet, "pricing the band's alternatives");
+        let scenario = crate::scenario::band::Scenario {
+            topology: &topo,
+            workload: &work,
+            sets: &sets,
+            engine,
+        };
+        let bands = crate::scenario::band::compute(
+            &scenario,
+            &cal,
+            &super::calibration_source(&a.calibration)?,
+            &summary,
+            &out.workload.alternatives,
+        );
+        bar.finish_and_clear();
+        summary.bands = Some(bands?);
+    }
+    let summary = &summary;
     eprintln!(
         "trainsim: routing {} (alpha {}), seed {}",
         summary.routing.distribution, summary.routing.alpha, summary.routing.seed

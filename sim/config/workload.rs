@@ -18,6 +18,19 @@ pub struct WorkloadSpec {
     /// How routed-expert load spreads over the experts (default: perfectly balanced).
     #[serde(default)]
     pub routing: RoutingSpec,
+    /// Plausible settings the sources do not rule out, each a list of overrides
+    /// (`workload.PATH=VALUE` or `topology.PATH=VALUE`). `trainsim run` prices each one to
+    /// widen its estimate's band; the central estimate uses the document as written.
+    #[serde(default)]
+    pub alternatives: Vec<AlternativeSpec>,
+}
+
+/// One alternative setting: what it is and the overrides that make it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlternativeSpec {
+    pub name: String,
+    pub set: Vec<String>,
 }
 
 /// Routed-expert load.
@@ -63,6 +76,10 @@ pub struct TrainingSpec {
     /// softmax over the materialised score matrix, as in Megatron-LM before flash attention).
     #[serde(default)]
     pub attention_kernel: AttentionKernelSpec,
+    /// The loss's kernels over the logits: `unfused` (Megatron's FP32 vocabulary-parallel cross
+    /// entropy, the default) or `fused` (one kernel computing loss and gradient).
+    #[serde(default)]
+    pub loss_kernel: crate::domain::LossKernel,
     /// The run, phase by phase.
     pub phases: Vec<PhaseSpec>,
 }

@@ -25,6 +25,24 @@ pub struct Calibration {
     pub memory: MemoryCal,
     pub streams: StreamCal,
     pub network: NetworkCal,
+    /// Each kernel class's worst calibration error: how far the calibrated models miss their
+    /// own calibration points, which widens every estimate's band.
+    pub residuals: ResidualCal,
+}
+
+/// Worst calibration-point error (a fraction) by kernel class, as `trainsim validate` measures
+/// it on the calibration points.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidualCal {
+    /// GEMMs (DeepGEMM trace kernels, cuBLASLt).
+    pub gemm: Constant<f64>,
+    /// Fused attention on Hopper and Ampere (FlashAttention-3 trace kernels, FlashAttention-2).
+    pub attention: Constant<f64>,
+    /// Fused attention on Blackwell (cuDNN SDPA, FlashAttention-2).
+    pub attention_blackwell: Constant<f64>,
+    /// NCCL collectives and DeepEP dispatch and combine.
+    pub network: Constant<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -200,6 +218,58 @@ impl MemoryCal {
 }
 
 impl Calibration {
+    /// Every kernel class's efficiencies moved by its calibration residual: `sign` +1 makes
+    /// every class faster by its residual, −1 slower (efficiencies capped at 1). The band's
+    /// corners.
+    pub fn residual_scaled(&self, sign: f64) -> Calibration {
+        let mut c = self.clone();
+        let r = self.residuals.clone();
+        let scale = |e: &mut Constant<f64>, r: &Constant<f64>| {
+            e.value = (e.value * (1.0 + sign * r.value)).min(1.0);
+        };
+        let g = &mut c.gemm;
+        for e in [
+            &mut g.mma_efficiency_fp8,
+            &mut g.mma_efficiency_cublaslt_ampere,
+            &mut g.mma_efficiency_cublaslt_hopper,
+            &mut g.mma_efficiency_cublaslt_blackwell,
+            &mut g.mma_efficiency_wgrad_fp8,
+        ] {
+            scale(e, &r.gemm);
+        }
+        let a = &mut c.attention;
+        for e in [
+            &mut a.fwd_efficiency,
+            &mut a.bwd_efficiency,
+            &mut a.flash2_rate_hopper,
+            &mut a.flash2_rate_ampere,
+        ] {
+            scale(e, &r.attention);
+        }
+        for e in [
+            &mut a.blackwell_fwd_efficiency,
+            &mut a.blackwell_bwd_efficiency,
+            &mut a.flash2_rate_blackwell,
+        ] {
+            scale(e, &r.attention_blackwell);
+        }
+        let n = &mut c.network;
+        for e in [
+            &mut n.nvlink_efficiency,
+            &mut n.ib_efficiency,
+            &mut n.moe_dispatch_rdma_efficiency,
+            &mut n.moe_combine_rdma_efficiency,
+            &mut n.moe_dispatch_nvlink_efficiency,
+            &mut n.moe_combine_nvlink_efficiency,
+            &mut n.nccl_ring_efficiency_hopper,
+            &mut n.nccl_ring_efficiency_ampere,
+            &mut n.nvls_efficiency,
+        ] {
+            scale(e, &r.network);
+        }
+        c
+    }
+
     /// Every kernel efficiency (GEMM MMA, fused-attention blocks, which FlashAttention-2's rates
     /// are relative to, and HBM streaming) scaled by `factor`, each capped at 1: the "kernels
     /// ±10%" what-if of a plan's sensitivity table. Networks, overheads and tiles stay.

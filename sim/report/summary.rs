@@ -66,6 +66,38 @@ pub struct Summary {
     pub energy_cost_usd: Option<f64>,
     pub routing: RoutingSummary,
     pub sim: SimInfo,
+    /// The uncertainty band (`trainsim run` computes it; other drivers leave it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
+}
+
+/// The low–high range around a central estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BandRange {
+    pub low: f64,
+    pub central: f64,
+    pub high: f64,
+}
+
+/// One alternative's difference from the central estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandTerm {
+    pub name: String,
+    pub step_time_s: f64,
+    pub gpu_hours: f64,
+    pub cost_usd: f64,
+}
+
+/// An estimate's uncertainty band: each range is the central value plus every term that lowers
+/// it (low) or raises it (high).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bands {
+    pub step_time_s: BandRange,
+    pub gpu_hours: BandRange,
+    pub cost_usd: BandRange,
+    /// The engine the terms were priced on.
+    pub terms_engine: &'static str,
+    pub terms: Vec<BandTerm>,
 }
 
 /// How expert load was drawn, with the seed that reproduces it.
@@ -146,6 +178,7 @@ impl Summary {
                 kernels_per_step: e.kernels_per_step,
                 wall_s,
             },
+            bands: None,
         }
     }
 
@@ -240,6 +273,28 @@ impl Summary {
             self.days,
             self.energy_mwh
         );
+        if let Some(b) = &self.bands {
+            s += &format!(
+                "band        step {:.2} s ({:.2}–{:.2}) · {:.3}M GPU-hours ({:.3}–{:.3}M) · ${:.3}M ({:.3}–{:.3}M)\n",
+                b.step_time_s.central,
+                b.step_time_s.low,
+                b.step_time_s.high,
+                b.gpu_hours.central / 1e6,
+                b.gpu_hours.low / 1e6,
+                b.gpu_hours.high / 1e6,
+                b.cost_usd.central / 1e6,
+                b.cost_usd.low / 1e6,
+                b.cost_usd.high / 1e6
+            );
+            for t in &b.terms {
+                s += &format!(
+                    "  {:+8.2} s  {:+8.3}M GPU-h  {}\n",
+                    t.step_time_s,
+                    t.gpu_hours / 1e6,
+                    t.name
+                );
+            }
+        }
         s
     }
 }

@@ -1,5 +1,6 @@
 //! Scenarios: drivers that run many simulations from above and compare or tabulate them.
 //!
+//! - [`band`]: the uncertainty band around one run: alternatives and calibration residuals.
 //! - [`validate`]: the published reference cases against trainsim's predictions.
 //! - [`collective`]: one collective (or MoE dispatch/combine) measured on a simulated cluster,
 //!   as nccl-tests or DeepEP's test would measure it.
@@ -9,6 +10,7 @@
 //! Export-control scenarios come here too. Scenarios do no
 //! I/O: the CLI hands them documents and a way to read the files they name.
 
+pub mod band;
 pub mod collective;
 pub mod plan;
 pub mod sweep;

@@ -384,6 +384,7 @@ impl Blocks {
             layout,
             precision: &w.precision,
             recompute: w.recompute,
+            loss: w.loss,
             gpus_per_node: cluster.gpus_per_node as u64,
         };
         let mut dense = ex.block(LayerKind::Dense);
@@ -584,6 +585,7 @@ impl<'a> Staging<'a> {
             layout,
             precision: &w.precision,
             recompute: w.recompute,
+            loss: w.loss,
             gpus_per_node: gpn,
         };
         let kinds = model.layer_kinds();
@@ -991,6 +993,7 @@ mod trace_tests {
             layout: &wl.layout,
             precision: &wl.precision,
             recompute: wl.recompute,
+            loss: wl.loss,
             gpus_per_node: 8,
         };
         let work = ex.block(LayerKind::Moe).flatten();

@@ -30,6 +30,9 @@ pub struct Workload {
     pub recompute: Recompute,
     /// The attention kernel, resolved for the cluster's chip.
     pub attention: AttentionKernel,
+    pub loss: crate::domain::LossKernel,
+    /// The document's alternatives: (name, overrides), each override checked.
+    pub alternatives: Vec<(String, Vec<crate::config::Override>)>,
     /// The default layout (the training section and `parallelism` as written).
     pub layout: Layout,
     pub phases: Vec<Phase>,
@@ -107,6 +110,31 @@ pub fn resolve_model(spec: &ModelSpec, src: &Source) -> Result<ModelSpec, Diagno
             Diagnostic::new(&shown, found, expected).at(path)
         })?;
     Ok(spec.clone().overlay(base))
+}
+
+/// The document's `alternatives`, each override parsed: a bad one is an error at its place.
+fn alternatives(
+    spec: &WorkloadSpec,
+    file: &str,
+) -> Result<Vec<(String, Vec<crate::config::Override>)>, Diagnostic> {
+    spec.alternatives
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let sets = a
+                .set
+                .iter()
+                .enumerate()
+                .map(|(j, raw)| {
+                    crate::config::Override::parse(raw).map_err(|d| {
+                        Diagnostic::new(file, d.found, d.expected)
+                            .at(format!("alternatives.{i}.set.{j}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((a.name.clone(), sets))
+        })
+        .collect()
 }
 
 impl Workload {
@@ -216,6 +244,8 @@ impl Workload {
             precision: t.precision.clone(),
             recompute: t.recompute,
             attention,
+            loss: t.loss_kernel,
+            alternatives: alternatives(spec, file)?,
             layout,
             phases,
             pricing: spec.pricing.clone(),

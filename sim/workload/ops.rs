@@ -5,7 +5,7 @@
 //! (with any recomputation) and backward-for-weights, as DeepSeek-V3's trace separates them,
 //! and the communication each pass issues.
 
-use crate::domain::{Dtype, Precision, Recompute, Schedule};
+use crate::domain::{Dtype, LossKernel, Precision, Recompute, Schedule};
 use crate::hw::{AttentionShape, GemmShape, KernelShape};
 use crate::net::{CommOp, MoeRoute, Placement};
 use crate::workload::layout::Layout;
@@ -153,6 +153,14 @@ const CROSS_ENTROPY_FWD: [(&str, f64); 6] = [
 ];
 const CROSS_ENTROPY_BWD: [(&str, f64); 2] = [("mul_grad", 8.0), ("grad_to_bf16", 6.0)];
 
+/// A fused cross entropy (Liger's, Apex's `xentropy`, TE's): one forward kernel reads the BF16
+/// logits for the online max and sum (2 B) and again to write the BF16 logit gradient
+/// (2 + 2 B), so backward only scales that gradient by the loss gradient in place (2 + 2 B).
+/// A loss's kernels: (name, bytes per logit).
+type LossBytes = &'static [(&'static str, f64)];
+const FUSED_CROSS_ENTROPY_FWD: [(&str, f64); 1] = [("fused_fwd", 6.0)];
+const FUSED_CROSS_ENTROPY_BWD: [(&str, f64); 1] = [("scale_grad", 4.0)];
+
 /// Splits off the kernels `{linear}.{pass}` of the linears split `tp_split` ways: (those, rest).
 fn split(
     ks: Vec<Kernel>,
@@ -175,6 +183,7 @@ pub struct Expander<'a> {
     pub layout: &'a Layout,
     pub precision: &'a Precision,
     pub recompute: Recompute,
+    pub loss: LossKernel,
     pub gpus_per_node: u64,
 }
 
@@ -942,13 +951,17 @@ impl<'a> Expander<'a> {
             self.elementwise(&format!("{name}.final_norm"), 4.0 * h * t, w, false);
             self.gemms(&m.head_linear(), w, false);
             let logits = (m.vocab / self.layout.tp) as f64 * t;
-            for (op, per_logit) in CROSS_ENTROPY_FWD {
+            let (fwd, bwd): (LossBytes, LossBytes) = match self.loss {
+                LossKernel::Unfused => (&CROSS_ENTROPY_FWD, &CROSS_ENTROPY_BWD),
+                LossKernel::Fused => (&FUSED_CROSS_ENTROPY_FWD, &FUSED_CROSS_ENTROPY_BWD),
+            };
+            for &(op, per_logit) in fwd {
                 w.fwd.push(Kernel::memory(
                     &format!("{name}.cross_entropy.{op}"),
                     per_logit * logits,
                 ));
             }
-            for (op, per_logit) in CROSS_ENTROPY_BWD {
+            for &(op, per_logit) in bwd {
                 w.bwd.push(Kernel::memory(
                     &format!("{name}.cross_entropy.{op}"),
                     per_logit * logits,
@@ -1023,6 +1036,7 @@ pricing: {gpu_hour: \"$2\"}
             layout: &w.layout,
             precision: &w.precision,
             recompute: w.recompute,
+            loss: w.loss,
             gpus_per_node: 8,
         }
     }

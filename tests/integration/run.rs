@@ -229,3 +229,85 @@ fn same_inputs_same_bytes() {
         serde_json::to_string(&strip_wall(b)).unwrap()
     );
 }
+
+/// The default run's band: every range holds its central value, each corner is the central
+/// value plus the terms on its side, the published DeepSeek-V3 total (2.788M GPU-hours) lies
+/// inside, and each named alternative is priced.
+#[test]
+fn default_run_carries_a_band_with_the_published_figure_inside() {
+    let v = run_json(&[], "band");
+    let b = &v["bands"];
+    let terms = b["terms"].as_array().expect("bands.terms");
+    let names: Vec<&str> = terms.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for want in [
+        "calibration memory.elementwise = stream",
+        "calibration streams.gaps = launch_gap",
+        "workload: fused loss kernel (10 B per logit instead of 52)",
+        "kernel classes slower by their calibration residuals",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    for key in ["step_time_s", "gpu_hours", "cost_usd"] {
+        let (lo, c, hi) = (
+            f(b, &format!("{key}.low")),
+            f(b, &format!("{key}.central")),
+            f(b, &format!("{key}.high")),
+        );
+        assert!(lo <= c && c <= hi, "{key}: {lo} {c} {hi}");
+        let side = |neg: bool| -> f64 {
+            terms
+                .iter()
+                .map(|t| t[key].as_f64().unwrap())
+                .filter(|d| if neg { *d < 0.0 } else { *d > 0.0 })
+                .sum()
+        };
+        assert!((lo - (c + side(true))).abs() < 1e-6 * c.abs().max(1.0));
+        assert!((hi - (c + side(false))).abs() < 1e-6 * c.abs().max(1.0));
+    }
+    assert_eq!(f(b, "step_time_s.central"), f(&v, "step_time_s"));
+    let (lo, hi) = (f(b, "gpu_hours.low"), f(b, "gpu_hours.high"));
+    assert!(
+        lo < 2.788e6 && 2.788e6 < hi,
+        "published total outside {lo}–{hi}"
+    );
+    // A faster fused loss lowers the step; slower kernel classes raise it.
+    let d = |name: &str| {
+        terms.iter().find(|t| t["name"] == name).unwrap()["step_time_s"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(d("workload: fused loss kernel (10 B per logit instead of 52)") < 0.0);
+    assert!(d("kernel classes slower by their calibration residuals") > 0.0);
+    // --no-band leaves it out.
+    let v = run_json(&["--no-band"], "no-band");
+    assert!(v.get("bands").is_none());
+}
+
+/// A workload alternative whose override is malformed is a diagnostic at its place, exit 2.
+#[test]
+fn a_bad_alternative_is_located() {
+    let dir = fresh_dir("bad-alternative");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/deepseek-v3.yaml"
+    ))
+    .unwrap();
+    let bad = text.replace(
+        "\"workload.training.loss_kernel=fused\"",
+        "\"loss_kernel fused\"",
+    );
+    assert_ne!(bad, text);
+    let path = dir.join("w.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let o = trainsim(&[
+        "run",
+        "--workload",
+        path.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 2, "stderr:\n{}", o.stderr);
+    assert!(o.stderr.contains("alternatives.0.set.0"), "{}", o.stderr);
+    assert!(!dir.join("summary.json").exists());
+}

@@ -101,3 +101,55 @@ fn a_bad_case_file_is_a_diagnostic() {
     assert!(o.stderr.contains("cases.0.tolerance"), "{}", o.stderr);
     assert!(o.stderr.contains("\"ten percent\""), "{}", o.stderr);
 }
+
+/// `residuals` in calibration.yaml are each kernel class's worst calibration-point error, as
+/// validate measures it now: a calibration change that moves a point must move its residual.
+#[test]
+fn residuals_are_the_worst_calibration_errors() {
+    let dir = fresh_dir("calibration-points");
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/reference/cases/microbenchmarks.yaml"
+    );
+    std::fs::copy(suite, dir.join("microbenchmarks.yaml")).unwrap();
+    let o = trainsim(&["validate", "--json", "--cases", dir.to_str().unwrap()]);
+    let cs = cases(&o.stdout);
+    let class = |name: &str| -> &'static str {
+        if name.contains("nccl") || name.starts_with("deepep") {
+            "network"
+        } else if name.contains("cublaslt")
+            || name.contains("mla-o-proj")
+            || name.contains("mla-kv-b")
+        {
+            "gemm"
+        } else if name.starts_with("gb200") || name.starts_with("b200") {
+            "attention_blackwell"
+        } else {
+            "attention"
+        }
+    };
+    let mut worst = std::collections::BTreeMap::new();
+    for c in cs.iter().filter(|c| c["calibration"] == true) {
+        let e = c["error"].as_f64().expect("a calibration point runs").abs();
+        let w = worst
+            .entry(class(c["case"].as_str().unwrap()))
+            .or_insert(0.0f64);
+        *w = w.max(e);
+    }
+    assert_eq!(worst.len(), 4, "{worst:?}");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/topologies/calibration.yaml"
+    ))
+    .unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for (k, measured) in worst {
+        let stored = doc["residuals"][k]["value"].as_f64().expect(k);
+        // Stored rounded up to 0.1 points.
+        assert!(
+            stored >= measured - 1e-9 && stored - measured < 0.001 + 1e-9,
+            "residual {k}: stored {stored}, validate measures {measured:.4}"
+        );
+    }
+}
