@@ -1018,23 +1018,29 @@ mod trace_tests {
             .collect()
     }
 
+    /// µs per layer pair of the trace's memory-bound kernels: everything on the compute streams
+    /// but the GEMMs and the two flash-attention main kernels (194 kernels, 8,607 µs).
+    fn trace_memory_us() -> f64 {
+        let is_gemm = |k: &str| k.starts_with("deepgemm") || k.contains("xmma_gemm");
+        let is_attn = |k: &str| {
+            k.starts_with("flash::compute_attn_ws") || k.starts_with("flash::FlashAttnBwd (")
+        };
+        let measured: f64 = trace_rows()
+            .iter()
+            .filter(|r| !is_gemm(&r.2) && !is_attn(&r.2))
+            .map(|r| r.3)
+            .sum();
+        assert!((measured - 8607.0).abs() < 1.0, "memory class {measured}");
+        measured
+    }
+
     /// `memory.elementwise_efficiency` is derived, not chosen: the trace's memory-bound kernels
     /// (everything on the compute streams but the GEMMs and the two flash-attention main
     /// kernels) take 8,607 µs per layer pair; the model's memory kernels of the same layer pair
     /// must take as long at the calibrated efficiency.
     #[test]
     fn elementwise_efficiency_from_the_trace() {
-        let rows = trace_rows();
-        let is_gemm = |k: &str| k.starts_with("deepgemm") || k.contains("xmma_gemm");
-        let is_attn = |k: &str| {
-            k.starts_with("flash::compute_attn_ws") || k.starts_with("flash::FlashAttnBwd (")
-        };
-        let measured: f64 = rows
-            .iter()
-            .filter(|r| !is_gemm(&r.2) && !is_attn(&r.2))
-            .map(|r| r.3)
-            .sum();
-        assert!((measured - 8607.0).abs() < 1.0, "memory class {measured}");
+        let measured = trace_memory_us();
         let (cluster, work) = ds_moe_layer();
         let bytes: Vec<f64> = work
             .fwd
@@ -1079,17 +1085,7 @@ mod trace_tests {
     /// trace's kernels at a bandwidth no elementwise kernel beats, so it may not take longer.
     #[test]
     fn memory_kernels_against_the_trace() {
-        let rows = trace_rows();
-        let is_gemm = |k: &str| k.starts_with("deepgemm") || k.contains("xmma_gemm");
-        let is_attn = |k: &str| {
-            k.starts_with("flash::compute_attn_ws") || k.starts_with("flash::FlashAttnBwd (")
-        };
-        let measured: f64 = rows
-            .iter()
-            .filter(|r| !is_gemm(&r.2) && !is_attn(&r.2))
-            .map(|r| r.3)
-            .sum();
-        assert!((measured - 8607.0).abs() < 1.0, "memory class {measured}");
+        let measured = trace_memory_us();
         let (cluster, work) = ds_moe_layer();
         let cal = mechanisms();
         let km = KernelModel::new(&cluster.gpu, &cal);
