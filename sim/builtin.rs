@@ -31,16 +31,19 @@ pub fn parse_catalog(src: &Source) -> Result<Catalog, Diagnostic> {
 /// The embedded calibration, parsed once per process. It is checked by tests, so failure here
 /// is a build defect.
 pub fn calibration() -> Calibration {
+    calibration_ref().clone()
+}
+
+/// The embedded calibration, borrowed.
+pub fn calibration_ref() -> &'static Calibration {
     static PARSED: std::sync::OnceLock<Calibration> = std::sync::OnceLock::new();
-    PARSED
-        .get_or_init(|| {
-            parse_calibration(&Source::embedded(
-                "topologies/calibration.yaml",
-                CALIBRATION_YAML,
-            ))
-            .expect("embedded calibration is valid (checked by tests)")
-        })
-        .clone()
+    PARSED.get_or_init(|| {
+        parse_calibration(&Source::embedded(
+            "topologies/calibration.yaml",
+            CALIBRATION_YAML,
+        ))
+        .expect("embedded calibration is valid (checked by tests)")
+    })
 }
 
 /// A calibration document (`validate --calibration FILE`).

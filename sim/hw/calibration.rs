@@ -88,6 +88,8 @@ pub struct MemoryCal {
     pub hbm_efficiency_ampere: Constant<f64>,
     /// How elementwise and other memory-bound kernels are priced.
     pub elementwise: Constant<ElementwisePricing>,
+    /// Bytes an elementwise or norm kernel's backward moves, as a multiple of its forward's.
+    pub elementwise_backward_ratio: Constant<f64>,
     /// The achieved share of spec bandwidth the trace's memory-bound kernels imply
     /// (`elementwise: trace`).
     pub elementwise_efficiency: Constant<f64>,
@@ -149,6 +151,12 @@ pub struct NetworkCal {
     /// its topology's bandwidth needs, up to [`NetworkCal::nccl_max_channels`].
     pub nccl_sm_bandwidth: Constant<Bandwidth>,
     pub nccl_max_channels: Constant<u32>,
+    /// The all-gather size at which a data-parallel group's NCCL channel count is read (the
+    /// SMs the group's collectives take from compute).
+    pub nccl_dp_reference_size: Constant<ByteSize>,
+    /// SMs a GEMM gives up while Transformer Engine's userbuffers run a tensor-parallel
+    /// collective beside it.
+    pub userbuffers_sms: Constant<u32>,
     /// NCCL's protocols and the latencies of its tuning model.
     pub nccl: NcclCal,
 }

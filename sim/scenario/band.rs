@@ -215,6 +215,7 @@ mod tests {
             names,
             [
                 "calibration memory.elementwise = stream",
+                "calibration memory.elementwise_backward_ratio = 1.5",
                 "calibration streams.gaps = launch_gap",
                 "calibration streams.launch_gap = 1.3 us",
             ]
@@ -224,9 +225,12 @@ mod tests {
         assert_eq!(c.memory.elementwise.value, ElementwisePricing::Stream);
         assert_eq!(c.streams, cal.streams);
         let (_, c) = &alts[1];
+        assert_eq!(c.memory.elementwise_backward_ratio.value, 1.5);
+        assert_eq!(c.memory.elementwise, cal.memory.elementwise);
+        let (_, c) = &alts[2];
         assert_eq!(c.streams.gaps.value, GapModel::LaunchGap);
         assert_eq!(c.memory, cal.memory);
-        let (_, c) = &alts[2];
+        let (_, c) = &alts[3];
         assert_eq!(c.streams.launch_gap.value.ps, 1_300_000);
         assert_eq!(c.gemm, cal.gemm);
     }

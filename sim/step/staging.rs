@@ -380,6 +380,7 @@ impl Blocks {
         let km = KernelModel::new(&cluster.gpu, cal).with_attention(w.attention);
         let sms = cluster.gpu.sms.value - layout.comm_sms;
         let ex = Expander {
+            cal,
             model,
             layout,
             precision: &w.precision,
@@ -581,6 +582,7 @@ impl<'a> Staging<'a> {
         let sms = cluster.gpu.sms.value - layout.comm_sms;
         let gpn = cluster.gpus_per_node as u64;
         let ex = Expander {
+            cal,
             model,
             layout,
             precision: &w.precision,
@@ -753,11 +755,11 @@ impl<'a> Staging<'a> {
         if g.size <= 1 {
             return 0;
         }
-        let bytes = f64::from(1u32 << 30);
+        let net = &self.km.cal.network;
+        let bytes = net.nccl_dp_reference_size.value.bytes;
         let t = self.ab.time(&CommOp::AllGather { bytes, span: g });
         let n = g.size as f64;
         let busbw = bytes * (n - 1.0) / n / t;
-        let net = &self.km.cal.network;
         let sms = (busbw / net.nccl_sm_bandwidth.value.bytes_per_s).ceil() as u32;
         sms.clamp(1, net.nccl_max_channels.value)
     }
@@ -989,6 +991,7 @@ mod trace_tests {
         let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
         let (cluster, wl) = load(&t, &w, &[] as &[Override]).unwrap();
         let ex = Expander {
+            cal: crate::builtin::calibration_ref(),
             model: &wl.model,
             layout: &wl.layout,
             precision: &wl.precision,

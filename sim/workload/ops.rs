@@ -6,17 +6,10 @@
 //! and the communication each pass issues.
 
 use crate::domain::{Dtype, LossKernel, Precision, Recompute, Schedule};
-use crate::hw::{AttentionShape, GemmShape, KernelShape};
+use crate::hw::{AttentionShape, Calibration, GemmShape, KernelShape};
 use crate::net::{CommOp, MoeRoute, Placement};
 use crate::workload::layout::Layout;
 use crate::workload::model::{Attention, LayerKind, Linear, Model, Part};
-
-/// SMs a GEMM gives up while Transformer Engine's userbuffers run a `pipeline` or `bulk`
-/// tensor-parallel collective beside it: TE `initialize_ub` default config (pytorch/module/base.py,
-/// `get_default_config`): `num_sm` 16 and `set_sm_margin` for every method but `ring_exchange`,
-/// which drives copy engines from 1 SM and leaves the GEMM all of them. A framework default,
-/// not a fitted constant.
-pub const UB_SM_MARGIN: u32 = 16;
 
 /// Which traffic class a communication belongs to, for the exposed-communication breakdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,7 +47,7 @@ impl CommKind {
 pub struct Kernel {
     pub name: String,
     pub shape: KernelShape,
-    /// SMs left to a communication kernel running beside this one (see [`UB_SM_MARGIN`]).
+    /// SMs left to a communication kernel running beside this one (`network.userbuffers_sms`).
     pub sm_margin: u32,
 }
 
@@ -179,6 +172,9 @@ fn split(
 /// Expands micro-batches into kernels for one model, layout and precision.
 #[derive(Debug, Clone, Copy)]
 pub struct Expander<'a> {
+    /// The calibration's chosen shares: the SMs userbuffers take (`network.userbuffers_sms`),
+    /// the bytes of an elementwise backward (`memory.elementwise_backward_ratio`).
+    pub cal: &'a Calibration,
     pub model: &'a Model,
     pub layout: &'a Layout,
     pub precision: &'a Precision,
@@ -310,7 +306,8 @@ impl<'a> Expander<'a> {
         }
     }
 
-    /// Memory-bound kernels: forward bytes, with backward reading and writing twice as much.
+    /// Memory-bound kernels: forward bytes, with backward moving `memory.elementwise_backward_ratio`
+    /// times as many.
     fn elementwise(&self, name: &str, fwd_bytes: f64, w: &mut ChunkWork, recompute: bool) {
         if fwd_bytes <= 0.0 {
             return;
@@ -321,8 +318,9 @@ impl<'a> Expander<'a> {
             w.bwd
                 .push(Kernel::memory(&format!("{name}.recompute"), fwd_bytes));
         }
+        let ratio = self.cal.memory.elementwise_backward_ratio.value;
         w.bwd
-            .push(Kernel::memory(&format!("{name}.bwd"), 2.0 * fwd_bytes));
+            .push(Kernel::memory(&format!("{name}.bwd"), ratio * fwd_bytes));
     }
 
     /// A tensor-parallel collective of a block part (`attn` or `mlp`) over its full activation.
@@ -373,7 +371,7 @@ impl<'a> Expander<'a> {
     /// column-parallel GEMM's input is all-gathered and the row-parallel GEMM's output
     /// reduce-scattered. Under `--tp-comm-overlap` TE userbuffers pipeline each with its GEMM:
     /// ring-exchange all-gather beside the column GEMM, pipelined reduce-scatter beside the
-    /// row GEMM (which gives up [`UB_SM_MARGIN`] SMs), each leaving one chunk exposed.
+    /// row GEMM (which gives up `network.userbuffers_sms` SMs), each leaving one chunk exposed.
     fn part_fwd(
         &self,
         tag: &str,
@@ -418,7 +416,7 @@ impl<'a> Expander<'a> {
             let (col, rest) = split(ks, lins, Some(true), sfx);
             let (mut row, rest) = split(rest, lins, Some(false), sfx);
             for k in &mut row {
-                k.sm_margin = UB_SM_MARGIN;
+                k.sm_margin = self.cal.network.userbuffers_sms.value;
             }
             v.push(Seg::Compute(col));
             v.push(beside(ag(false)));
@@ -442,7 +440,7 @@ impl<'a> Expander<'a> {
     /// GEMM, which therefore runs inside the backward, unless the schedule defers weight
     /// gradients (ZB1P, DualPipe), where the reduce-scatter is exposed. Under
     /// `--tp-comm-overlap` the output-gradient all-gather is a ring exchange beside the
-    /// row-parallel Dgrad, and the two bulk collectives take [`UB_SM_MARGIN`] SMs from their GEMMs.
+    /// row-parallel Dgrad, and the two bulk collectives take `network.userbuffers_sms` SMs from their GEMMs.
     fn part_bwd(
         &self,
         tag: &str,
@@ -469,7 +467,11 @@ impl<'a> Expander<'a> {
             return self.all_reduced(ks, side, tp.then(|| nm("allreduce")));
         }
         let overlap = lay.tp_comm_overlap;
-        let margin = if overlap { UB_SM_MARGIN } else { 0 };
+        let margin = if overlap {
+            self.cal.network.userbuffers_sms.value
+        } else {
+            0
+        };
         let (mut col_dgrad, rest) = split(ks, lins, Some(true), "dgrad");
         if overlap {
             let (row_dgrad, rest) = split(rest, lins, Some(false), "dgrad");
@@ -1032,6 +1034,7 @@ pricing: {gpu_hour: \"$2\"}
 
     fn expander(w: &Workload) -> Expander<'_> {
         Expander {
+            cal: crate::builtin::calibration_ref(),
             model: &w.model,
             layout: &w.layout,
             precision: &w.precision,
@@ -1119,7 +1122,7 @@ pricing: {gpu_hour: \"$2\"}
 
     /// Under `tp_comm_overlap` each collective runs beside its GEMM: the closed-form exposed
     /// time of a forward part is Σ max(0, comm − GEMM) + one ring chunk per collective, with the
-    /// reduce-scatter's GEMM on UB_SM_MARGIN fewer SMs.
+    /// reduce-scatter's GEMM on `network.userbuffers_sms` fewer SMs.
     #[test]
     fn tp_comm_overlap_exposes_only_the_excess_and_one_chunk() {
         let sets = [
@@ -1147,9 +1150,25 @@ pricing: {gpu_hour: \"$2\"}
         };
         let (ag, rs, chunk) = (ab.time(&ub(7)), ab.time(&ub(7)), ab.time(&ub(1)));
         let expect = (ag - secs("q_proj.fwd", 0) - secs("kv_proj.fwd", 0)).max(0.0)
-            + (rs - secs("o_proj.fwd", UB_SM_MARGIN)).max(0.0)
+            + (rs
+                - secs(
+                    "o_proj.fwd",
+                    crate::builtin::calibration_ref()
+                        .network
+                        .userbuffers_sms
+                        .value,
+                ))
+            .max(0.0)
             + (ag - secs("mlp.gate_up.fwd", 0)).max(0.0)
-            + (rs - secs("mlp.down.fwd", UB_SM_MARGIN)).max(0.0)
+            + (rs
+                - secs(
+                    "mlp.down.fwd",
+                    crate::builtin::calibration_ref()
+                        .network
+                        .userbuffers_sms
+                        .value,
+                ))
+            .max(0.0)
             + 4.0 * chunk;
         // The engine's view: all TP time in the pass, less what runs beside compute.
         let mut exposed = 0.0;
@@ -1173,7 +1192,13 @@ pricing: {gpu_hour: \"$2\"}
             "{exposed} vs {expect}"
         );
         assert!(exposed < tp_secs(&c, &b.fwd), "overlap hides something");
-        assert_eq!(kernel(&b.fwd, "o_proj.fwd").sm_margin, UB_SM_MARGIN);
+        assert_eq!(
+            kernel(&b.fwd, "o_proj.fwd").sm_margin,
+            crate::builtin::calibration_ref()
+                .network
+                .userbuffers_sms
+                .value
+        );
         assert_eq!(kernel(&b.fwd, "q_proj.fwd").sm_margin, 0);
     }
 
