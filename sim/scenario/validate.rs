@@ -109,6 +109,18 @@ pub struct CaseSpec {
     pub gating: bool,
     #[serde(default)]
     pub why: Option<String>,
+    /// Run cases: settings the sources leave open, each a list of overrides priced as a run of
+    /// its own; the case's band is the central prediction plus the alternatives' differences on
+    /// each side.
+    #[serde(default)]
+    pub alternatives: Vec<crate::config::workload::AlternativeSpec>,
+    /// `tolerance` (the default) or `band`: a case whose inputs are unpublished passes when
+    /// the published figure lies inside its band. `band_reason` says which input, written when
+    /// the case is added.
+    #[serde(default)]
+    pub gate: Gate,
+    #[serde(default)]
+    pub band_reason: Option<String>,
     pub source: String,
     /// Calibration point (the constant was derived from this figure) or validation.
     #[serde(default)]
@@ -184,6 +196,17 @@ fn yes() -> bool {
     true
 }
 
+/// What a case's pass is judged on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The central prediction within the tolerance.
+    #[default]
+    Tolerance,
+    /// The published figure inside the band of the case's alternatives.
+    Band,
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CaseResult {
@@ -206,6 +229,11 @@ pub struct CaseResult {
     /// Why a case does not gate (required for those; `None` for gating cases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// The low and high predictions of a case with alternatives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<[f64; 2]>,
+    /// True when the case passes on its band rather than its tolerance.
+    pub gate_on_band: bool,
 }
 
 /// A case with where it came from, for messages.
@@ -251,6 +279,22 @@ pub fn parse_suites(suites: &[Source], dir: &str) -> Result<Vec<Case>, Diagnosti
                     "why",
                     "a non-gating case without a reason".into(),
                     "why: the reason this case does not count towards the exit code",
+                ));
+            }
+            if spec.gate == Gate::Band
+                && (spec.alternatives.is_empty() || spec.band_reason.is_none())
+            {
+                return Err(bad(
+                    "gate",
+                    "band without alternatives and a band_reason".into(),
+                    "alternatives (the settings the sources leave open) and band_reason (which input is unpublished, written when the case is added)",
+                ));
+            }
+            if !spec.alternatives.is_empty() && spec.kind != Kind::Run {
+                return Err(bad(
+                    "alternatives",
+                    format!("alternatives on a {:?} case", spec.kind).to_lowercase(),
+                    "alternatives on run cases only",
                 ));
             }
             if cases.iter().any(|c: &Case| c.spec.name == spec.name) {
@@ -351,6 +395,7 @@ pub fn run(
                 Err(d) => (None, Some(d.to_string().replace('\n', "; "))),
             };
             let error = predicted.map(|p| p / s.published - 1.0);
+            let band = predicted.and_then(|p| band_of(c, p, cal, read));
             let family = match (s.kind, output(c)) {
                 (Kind::Gemm | Kind::Attention, _) => "kernels",
                 (Kind::Collective | Kind::Moe, _) => "collectives",
@@ -365,16 +410,49 @@ pub fn run(
                 published: s.published,
                 error,
                 tolerance: c.tolerance,
-                pass: error.is_some_and(|e| e.abs() <= c.tolerance),
+                pass: match (s.gate, band) {
+                    (Gate::Band, Some([lo, hi])) => lo <= s.published && s.published <= hi,
+                    (Gate::Band, None) => false,
+                    (Gate::Tolerance, _) => error.is_some_and(|e| e.abs() <= c.tolerance),
+                },
                 gating: s.gating,
                 calibration: s.calibration,
                 family,
                 failure,
                 source: s.source.clone(),
                 why: s.why.clone(),
+                band,
+                gate_on_band: s.gate == Gate::Band,
             }
         })
         .collect()
+}
+
+/// The band of a run case with alternatives: its central prediction `central` plus each
+/// alternative's difference, the lowering ones for the low end and the raising ones for the
+/// high. `None` without alternatives, or when an alternative does not run.
+fn band_of(c: &Case, central: f64, cal: &Calibration, read: ReadSource) -> Option<[f64; 2]> {
+    if c.spec.alternatives.is_empty() {
+        return None;
+    }
+    let deltas: Option<Vec<f64>> = c
+        .spec
+        .alternatives
+        .par_iter()
+        .map(|a| {
+            let mut alt = c.clone();
+            alt.spec.set.extend(a.set.iter().cloned());
+            let out = guarded(&alt, || simulate(&alt, cal, read));
+            out.and_then(|o| predict_run(&alt, &o))
+                .ok()
+                .map(|p| p - central)
+        })
+        .collect();
+    let d = deltas?;
+    Some([
+        central + d.iter().map(|x| x.min(0.0)).sum::<f64>(),
+        central + d.iter().map(|x| x.max(0.0)).sum::<f64>(),
+    ])
 }
 
 /// A run's family: Blackwell chips, then MoE models, then dense by chip generation.
@@ -724,6 +802,8 @@ pub fn table(results: &[CaseResult]) -> String {
     for r in results {
         let verdict = match (r.pass, r.gating, &r.failure) {
             (_, _, Some(_)) => "**error**",
+            (true, true, _) if r.gate_on_band => "pass (on its band)",
+            (false, true, _) if r.gate_on_band => "**FAIL** (outside its band)",
             (true, true, _) => "pass",
             (false, true, _) => "**FAIL**",
             (true, false, _) => "pass (not gating)",
@@ -734,7 +814,12 @@ pub fn table(results: &[CaseResult]) -> String {
             r.case,
             if r.calibration { " (cal.)" } else { "" },
             metric_name(r.metric),
-            r.predicted.map(fmt_value).unwrap_or_else(|| "–".into()),
+            match (r.predicted, r.band) {
+                (Some(p), Some([lo, hi])) =>
+                    format!("{} ({}–{})", fmt_value(p), fmt_value(lo), fmt_value(hi)),
+                (Some(p), None) => fmt_value(p),
+                (None, _) => "–".into(),
+            },
             fmt_value(r.published),
             r.error.map(signed_pct).unwrap_or_else(|| "–".into()),
             r.tolerance * 100.0,
@@ -851,6 +936,8 @@ mod tests {
             failure: None,
             source: "a paper".into(),
             why: None,
+            band: None,
+            gate_on_band: false,
         }
     }
 

@@ -153,3 +153,74 @@ fn residuals_are_the_worst_calibration_errors() {
         );
     }
 }
+
+/// A run case with alternatives carries a band: the central prediction and the alternative's,
+/// in order. With `gate: band` it passes exactly when the published figure lies inside.
+#[test]
+fn a_band_gated_case_passes_inside_its_band_and_fails_outside() {
+    let case = |name: &str, published: f64, set: &str, band: bool| {
+        let extra = if band {
+            "    gate: band\n    band_reason: \"the loss kernel is not published\"\n    alternatives:\n      - { name: fused loss, set: [\"workload.training.loss_kernel=fused\"] }\n"
+        } else {
+            ""
+        };
+        format!(
+            "  - name: {name}\n    workload: workloads/dense/mlm-a100-1.7b.yaml\n    topology: topologies/a100-64.yaml\n    set: [\"topology.nodes=4\"{set}]\n    metric: step_time_s\n    published: {published}\n    tolerance: 50%\n    source: a test\n{extra}"
+        )
+    };
+    let suite = |dir: &str, cases: &[String]| {
+        let d = fresh_dir(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("s.yaml"), format!("cases:\n{}", cases.concat())).unwrap();
+        d
+    };
+    let d = suite(
+        "band-probe",
+        &[
+            case("central", 1.0, "", false),
+            case(
+                "fused",
+                1.0,
+                ", \"workload.training.loss_kernel=fused\"",
+                false,
+            ),
+        ],
+    );
+    let o = trainsim(&["validate", "--json", "--cases", d.to_str().unwrap()]);
+    let cs = cases(&o.stdout);
+    let (c, f) = (
+        cs[0]["predicted"].as_f64().unwrap(),
+        cs[1]["predicted"].as_f64().unwrap(),
+    );
+    assert!(f < c, "a fused loss is faster: {f} vs {c}");
+    let mid = 0.5 * (c + f);
+    let d = suite(
+        "band-gated",
+        &[
+            case("inside", mid, "", true),
+            case("outside", c * 1.01, "", true),
+        ],
+    );
+    let o = trainsim(&["validate", "--json", "--cases", d.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "the outside case gates: {}", o.stderr);
+    let cs = cases(&o.stdout);
+    for r in &cs {
+        let band = r["band"].as_array().expect("a band");
+        assert!((band[0].as_f64().unwrap() - f).abs() < 1e-9 * c);
+        assert!((band[1].as_f64().unwrap() - c).abs() < 1e-9 * c);
+        assert_eq!(r["gate_on_band"], true);
+    }
+    assert_eq!(cs[0]["pass"], true, "{}", cs[0]);
+    assert_eq!(cs[1]["pass"], false, "{}", cs[1]);
+    // gate: band needs its alternatives and its reason.
+    let d = suite(
+        "band-unreasoned",
+        &[case("inside", mid, "", true).replace(
+            "    band_reason: \"the loss kernel is not published\"\n",
+            "",
+        )],
+    );
+    let o = trainsim(&["validate", "--cases", d.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("cases.0.gate"), "{}", o.stderr);
+}
