@@ -350,13 +350,21 @@ impl<'a> FlowModel<'a> {
                 if span.size < 2 {
                     return collective::Measured::default();
                 }
-                let eff = |_: &collective::Transfer| {
-                    self.co
-                        .cal
-                        .network
-                        .ib_efficiency
-                        .value
-                        .min(self.co.cal.network.nvlink_efficiency.value)
+                // Each transfer at its own link's efficiency, as every other collective: NCCL's
+                // send/recv at NCCL's NVLink and IB shares, userbuffers' copies over NVLink at
+                // the copy engines' (`nvlink_efficiency`).
+                let by_path = co.default_eff();
+                let copy = co.cal.network.nvlink_efficiency.value;
+                let eff = |t: &collective::Transfer| {
+                    let e = by_path(t);
+                    match t.path {
+                        collective::Path::Gpu(a, b)
+                            if !nccl && co.router.node(a) == co.router.node(b) =>
+                        {
+                            copy
+                        }
+                        _ => e,
+                    }
                 };
                 let groups = self.groups(span, base);
                 let phases = Collectives::merged(
