@@ -658,6 +658,8 @@ impl<'a> Expander<'a> {
                     &mut w,
                     sel,
                 );
+                // RoPE on the rotary part of q and k and the concat with their no-PE parts:
+                // each BF16 element of q and of k read once and written once (2 + 2 B, twice).
                 self.elementwise(
                     "rope_concat_qk",
                     8.0 * heads as f64 * dqk as f64 * t,
@@ -727,6 +729,8 @@ impl<'a> Expander<'a> {
             &mut w,
             full,
         );
+        // The layer's two residual adds (after attention and after the MLP), priced as one
+        // kernel: each reads two BF16 tensors and writes one (6 B per element).
         self.elementwise("residual", 2.0 * 6.0 * h * ts, &mut w, full);
         self.hidden_dropout("attn_dropout", h * ts, &mut w);
         self.bias_grads(
@@ -746,6 +750,8 @@ impl<'a> Expander<'a> {
             (LayerKind::Moe, Some(moe)) => {
                 let k = moe.topk as f64;
                 let f = moe.expert_ffn as f64;
+                // Router scores over the FP32 logits: the gate function reads and writes each
+                // (4 + 4 B), the top-k selection reads it again (4 B).
                 self.elementwise("router_topk", 12.0 * moe.routed as f64 * t, &mut w, full);
                 self.elementwise("moe_permute", k * h * t * 4.0, &mut w, full);
                 self.elementwise(
@@ -903,6 +909,8 @@ impl<'a> Expander<'a> {
                 w.bwd
                     .push(Kernel::memory("embedding.dropout.bwd", 5.0 * h * ts));
             }
+            // Each token's BF16 output gradient read (2 B) and added into its FP32 weight-gradient
+            // row (read 4 + write 4 B).
             w.wgrad
                 .push(Kernel::memory("embedding.wgrad_scatter_add", 10.0 * h * t));
             // The vocabulary-parallel embedding sums its partial lookups: all-reduce, or
@@ -974,6 +982,9 @@ impl<'a> Expander<'a> {
             head(&mut w, "lm_head");
         }
         for _ in 0..e.mtp_depth {
+            // The MTP module's two RMSNorms (the previous depth's hidden state and the shifted
+            // embedding: BF16 read + write, 4 B each) and their concat (read + write of both
+            // halves, 4 B): 12 B per hidden element.
             self.elementwise("mtp.norms_concat", 12.0 * h * t, &mut w, false);
             self.gemms(&m.mtp_projection(), &mut w, false);
             w.extend(self.block(m.mtp_layer_kind()).flatten());
