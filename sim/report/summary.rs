@@ -86,6 +86,15 @@ pub struct BandTerm {
     pub step_time_s: f64,
     pub gpu_hours: f64,
     pub cost_usd: f64,
+    /// The GPU-hours difference of each phase, in the summary's phase order.
+    pub phase_gpu_hours: Vec<f64>,
+}
+
+/// One phase's GPU-hours band.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseBand {
+    pub name: String,
+    pub gpu_hours: BandRange,
 }
 
 /// An estimate's uncertainty band: each range is the central value plus every term that lowers
@@ -95,6 +104,7 @@ pub struct Bands {
     pub step_time_s: BandRange,
     pub gpu_hours: BandRange,
     pub cost_usd: BandRange,
+    pub phases: Vec<PhaseBand>,
     /// The engine the terms were priced on.
     pub terms_engine: &'static str,
     pub terms: Vec<BandTerm>,
@@ -286,6 +296,19 @@ impl Summary {
                 b.cost_usd.low / 1e6,
                 b.cost_usd.high / 1e6
             );
+            for p in b
+                .phases
+                .iter()
+                .filter(|p| p.gpu_hours.low < p.gpu_hours.high)
+            {
+                s += &format!(
+                    "  {:<28} {:.3}M GPU-hours ({:.3}–{:.3}M)\n",
+                    p.name,
+                    p.gpu_hours.central / 1e6,
+                    p.gpu_hours.low / 1e6,
+                    p.gpu_hours.high / 1e6
+                );
+            }
             for t in &b.terms {
                 s += &format!(
                     "  {:+8.2} s  {:+8.3}M GPU-h  {}\n",

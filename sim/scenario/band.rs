@@ -17,7 +17,7 @@
 use crate::config::{Diagnostic, Override, Source};
 use crate::hw::Calibration;
 use crate::pipeline::{self, Engine};
-use crate::report::summary::{BandRange, BandTerm, Bands, Summary};
+use crate::report::summary::{BandRange, BandTerm, Bands, PhaseBand, Summary};
 use rayon::prelude::*;
 use serde_yaml::Value;
 
@@ -181,6 +181,12 @@ pub fn compute(
             step_time_s: s.step_time_s - reference.step_time_s,
             gpu_hours: s.gpu_hours - reference.gpu_hours,
             cost_usd: s.cost_usd - reference.cost_usd,
+            phase_gpu_hours: s
+                .phases
+                .iter()
+                .zip(&reference.phases)
+                .map(|(a, r)| a.gpu_hours - r.gpu_hours)
+                .collect(),
         });
     }
     let range = |central: f64, d: &dyn Fn(&BandTerm) -> f64| BandRange {
@@ -188,10 +194,22 @@ pub fn compute(
         central,
         high: central + terms.iter().map(|t| d(t).max(0.0)).sum::<f64>(),
     };
+    let phases = central
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhaseBand {
+            name: p.name.clone(),
+            gpu_hours: range(p.gpu_hours, &|t| {
+                t.phase_gpu_hours.get(i).copied().unwrap_or(0.0)
+            }),
+        })
+        .collect();
     Ok(Bands {
         step_time_s: range(central.step_time_s, &|t| t.step_time_s),
         gpu_hours: range(central.gpu_hours, &|t| t.gpu_hours),
         cost_usd: range(central.cost_usd, &|t| t.cost_usd),
+        phases,
         terms_engine: term_engine.name(),
         terms,
     })
