@@ -51,6 +51,9 @@ pub struct AttentionShape {
     pub d_qk: u64,
     pub d_v: u64,
     pub causal: bool,
+    /// Dropout on the attention probabilities. The unfused kernel runs it as a kernel of its
+    /// own over the score matrix; the fused kernels draw the mask in registers (not priced).
+    pub dropout: bool,
 }
 
 impl KernelShape {
@@ -69,6 +72,7 @@ impl KernelShape {
                 d_qk,
                 d_v,
                 causal,
+                ..
             }) => {
                 let pairs = if causal {
                     seq_q as f64 * (seq_kv as f64 + 1.0) / 2.0
@@ -276,6 +280,7 @@ impl<'a> KernelModel<'a> {
             seq_kv,
             d_qk,
             d_v,
+            dropout,
             ..
         } = *shape;
         let g = batch * heads;
@@ -293,14 +298,20 @@ impl<'a> KernelModel<'a> {
         };
         let scores = (g * seq_q * seq_kv) as f64;
         let mem = |bytes_per_score: f64| scores * bytes_per_score / self.elementwise_bandwidth();
+        // PyTorch's dropout on the half-precision probabilities (Megatron-LM's CoreAttention
+        // before flash attention): forward reads P and writes the dropped P and a 1-byte mask;
+        // backward reads the gradient and the mask and writes the masked gradient: 5 B per score
+        // each way.
+        let drop = if dropout { mem(5.0) } else { 0.0 };
         if backward {
             gemm(seq_kv, d_v, seq_q)
                 + gemm(seq_q, seq_kv, d_v)
+                + drop
                 + mem(6.0)
                 + gemm(seq_q, d_qk, seq_kv)
                 + gemm(seq_kv, d_qk, seq_q)
         } else {
-            gemm(seq_q, seq_kv, d_qk) + mem(4.0) + gemm(seq_q, d_v, seq_kv)
+            gemm(seq_q, seq_kv, d_qk) + mem(4.0) + drop + gemm(seq_q, d_v, seq_kv)
         }
     }
 
@@ -314,6 +325,7 @@ impl<'a> KernelModel<'a> {
             d_qk,
             d_v,
             causal,
+            ..
         } = *shape;
         let a = &self.cal.attention;
         let b = a.block.value;
@@ -387,6 +399,7 @@ pub(crate) mod tests {
             d_qk: 192,
             d_v: 128,
             causal: true,
+            dropout: false,
         })
     }
 
@@ -736,6 +749,7 @@ pub(crate) mod tests {
                     d_qk: d,
                     d_v: d,
                     causal: true,
+                    dropout: false,
                 })
             };
             let fa3 = KernelModel::new(gpu, &cal).with_attention(AttentionKernel::Flash3);
@@ -795,6 +809,7 @@ pub(crate) mod tests {
                     d_qk: 192,
                     d_v: 128,
                     causal: true,
+                    dropout: false,
                 });
                 KernelModel::new(gb200, &c).time(&shape, 148).as_secs_f64() * 1e3
             };
@@ -858,6 +873,7 @@ pub(crate) mod tests {
                     d_qk: 128,
                     d_v: 128,
                     causal: true,
+                    dropout: false,
                 })
             };
             let sms = gpu.sms.value;
@@ -879,6 +895,29 @@ pub(crate) mod tests {
                 unfused > 1.5 * flash,
                 "{chip}: unfused {unfused} vs flash {flash}"
             );
+            // Dropout on the probabilities adds its own pass over the score matrix each way:
+            // P read, dropped P and a 1-byte mask written forward; the gradient and the mask
+            // read, the masked gradient written backward. At least 10 B per score at full HBM
+            // bandwidth, at most that at the slowest efficiency the model prices memory at.
+            let dropped = |backward| match shape(backward) {
+                KernelShape::Attention(a) => {
+                    KernelShape::Attention(AttentionShape { dropout: true, ..a })
+                }
+                k => k,
+            };
+            let m = KernelModel::new(gpu, &cal).with_attention(AttentionKernel::Unfused);
+            let with = m.time(&dropped(false), sms).as_secs_f64()
+                + m.time(&dropped(true), sms).as_secs_f64();
+            let extra = with - unfused;
+            let bytes = scores * 10.0;
+            let bw = gpu.hbm_bandwidth.value.bytes_per_s;
+            assert!(
+                extra >= bytes / bw && extra <= bytes / (bw * 0.5),
+                "{chip}: dropout adds {extra} s for {bytes} B"
+            );
+            // The fused kernels draw the mask in registers: no extra pass.
+            let fm = KernelModel::new(gpu, &cal);
+            assert_eq!(fm.time(&dropped(true), sms), fm.time(&shape(true), sms));
         }
     }
 

@@ -644,6 +644,7 @@ fn predict_kernel(c: &Case, cal: &Calibration) -> Result<f64, Diagnostic> {
                     d_qk: need(c, &s.d_qk, "d_qk", shape_dims)?,
                     d_v: need(c, &s.d_v, "d_v", shape_dims)?,
                     causal: s.causal,
+                    dropout: false,
                 }))
             };
             let t = |b| -> Result<(f64, f64), Diagnostic> {

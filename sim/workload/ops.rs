@@ -686,6 +686,7 @@ impl<'a> Expander<'a> {
                     d_qk: dqk,
                     d_v: dv,
                     causal: true,
+                    dropout: self.model.attention_dropout > 0.0,
                 })
             } else {
                 // Load-balanced context parallelism: each rank does 1/cp of the causal work.
@@ -698,6 +699,7 @@ impl<'a> Expander<'a> {
                     d_qk: dqk,
                     d_v: dv,
                     causal: false,
+                    dropout: self.model.attention_dropout > 0.0,
                 })
             }
         };
