@@ -46,7 +46,136 @@ pub fn calibration_ref() -> &'static Calibration {
     })
 }
 
-/// A calibration document (`validate --calibration FILE`).
+/// A calibration document (`validate --calibration FILE`), with every value in its range.
 pub fn parse_calibration(src: &Source) -> Result<Calibration, Diagnostic> {
-    parse_doc(src, &[])
+    let cal: Calibration = parse_doc(src, &[])?;
+    let v = serde_json::to_value(&cal).expect("a calibration serialises");
+    let mut bad = None;
+    check_ranges(&v, &mut Vec::new(), &mut bad);
+    match bad {
+        None => Ok(cal),
+        Some((path, found, expected)) => Err(Diagnostic::new(&src.name, found, expected)
+            .at(path)
+            .locate_in(&src.text)),
+    }
+}
+
+/// The first value outside its range, as (path, found, expected): efficiencies and rates in
+/// (0, 1], the idle share and the residuals in [0, 1), the backward ratio in (0, 10], times at
+/// most a second, every number finite.
+fn check_ranges(
+    v: &serde_json::Value,
+    at: &mut Vec<String>,
+    bad: &mut Option<(String, String, &'static str)>,
+) {
+    use serde_json::Value;
+    if bad.is_some() {
+        return;
+    }
+    let Value::Object(m) = v else { return };
+    if let Some(value) = m.get("value") {
+        let path = at.join(".");
+        let key = at.last().map(String::as_str).unwrap_or("");
+        let parent = at.first().map(String::as_str).unwrap_or("");
+        let mut values = vec![value];
+        if let Some(Value::Array(alts)) = m.get("alternatives") {
+            values.extend(alts.iter());
+        }
+        for (i, x) in values.into_iter().enumerate() {
+            let here = if i == 0 {
+                path.clone()
+            } else {
+                format!("{path}.alternatives.{}", i - 1)
+            };
+            let out = |e: &'static str| Some((here.clone(), x.to_string(), e));
+            let verdict = match x {
+                Value::Number(n) => {
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    if !f.is_finite() {
+                        out("a finite number")
+                    } else if (key.contains("efficiency") || key.starts_with("flash2_rate"))
+                        && !(f > 0.0 && f <= 1.0)
+                    {
+                        out("a share in (0, 1]")
+                    } else if (parent == "residuals" || key == "compute_idle_fraction")
+                        && !(0.0..1.0).contains(&f)
+                    {
+                        out("a fraction in [0, 1)")
+                    } else if key == "elementwise_backward_ratio" && !(f > 0.0 && f <= 10.0) {
+                        out("a ratio in (0, 10]")
+                    } else {
+                        None
+                    }
+                }
+                Value::String(_) => match serde_json::from_value::<crate::units::Time>(x.clone()) {
+                    Ok(time) if time.ps > 1_000_000_000_000 => out("a time of at most 1 s"),
+                    _ => None,
+                },
+                // JSON has no NaN or infinity: a non-finite number serialises as null.
+                Value::Null => out("a finite number"),
+                _ => None,
+            };
+            if verdict.is_some() {
+                *bad = verdict;
+                return;
+            }
+        }
+        return;
+    }
+    for (k, child) in m {
+        at.push(k.clone());
+        check_ranges(child, at, bad);
+        at.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A calibration value outside its range is a located diagnostic, alternatives included;
+    /// the shipped file passes.
+    #[test]
+    fn calibration_values_outside_their_ranges_are_errors() {
+        let base = CALIBRATION_YAML;
+        assert!(parse_calibration(&Source::embedded("c.yaml", base)).is_ok());
+        for (from, to, at, expected) in [
+            (
+                "    value: 0.87\n",
+                "    value: 1.5\n",
+                "memory.hbm_efficiency",
+                "(0, 1]",
+            ),
+            (
+                "    value: 2.0\n",
+                "    value: 2.0\n    alternatives: [-1.5]\n",
+                "memory.elementwise_backward_ratio.alternatives.0",
+                "(0, 10]",
+            ),
+            (
+                "    value: \"2.1 us\"\n",
+                "    value: \"2 s\"\n",
+                "streams.launch_gap",
+                "1 s",
+            ),
+            (
+                "  gemm: { value: 0.002,",
+                "  gemm: { value: 1.0,",
+                "residuals.gemm",
+                "[0, 1)",
+            ),
+            (
+                "    value: 0.87\n",
+                "    value: .nan\n",
+                "memory.hbm_efficiency",
+                "finite",
+            ),
+        ] {
+            assert!(base.contains(from), "{from}");
+            let text = base.replacen(from, to, 1);
+            let d = parse_calibration(&Source::embedded("c.yaml", &text)).unwrap_err();
+            let msg = d.to_string();
+            assert!(msg.contains(at) && msg.contains(expected), "{msg}");
+        }
+    }
 }

@@ -742,6 +742,12 @@ fn constants(cal: &Calibration) -> Vec<(String, String, String)> {
             {
                 let shown = match val {
                     serde_json::Value::String(s) => s.clone(),
+                    // A size or a bandwidth serialises as its base-unit number.
+                    serde_json::Value::Object(q) if q.len() == 1 => match q.iter().next() {
+                        Some((k, n)) if k == "bytes" => format!("{n} B"),
+                        Some((k, n)) if k == "bytes_per_s" => format!("{n} B/s"),
+                        _ => val.to_string(),
+                    },
                     other => other.to_string(),
                 };
                 out.push((path.to_string(), shown, src.clone()));

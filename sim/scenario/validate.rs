@@ -290,6 +290,17 @@ pub fn parse_suites(suites: &[Source], dir: &str) -> Result<Vec<Case>, Diagnosti
                     "alternatives (the settings the sources leave open) and band_reason (which input is unpublished, written when the case is added)",
                 ));
             }
+            for (i, a) in spec.alternatives.iter().enumerate() {
+                for (j, raw) in a.set.iter().enumerate() {
+                    if let Err(d) = Override::parse(raw) {
+                        return Err(bad(
+                            &format!("alternatives.{i}.set.{j}"),
+                            d.found,
+                            &d.expected,
+                        ));
+                    }
+                }
+            }
             if !spec.alternatives.is_empty() && spec.kind != Kind::Run {
                 return Err(bad(
                     "alternatives",
@@ -395,7 +406,12 @@ pub fn run(
                 Err(d) => (None, Some(d.to_string().replace('\n', "; "))),
             };
             let error = predicted.map(|p| p / s.published - 1.0);
-            let band = predicted.and_then(|p| band_of(c, p, cal, read));
+            let (band, band_failure) = match predicted.map(|p| band_of(c, p, cal, read)) {
+                Some(Ok(b)) => (b, None),
+                Some(Err(d)) => (None, Some(d.to_string().replace('\n', "; "))),
+                None => (None, None),
+            };
+            let failure = failure.or(band_failure);
             let family = match (s.kind, output(c)) {
                 (Kind::Gemm | Kind::Attention, _) => "kernels",
                 (Kind::Collective | Kind::Moe, _) => "collectives",
@@ -410,11 +426,12 @@ pub fn run(
                 published: s.published,
                 error,
                 tolerance: c.tolerance,
-                pass: match (s.gate, band) {
-                    (Gate::Band, Some([lo, hi])) => lo <= s.published && s.published <= hi,
-                    (Gate::Band, None) => false,
-                    (Gate::Tolerance, _) => error.is_some_and(|e| e.abs() <= c.tolerance),
-                },
+                pass: failure.is_none()
+                    && match (s.gate, band) {
+                        (Gate::Band, Some([lo, hi])) => lo <= s.published && s.published <= hi,
+                        (Gate::Band, None) => false,
+                        (Gate::Tolerance, _) => error.is_some_and(|e| e.abs() <= c.tolerance),
+                    },
                 gating: s.gating,
                 calibration: s.calibration,
                 family,
@@ -430,12 +447,17 @@ pub fn run(
 
 /// The band of a run case with alternatives: its central prediction `central` plus each
 /// alternative's difference, the lowering ones for the low end and the raising ones for the
-/// high. `None` without alternatives, or when an alternative does not run.
-fn band_of(c: &Case, central: f64, cal: &Calibration, read: ReadSource) -> Option<[f64; 2]> {
+/// high. `None` without alternatives; an alternative that does not run is the case's failure.
+fn band_of(
+    c: &Case,
+    central: f64,
+    cal: &Calibration,
+    read: ReadSource,
+) -> Result<Option<[f64; 2]>, Diagnostic> {
     if c.spec.alternatives.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let deltas: Option<Vec<f64>> = c
+    let d: Vec<f64> = c
         .spec
         .alternatives
         .par_iter()
@@ -444,15 +466,20 @@ fn band_of(c: &Case, central: f64, cal: &Calibration, read: ReadSource) -> Optio
             alt.spec.set.extend(a.set.iter().cloned());
             let out = guarded(&alt, || simulate(&alt, cal, read));
             out.and_then(|o| predict_run(&alt, &o))
-                .ok()
                 .map(|p| p - central)
+                .map_err(|e| {
+                    Diagnostic::new(
+                        e.file.clone(),
+                        format!("the alternative '{}' does not run: {}", a.name, e.found),
+                        e.expected.clone(),
+                    )
+                })
         })
-        .collect();
-    let d = deltas?;
-    Some([
+        .collect::<Result<_, _>>()?;
+    Ok(Some([
         central + d.iter().map(|x| x.min(0.0)).sum::<f64>(),
         central + d.iter().map(|x| x.max(0.0)).sum::<f64>(),
-    ])
+    ]))
 }
 
 /// A run's family: Blackwell chips, then MoE models, then dense by chip generation.

@@ -223,4 +223,31 @@ fn a_band_gated_case_passes_inside_its_band_and_fails_outside() {
     let o = trainsim(&["validate", "--cases", d.to_str().unwrap()]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("cases.0.gate"), "{}", o.stderr);
+    // A malformed alternative is an input error where it stands; one that names no such key
+    // is the case's failure, never a band quietly left out.
+    let fused = "workload.training.loss_kernel=fused";
+    let d = suite(
+        "band-malformed",
+        &[case("inside", mid, "", true).replace(fused, "loss_kernel fused")],
+    );
+    let o = trainsim(&["validate", "--cases", d.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cases.0.alternatives.0.set.0"),
+        "{}",
+        o.stderr
+    );
+    let d = suite(
+        "band-unknown-key",
+        &[case("inside", mid, "", true).replace(fused, "workload.training.no_such_key=1")],
+    );
+    let o = trainsim(&["validate", "--json", "--cases", d.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let cs = cases(&o.stdout);
+    assert_eq!(cs[0]["pass"], false);
+    let why = cs[0]["failure"].as_str().expect("a failure");
+    assert!(
+        why.contains("fused loss") && why.contains("no_such_key"),
+        "{why}"
+    );
 }
