@@ -38,12 +38,14 @@ pub fn calibration() -> Calibration {
 pub fn calibration_ref() -> &'static Calibration {
     static PARSED: std::sync::OnceLock<Calibration> = std::sync::OnceLock::new();
     PARSED.get_or_init(|| {
-        parse_calibration(&Source::embedded(
-            "topologies/calibration.yaml",
-            CALIBRATION_YAML,
-        ))
-        .expect("embedded calibration is valid (checked by tests)")
+        parse_calibration(&calibration_source())
+            .expect("embedded calibration is valid (checked by tests)")
     })
+}
+
+/// The embedded calibration document.
+pub fn calibration_source() -> Source {
+    Source::embedded("topologies/calibration.yaml", CALIBRATION_YAML)
 }
 
 /// A calibration document (`validate --calibration FILE`), with every value in its range.

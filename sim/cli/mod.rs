@@ -118,10 +118,7 @@ pub(crate) fn source(path: &Option<PathBuf>, default: (&str, &str)) -> Result<So
 pub(crate) fn calibration_source(path: &Option<PathBuf>) -> Result<Source, Diagnostic> {
     match path {
         Some(p) => read_source(p),
-        None => Ok(Source::embedded(
-            "topologies/calibration.yaml",
-            crate::builtin::CALIBRATION_YAML,
-        )),
+        None => Ok(crate::builtin::calibration_source()),
     }
 }
 

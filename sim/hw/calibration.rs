@@ -215,6 +215,19 @@ impl NetworkCal {
     }
 }
 
+impl GemmCal {
+    /// Every GEMM main-loop efficiency, for what-ifs that move them together.
+    fn efficiencies_mut(&mut self) -> [&mut Constant<f64>; 5] {
+        [
+            &mut self.mma_efficiency_fp8,
+            &mut self.mma_efficiency_cublaslt_ampere,
+            &mut self.mma_efficiency_cublaslt_hopper,
+            &mut self.mma_efficiency_cublaslt_blackwell,
+            &mut self.mma_efficiency_wgrad_fp8,
+        ]
+    }
+}
+
 impl MemoryCal {
     /// STREAM's share of the spec HBM bandwidth on `arch`.
     pub fn hbm_efficiency(&self, arch: crate::hw::catalog::Architecture) -> f64 {
@@ -235,14 +248,7 @@ impl Calibration {
         let scale = |e: &mut Constant<f64>, r: &Constant<f64>| {
             e.value = (e.value * (1.0 + sign * r.value)).min(1.0);
         };
-        let g = &mut c.gemm;
-        for e in [
-            &mut g.mma_efficiency_fp8,
-            &mut g.mma_efficiency_cublaslt_ampere,
-            &mut g.mma_efficiency_cublaslt_hopper,
-            &mut g.mma_efficiency_cublaslt_blackwell,
-            &mut g.mma_efficiency_wgrad_fp8,
-        ] {
+        for e in c.gemm.efficiencies_mut() {
             scale(e, &r.gemm);
         }
         let a = &mut c.attention;
@@ -283,15 +289,9 @@ impl Calibration {
     /// ±10%" what-if of a plan's sensitivity table. Networks, overheads and tiles stay.
     pub fn kernels_scaled(&self, factor: f64) -> Calibration {
         let mut c = self.clone();
-        let g = &mut c.gemm;
         let a = &mut c.attention;
         let m = &mut c.memory;
-        for e in [
-            &mut g.mma_efficiency_fp8,
-            &mut g.mma_efficiency_cublaslt_ampere,
-            &mut g.mma_efficiency_cublaslt_hopper,
-            &mut g.mma_efficiency_cublaslt_blackwell,
-            &mut g.mma_efficiency_wgrad_fp8,
+        for e in c.gemm.efficiencies_mut().into_iter().chain([
             &mut a.fwd_efficiency,
             &mut a.bwd_efficiency,
             &mut a.blackwell_fwd_efficiency,
@@ -299,7 +299,7 @@ impl Calibration {
             &mut m.hbm_efficiency,
             &mut m.hbm_efficiency_ampere,
             &mut m.elementwise_efficiency,
-        ] {
+        ]) {
             e.value = (e.value * factor).min(1.0);
         }
         c

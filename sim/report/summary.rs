@@ -79,6 +79,22 @@ pub struct BandRange {
     pub high: f64,
 }
 
+impl BandRange {
+    /// `central` plus every difference that lowers it (low) and every one that raises it
+    /// (high): the first-order corners of independent alternatives.
+    pub fn around(central: f64, deltas: impl IntoIterator<Item = f64>) -> BandRange {
+        let (mut low, mut high) = (central, central);
+        for d in deltas {
+            if d < 0.0 {
+                low += d;
+            } else {
+                high += d;
+            }
+        }
+        BandRange { low, central, high }
+    }
+}
+
 /// One alternative's difference from the central estimate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BandTerm {

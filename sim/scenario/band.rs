@@ -189,10 +189,8 @@ pub fn compute(
                 .collect(),
         });
     }
-    let range = |central: f64, d: &dyn Fn(&BandTerm) -> f64| BandRange {
-        low: central + terms.iter().map(|t| d(t).min(0.0)).sum::<f64>(),
-        central,
-        high: central + terms.iter().map(|t| d(t).max(0.0)).sum::<f64>(),
+    let range = |central: f64, d: &dyn Fn(&BandTerm) -> f64| {
+        BandRange::around(central, terms.iter().map(d))
     };
     let phases = central
         .phases
@@ -223,11 +221,7 @@ mod tests {
     #[test]
     fn each_calibration_alternative_changes_its_constant_only() {
         let cal = crate::builtin::calibration();
-        let src = Source::embedded(
-            "topologies/calibration.yaml",
-            include_str!("../../topologies/calibration.yaml"),
-        );
-        let alts = calibration_alternatives(&src).unwrap();
+        let alts = calibration_alternatives(&crate::builtin::calibration_source()).unwrap();
         let names: Vec<&str> = alts.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,

@@ -476,10 +476,8 @@ fn band_of(
                 })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Some([
-        central + d.iter().map(|x| x.min(0.0)).sum::<f64>(),
-        central + d.iter().map(|x| x.max(0.0)).sum::<f64>(),
-    ]))
+    let r = crate::report::summary::BandRange::around(central, d);
+    Ok(Some([r.low, r.high]))
 }
 
 /// A run's family: Blackwell chips, then MoE models, then dense by chip generation.
