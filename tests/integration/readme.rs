@@ -85,3 +85,61 @@ fn examples_split_blocks_by_command() {
         ]
     );
 }
+
+/// The counts README's "Accuracy" states are what `validate` prints now: the number of cases,
+/// how many are in the quick set, the gating pass count, the validation-only mean error with
+/// its worst case, and the calibration points.
+#[test]
+fn readme_accuracy_counts_are_what_validate_prints() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap()
+        .replace('\n', " ")
+        .replace("  ", " ");
+    let full = trainsim(&["validate", "--quiet"]);
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    let line = full
+        .stdout
+        .lines()
+        .find(|l| l.contains("gating validation cases pass"))
+        .expect("the pass line");
+    // "124 of 124 gating validation cases pass; 33 of 33 calibration points reproduce; 188 cases in all."
+    let n: Vec<&str> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (pass, gating, cal_ok, cal, all) = (n[0], n[1], n[2], n[3], n[4]);
+    let row = full
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| gating |"))
+        .expect("the gating MAPE row");
+    // "| gating | 124 | 4.1% | mcore-h100-70b (-14.4%) |"
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let mape = cells[3];
+    let worst = cells[4]
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .replace('-', "−");
+    let quick = trainsim(&["validate", "--quick", "--json"]);
+    let q: serde_json::Value = serde_json::from_str(&quick.stdout).unwrap();
+    let quick_n = q["cases"].as_array().unwrap().len();
+    let all_n: usize = all.parse().unwrap();
+    let quick_words = match all_n - quick_n {
+        0 => "all are in the quick set".to_string(),
+        1 => "all but one are in the quick set".to_string(),
+        k => format!("all but {k} are in the quick set"),
+    };
+    for want in [
+        format!("The full set ({all} cases; {quick_words})"),
+        format!(
+            "today {pass} of {gating} gating validation cases pass at {mape} (worst {worst}), and {cal_ok} of {cal} calibration points reproduce"
+        ),
+    ] {
+        assert!(
+            readme.contains(&want),
+            "README's Accuracy section does not say \"{want}\": update it from `trainsim validate`"
+        );
+    }
+}
