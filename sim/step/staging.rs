@@ -252,6 +252,29 @@ fn static_memory(
 /// rank holds, and the average rank holds each chunk's weights and activations at least as often
 /// as the least-held chunk is held, over the ranks. A layout search drops layouts above HBM on
 /// this before timing them; a property test holds it at or below both engines' peaks.
+/// Bytes per token one layer of kind `k` keeps for backward: the model's activations, and,
+/// for the unfused attention without recompute, its materialised score matrix (the
+/// half-precision probabilities, 2 B per score, and the dropout's 1-byte mask), which the
+/// fused kernels never store.
+fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
+    let m = &w.model;
+    let mut b = m.activation_bytes_per_token(
+        k,
+        w.recompute,
+        w.precision.activations,
+        l.tp,
+        l.sequence_parallel,
+    );
+    if w.attention == crate::hw::AttentionKernel::Unfused
+        && w.recompute == crate::domain::Recompute::None
+    {
+        let per_score = 2.0 + if m.attention_dropout > 0.0 { 1.0 } else { 0.0 };
+        let heads = m.attention.heads() as f64 / l.tp as f64;
+        b += heads * (l.seq_len / l.cp) as f64 * per_score;
+    }
+    b
+}
+
 pub fn memory_floor(w: &Workload, l: &Layout, gpus_per_node: u64) -> f64 {
     let model = &w.model;
     let mut params = [embedding_params(model, l), head_params(model, l)]
@@ -269,13 +292,7 @@ pub fn memory_floor(w: &Workload, l: &Layout, gpus_per_node: u64) -> f64 {
             _ => pd,
         };
         params = (params.0 + p.0, params.1 + p.1);
-        act += model.activation_bytes_per_token(
-            k,
-            w.recompute,
-            w.precision.activations,
-            l.tp,
-            l.sequence_parallel,
-        ) * t;
+        act += layer_activations_per_token(w, l, k) * t;
     }
     let mut held = vec![0u64; l.chunks() as usize];
     let mut most = 1usize;
@@ -811,20 +828,11 @@ impl<'a> Staging<'a> {
 
     /// Activations one micro-batch leaves in chunk `c`, bytes.
     pub fn chunk_activations(&self, c: usize) -> f64 {
-        let m = &self.w.model;
         let t = self.layout.tokens_per_microbatch() as f64;
         let (a, b) = self.runs[c];
         self.kinds[a..b]
             .iter()
-            .map(|&k| {
-                m.activation_bytes_per_token(
-                    k,
-                    self.w.recompute,
-                    self.w.precision.activations,
-                    self.layout.tp,
-                    self.layout.sequence_parallel,
-                ) * t
-            })
+            .map(|&k| layer_activations_per_token(self.w, self.layout, k) * t)
             .sum()
     }
 

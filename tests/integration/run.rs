@@ -311,3 +311,37 @@ fn a_bad_alternative_is_located() {
     assert!(o.stderr.contains("alternatives.0.set.0"), "{}", o.stderr);
     assert!(!dir.join("summary.json").exists());
 }
+
+/// Without recompute, the unfused attention keeps its score matrix for backward: the FP16
+/// probabilities and the dropout's 1-byte mask, 3 B per score of every layer, which the fused
+/// kernel never stores. Megatron-LM SC21's 1.7B (24 layers, 24 heads, 2,048 tokens, one
+/// micro-batch of one sequence in flight) keeps 24 × 2048 × 24 × 2048 × 3 B more.
+#[test]
+fn unfused_attention_without_recompute_keeps_its_scores() {
+    let act = |kernel: &str| {
+        let v = run_json(
+            &[
+                "--no-band",
+                "--topology",
+                "topologies/a100-64.yaml",
+                "--workload",
+                "workloads/dense/mlm-a100-1.7b.yaml",
+                "--set",
+                "topology.nodes=4",
+                "--set",
+                "workload.training.recompute=none",
+                "--set",
+                &format!("workload.training.attention_kernel={kernel}"),
+                "--set",
+                "workload.training.global_batch=32",
+                "--set",
+                "workload.parallelism.micro_batch=1",
+            ],
+            &format!("scores-{kernel}"),
+        );
+        f(&v, "memory_gib.activations") * 1073741824.0
+    };
+    let extra = act("unfused") - act("flash2");
+    let want = 24.0 * 2048.0 * 24.0 * 2048.0 * 3.0;
+    assert!((extra - want).abs() < 1e-6 * want, "{extra} vs {want}");
+}
