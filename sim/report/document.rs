@@ -859,17 +859,68 @@ fn md_cell(s: &str) -> String {
 pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}td:nth-child(n+2){font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2em;border-radius:3px;font-size:.92em}figure{margin:1em 0}svg{max-width:100%;height:auto}nav a{margin-right:.8em}@media print{nav{display:none}h2{break-after:avoid}figure,table{break-inside:avoid}}";
 
 /// Renders the report.
-pub fn render(i: &Input) -> Rendered {
-    let sections = vec![
-        headline(i),
-        breakdown(i),
-        timeline(i),
-        memory(i),
-        phases(i),
-        network(i),
-        assumptions(i),
-        reproduce(i),
+/// The estimate's uncertainty band, when the run priced one: each range, then each term.
+fn band(i: &Input) -> Option<Section> {
+    let b = i.summary.bands.as_ref()?;
+    let range = |what: String,
+                 r: &crate::report::summary::BandRange,
+                 scale: f64,
+                 fmt: &dyn Fn(f64) -> String| {
+        vec![
+            what,
+            fmt(r.low / scale),
+            fmt(r.central / scale),
+            fmt(r.high / scale),
+        ]
+    };
+    let two = |x: f64| format!("{x:.2}");
+    let three = |x: f64| format!("{x:.3}");
+    let mut rows = vec![
+        range("step time (s)".into(), &b.step_time_s, 1.0, &two),
+        range(
+            "GPU-hours, all phases (M)".into(),
+            &b.gpu_hours,
+            1e6,
+            &three,
+        ),
     ];
+    for p in &b.phases {
+        rows.push(range(
+            format!("GPU-hours, {} (M)", p.name),
+            &p.gpu_hours,
+            1e6,
+            &three,
+        ));
+    }
+    rows.push(range("cost (million USD)".into(), &b.cost_usd, 1e6, &three));
+    let terms = b
+        .terms
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                format!("{:+.2}", t.step_time_s),
+                format!("{:+.3}", t.gpu_hours / 1e6),
+            ]
+        })
+        .collect();
+    Some(Section {
+        title: "Uncertainty band".into(),
+        blocks: vec![
+            Block::Para(format!(
+                "Each term is one alternative the inputs do not rule out (a calibration constant's or the workload's `alternatives`, or every kernel class moved by its calibration residual), priced as a run of its own on the {} engine. The low and high ends add the terms on each side to the central estimate: first order, the terms one at a time.",
+                b.terms_engine
+            )),
+            table(&["quantity", "low", "central", "high"], rows),
+            table(&["term", "step time (s)", "GPU-hours (M)"], terms),
+        ],
+    })
+}
+
+pub fn render(i: &Input) -> Rendered {
+    let mut sections = vec![headline(i), breakdown(i), timeline(i), memory(i), phases(i)];
+    sections.extend(band(i));
+    sections.extend([network(i), assumptions(i), reproduce(i)]);
     let title = format!(
         "trainsim report: {} on {}",
         i.summary.workload, i.summary.topology

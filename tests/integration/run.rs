@@ -345,3 +345,37 @@ fn unfused_attention_without_recompute_keeps_its_scores() {
     let want = 24.0 * 2048.0 * 24.0 * 2048.0 * 3.0;
     assert!((extra - want).abs() < 1e-6 * want, "{extra} vs {want}");
 }
+
+/// The report carries the band: its step-time row is summary.json's band, and `--no-band`
+/// leaves the section out.
+#[test]
+fn the_report_shows_the_band() {
+    let out = fresh_dir("band-report");
+    let o = trainsim(&["run", "--report", "--quiet", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let row = format!(
+        "| step time (s) | {:.2} | {:.2} | {:.2} |",
+        f(&v, "bands.step_time_s.low"),
+        f(&v, "bands.step_time_s.central"),
+        f(&v, "bands.step_time_s.high")
+    );
+    assert!(
+        md.contains("## Uncertainty band") && md.contains(&row),
+        "{row} not in report.md"
+    );
+    let out = fresh_dir("no-band-report");
+    let o = trainsim(&[
+        "run",
+        "--report",
+        "--no-band",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!md.contains("Uncertainty band"));
+}
