@@ -123,8 +123,16 @@ pub(crate) fn calibration_source(path: &Option<PathBuf>) -> Result<Source, Diagn
 }
 
 pub(crate) fn calibration(path: &Option<PathBuf>) -> Result<Calibration, Diagnostic> {
+    calibration_of(path, &calibration_source(path)?)
+}
+
+/// The calibration `src` holds: the embedded one already parsed, or the `--calibration` file's.
+pub(crate) fn calibration_of(
+    path: &Option<PathBuf>,
+    src: &Source,
+) -> Result<Calibration, Diagnostic> {
     match path {
-        Some(p) => crate::builtin::parse_calibration(&read_source(p)?),
+        Some(_) => crate::builtin::parse_calibration(src),
         None => Ok(crate::builtin::calibration()),
     }
 }

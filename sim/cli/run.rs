@@ -1,6 +1,6 @@
 //! `trainsim run`: one training run through the pipeline; prints the summary, writes summary.json.
 
-use super::{calibration, source};
+use super::source;
 use crate::config::{Diagnostic, Override};
 use crate::pipeline::{self, Engine};
 use crate::report::{self, document, document::InputFile, tables, trace};
@@ -67,7 +67,8 @@ pub struct RunArgs {
 }
 
 pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
-    let cal = calibration(&a.calibration)?;
+    let cal_src = super::calibration_source(&a.calibration)?;
+    let cal = super::calibration_of(&a.calibration, &cal_src)?;
     let sets = a
         .set
         .iter()
@@ -127,7 +128,7 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         let bands = crate::scenario::band::compute(
             &scenario,
             &cal,
-            &super::calibration_source(&a.calibration)?,
+            &cal_src,
             &summary,
             &out.workload.alternatives,
         );
@@ -153,11 +154,10 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
                 text: work.text.clone(),
             },
         ];
-        if let Some(p) = &a.calibration {
-            let c = super::read_source(p)?;
+        if a.calibration.is_some() {
             inputs.push(InputFile {
-                name: c.name,
-                text: c.text,
+                name: cal_src.name.clone(),
+                text: cal_src.text.clone(),
             });
         }
         let r = document::render(&document::Input {

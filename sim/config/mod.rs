@@ -37,6 +37,16 @@ impl Source {
 }
 
 /// One `--set DOC.PATH=VALUE` override.
+/// A YAML value as one line of text: a string as written, anything else as YAML prints it.
+pub fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     /// `topology` or `workload`.
@@ -81,13 +91,7 @@ impl Override {
     /// An override of `path` (`DOC.PATH`) with a value already parsed, as a sweep axis or a
     /// preset gives it; `raw` is what messages show (e.g. `topology.gpu=H800`).
     pub fn with_value(path: &str, value: Value) -> Result<Override, Diagnostic> {
-        let text = match &value {
-            Value::String(s) => s.clone(),
-            other => serde_yaml::to_string(other)
-                .map(|t| t.trim().to_string())
-                .unwrap_or_default(),
-        };
-        let raw = format!("{path}={text}");
+        let raw = format!("{path}={}", scalar_text(&value));
         let mut o = Override::parse(&format!("{path}=null")).map_err(|d| Diagnostic {
             found: format!("\"{raw}\""),
             ..d
@@ -153,7 +157,7 @@ fn set_path<'a>(mut v: &'a mut Value, path: &[String]) -> Result<&'a mut Value, 
             other => {
                 return Err(format!(
                     "a scalar ({}) at `{}`, which has no key `{key}`",
-                    serde_yaml::to_string(other).unwrap_or_default().trim(),
+                    scalar_text(other),
                     path[..i].join(".")
                 ))
             }

@@ -50,7 +50,11 @@ pub fn calibration_alternatives(src: &Source) -> Result<Vec<(String, Calibration
             if let Value::Mapping(m) = c {
                 m.remove("alternatives");
             }
-            let name = format!("calibration {} = {}", path.join("."), scalar(&alt));
+            let name = format!(
+                "calibration {} = {}",
+                path.join("."),
+                crate::config::scalar_text(&alt)
+            );
             let text = serde_yaml::to_string(&v).expect("a YAML value prints");
             let cal = crate::builtin::parse_calibration(&Source::embedded(&src.name, &text))
                 .map_err(|d| {
@@ -65,16 +69,6 @@ pub fn calibration_alternatives(src: &Source) -> Result<Vec<(String, Calibration
         }
     }
     Ok(out)
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    }
 }
 
 /// Paths of the mappings that hold both `value` and `alternatives`.

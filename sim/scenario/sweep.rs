@@ -248,15 +248,6 @@ pub fn parse_values(
         .collect()
 }
 
-fn scalar_label(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .map(|t| t.trim().to_string())
-            .unwrap_or_default(),
-    }
-}
-
 /// An inline `--axis PATH=VALUES`.
 pub fn inline_axis(arg: &str) -> Result<Axis, Diagnostic> {
     let (path, values) = arg.split_once('=').ok_or_else(|| {
@@ -300,7 +291,7 @@ pub fn file_axes(f: &SweepFile, file: &str) -> Result<Vec<Axis>, Diagnostic> {
                 let values = l
                     .iter()
                     .map(|v| {
-                        let label = scalar_label(v);
+                        let label = crate::config::scalar_text(v);
                         Ok(AxisValue {
                             number: split_number(&label).map(|(_, n, _)| n),
                             label,
@@ -325,7 +316,9 @@ pub fn file_axes(f: &SweepFile, file: &str) -> Result<Vec<Axis>, Diagnostic> {
                     let sets = preset
                         .set
                         .iter()
-                        .map(|(p, v)| Override::with_value(&scalar_label(p), v.clone()))
+                        .map(|(p, v)| {
+                            Override::with_value(&crate::config::scalar_text(p), v.clone())
+                        })
                         .collect::<Result<Vec<_>, Diagnostic>>()?;
                     values.push(AxisValue {
                         label: preset.label,
