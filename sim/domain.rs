@@ -158,6 +158,38 @@ fn fp32() -> Dtype {
     Dtype::Fp32
 }
 
+/// When the data-parallel gradient reduction runs. Orthogonal to ZeRO's sharding of state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradReduce {
+    /// Bucket by bucket as each block's weight gradients finish, beside the rest of the
+    /// backward (Megatron's `--overlap-grad-reduce`, PyTorch DDP and FSDP hooks): on the last
+    /// micro-batch, or after every micro-batch where gradients are sharded (ZeRO-2/3).
+    #[default]
+    Overlap,
+    /// Not overlapped: the buckets leave once the backward they follow is done (the step's
+    /// for whole gradients, each micro-batch's for sharded ones), and compute waits for them
+    /// (Megatron's `overlap_grad_reduce=False`, its default before 2024 and the 2021 local
+    /// DDP; DeepSpeed without `overlap_comm`).
+    AfterBackward,
+    /// Gradients accumulate whole across the micro-batches and are reduced once per step,
+    /// bucket by bucket beside the last backward, even where ZeRO-2/3 shards them between
+    /// steps; ZeRO-3's weights are gathered once per step, before each block's first forward,
+    /// and kept (PyTorch FSDP under pipelining with `reshard_after_forward=False`, as Llama 3
+    /// ran it).
+    OncePerStep,
+}
+
+impl GradReduce {
+    pub fn name(self) -> &'static str {
+        match self {
+            GradReduce::Overlap => "overlap",
+            GradReduce::AfterBackward => "after_backward",
+            GradReduce::OncePerStep => "once_per_step",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {

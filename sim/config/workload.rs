@@ -1,7 +1,7 @@
 //! The workload document (`workloads/*.yaml`): model, training settings, parallel layout, price.
 
 use super::model::ModelSpec;
-use crate::domain::{Precision, Recompute, RoutingDistribution, Schedule};
+use crate::domain::{GradReduce, Precision, Recompute, RoutingDistribution, Schedule};
 use crate::units::{Count, Money, Power};
 use serde::{Deserialize, Serialize};
 
@@ -189,6 +189,10 @@ pub struct ParallelismSpec {
     /// step and beside the compute, instead of all at once after the optimizer.
     #[serde(default)]
     pub overlap_param_gather: bool,
+    /// When the gradient reduction runs: `overlap` (default), `after_backward` or
+    /// `once_per_step` (see [`GradReduce`]).
+    #[serde(default)]
+    pub grad_reduce: GradReduce,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     #[serde(default = "one")]

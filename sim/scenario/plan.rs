@@ -396,6 +396,8 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         vpp: c.vpp,
         zero: c.zero,
         overlap_param_gather: c.overlap_param_gather,
+        // When the framework reduces gradients is not a layout choice: the workload's.
+        grad_reduce: base.grad_reduce,
         schedule: c.schedule,
         micro_batch: c.micro_batch,
         comm_sms: c.comm_sms,
@@ -993,6 +995,7 @@ fn placeholder(plan: &Plan, cluster: &Cluster) -> Layout {
         vpp: 1,
         zero: 0,
         overlap_param_gather: false,
+        grad_reduce: Default::default(),
         schedule: Schedule::OneFOneB,
         micro_batch: 1,
         micro_batches: 1,

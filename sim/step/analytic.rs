@@ -7,7 +7,7 @@
 //! synchronization and the optimizer step. Fast enough for sweeps.
 
 use super::{Blocks, Breakdown, ChunkCost, Memory, Staging, StepResult};
-use crate::domain::Schedule;
+use crate::domain::{GradReduce, Schedule};
 use crate::hw::Calibration;
 use crate::net::AlphaBeta;
 use crate::topo::Cluster;
@@ -163,25 +163,39 @@ fn staged(st: &Staging) -> StepResult {
     let params = st.rank_params(rank);
     let (rs, ag) = st.grad_sync(params);
     let rs = rs + st.grad_prep_time(params);
-    let blocks: f64 = mine
-        .iter()
-        .map(|&(c, _)| {
-            let (a, b) = st.runs[c as usize];
-            (b - a + usize::from(c == 0) + usize::from(c as usize == st.runs.len() - 1)) as f64
-        })
-        .sum();
+    let chunk_blocks = |c: usize| {
+        let (a, b) = st.runs[c];
+        (b - a + usize::from(c == 0) + usize::from(c == st.runs.len() - 1)) as f64
+    };
+    let blocks: f64 = mine.iter().map(|&(c, _)| chunk_blocks(c as usize)).sum();
+    // Summed over the step's passes: each chunk this rank holds runs its own micro-batches.
+    let per_pass = |f: &dyn Fn(usize) -> f64| -> f64 {
+        mine.iter().map(|&(c, m)| m as f64 * f(c as usize)).sum()
+    };
+    let pass_blocks = per_pass(&chunk_blocks);
+    let pass_fwd = per_pass(&|c| chunks[c].fwd);
+    let pass_bwd = per_pass(&|c| chunks[c].bwd + chunks[c].wgrad);
     let one_mb = |f: &dyn Fn(&ChunkCost) -> f64| -> f64 {
         mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
     };
     let backward = one_mb(&|c| c.bwd + c.wgrad);
-    let rs_total = if layout.zero >= 2 { mbs * rs } else { rs };
-    let rs = if layout.zero >= 2 {
-        hidden_behind(rs_total, mbs * blocks, mbs * backward)
+    // Sharded gradients: each pass reduces its own chunk's.
+    let sharded = layout.state_zero() >= 2;
+    let rs_total = if sharded {
+        per_pass(&|c| st.grad_sync(st.chunk_params(c)).0)
+    } else {
+        rs
+    };
+    let rs = if layout.grad_reduce == GradReduce::AfterBackward {
+        // Not overlapped: every bucket after its backward, compute waiting.
+        rs_total
+    } else if sharded {
+        hidden_behind(rs_total, pass_blocks, pass_bwd)
     } else {
         hidden_behind(rs, blocks, backward)
     };
-    let (ag, ag_hidden) = match layout.zero {
-        1 | 2 if layout.overlap_param_gather => {
+    let (ag, ag_hidden) = match layout.state_zero() {
+        1 | 2 if layout.overlaps_param_gather() => {
             let e = hidden_behind(ag, blocks, one_mb(&|c| c.fwd));
             (e, ag - e)
         }
@@ -190,13 +204,13 @@ fn staged(st: &Staging) -> StepResult {
     };
     // ZeRO-3 gathers every block's weights before its forward and again before its backward,
     // each prefetched beside the block before it.
-    let g3 = if layout.zero >= 3 {
-        mbs * st.param_gather(params)
+    let g3 = if layout.state_zero() >= 3 {
+        per_pass(&|c| st.param_gather(st.chunk_params(c)))
     } else {
         0.0
     };
-    let g3_f = hidden_behind(g3, mbs * blocks, mbs * one_mb(&|c| c.fwd));
-    let g3_b = hidden_behind(g3, mbs * blocks, mbs * backward);
+    let g3_f = hidden_behind(g3, pass_blocks, pass_fwd);
+    let g3_b = hidden_behind(g3, pass_blocks, pass_bwd);
     *bd.exposed_comm_by_kind.entry("dp".into()).or_default() += rs + ag + g3_f + g3_b;
     // While a data-parallel collective hides behind compute it holds its NCCL channels' SMs:
     // the compute beside it does that share of its work later.

@@ -10,7 +10,7 @@
 //! simulation). `full` simulates every GPU with collective membership.
 
 use super::{Breakdown, LinkInfo, Memory, Staging, StepResult, TimedTask, Timeline};
-use crate::domain::RoutingDistribution;
+use crate::domain::{GradReduce, RoutingDistribution};
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
 use crate::hw::KernelShape;
@@ -219,7 +219,7 @@ fn block_plan(
         sync_detail: sync_details(st, params, layer, details),
     };
     // ZeRO-1/2 with overlapped parameter gathers: its updated weights, before its first forward.
-    if (1..=2).contains(&st.layout.zero) && st.layout.overlap_param_gather {
+    if (1..=2).contains(&st.layout.state_zero()) && st.layout.overlaps_param_gather() {
         p.step_gather_ps = ps(st.grad_sync(params).1);
     }
     let gather = st.param_gather(params);
@@ -290,7 +290,7 @@ fn sync_details(
     details: &mut Vec<SegDetail>,
 ) -> (u32, u32) {
     let (reduce, gather) = st.grad_sync_ops(params);
-    let name = if st.layout.zero == 0 {
+    let name = if st.layout.state_zero() == 0 {
         "dp.grad_allreduce"
     } else {
         "dp.grad_reduce_scatter"
@@ -452,14 +452,15 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             .collect(),
         param_gather_ps: ranks
             .map(|r| {
-                if (1..=2).contains(&l.zero) && !l.overlap_param_gather {
+                if (1..=2).contains(&l.state_zero()) && !l.overlaps_param_gather() {
                     ps(st.grad_sync(st.rank_params(r)).1)
                 } else {
                     0
                 }
             })
             .collect(),
-        grad_sync_every_microbatch: l.zero >= 2,
+        grad_sync_every_microbatch: l.state_zero() >= 2,
+        grad_sync_after_backward: l.grad_reduce == GradReduce::AfterBackward,
         dp_group: Group {
             size: (l.dp * l.cp) as u32,
             stride: l.tp as u32,
@@ -869,6 +870,7 @@ mod tests {
             param_gather_ps: vec![0; pp as usize],
             param_gather_detail: Vec::new(),
             grad_sync_every_microbatch: false,
+            grad_sync_after_backward: false,
             dp_group: Group { size: 1, stride: 1 },
             compute_sms: 132,
             dp_sms: 0,
@@ -985,6 +987,42 @@ mod tests {
                 "{s:?}: {} exposed, more than one bucket",
                 with - without
             );
+        }
+    }
+
+    /// Not overlapped (`grad_reduce: after_backward`), the reduction adds exactly its own time
+    /// to the step: every bucket of the rank that finishes last (the first stage), back to back
+    /// after its last backward, and with sharded gradients every micro-batch's buckets, which
+    /// the next compute waits for.
+    #[test]
+    fn non_overlapped_reduction_adds_its_time() {
+        let (m, blocks, sync) = (4u64, 8usize, 150u64);
+        for (s, pp, vpp, every) in [
+            (Schedule::Gpipe, 1, 1, false),
+            (Schedule::OneFOneB, 1, 1, false),
+            (Schedule::OneFOneB, 4, 1, false),
+            (Schedule::Interleaved, 2, 2, false),
+            (Schedule::OneFOneB, 1, 1, true),
+            (Schedule::Zb1p, 1, 1, true),
+        ] {
+            let run = |sync, after| {
+                let mut plan = blocky(s, pp, vpp, m, blocks, (100, 200, 100), sync);
+                plan.grad_sync_every_microbatch = every;
+                plan.grad_sync_after_backward = after;
+                exec::run(&taskgraph::build(&plan)).makespan
+            };
+            let chunks = schedule::chunk_count(s, pp, vpp) / pp;
+            let passes = if every { m } else { 1 };
+            let buckets = passes * chunks * blocks as u64;
+            let (after, without) = (run(sync, true), run(0, true));
+            assert_eq!(
+                after,
+                without + buckets * sync,
+                "{s:?} pp{pp} every {every}"
+            );
+            // Overlapped, the same buckets cost less (ZB1P on one stage keeps every W, so
+            // every bucket, for the end, where nothing is left to hide them).
+            assert!(run(sync, false) < after, "{s:?} pp{pp}");
         }
     }
 
@@ -1263,6 +1301,10 @@ mod zero_tests {
     /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes, PP2 × EP8, at ZeRO stage
     /// `zero`, optionally overlapping its parameter gathers.
     fn small(zero: &str, overlap: bool) -> (Cluster, Workload) {
+        small_with(zero, overlap, &[])
+    }
+
+    fn small_with(zero: &str, overlap: bool, extra: &[&str]) -> (Cluster, Workload) {
         let t = Source::embedded(
             "topologies/h800-16.yaml",
             include_str!("../../topologies/h800-16.yaml"),
@@ -1279,6 +1321,7 @@ mod zero_tests {
             "workload.training.phases=[{name: p, tokens: 1B}]",
         ]
         .iter()
+        .chain(extra)
         .map(|s| Override::parse(s).unwrap())
         .collect();
         load(&t, &w, &sets).unwrap()
@@ -1333,6 +1376,72 @@ mod zero_tests {
                 .iter()
                 .flat_map(|c| &c.blocks)
                 .all(|b| b.grad_sync_ps > 0));
+        }
+    }
+
+    /// Reducing once per step (FSDP under pipelining, as Llama 3) turns ZeRO-3 into ZeRO-1's
+    /// traffic with overlapped gathers: one reduce-scatter per block per step, one gather of
+    /// each block's weights before its first forward, none per use, and ZeRO-1's memory.
+    #[test]
+    fn once_per_step_reduction_is_zero_1_inside_the_step() {
+        let (c, w) = small_with(
+            "3",
+            false,
+            &["workload.parallelism.grad_reduce=once_per_step"],
+        );
+        let cal = crate::builtin::calibration();
+        let net = FlowModel::new(&c, &cal);
+        let p = step_plan(&Staging::new(&w, &w.layout, &c, &cal, &net), 1);
+        let (c1, w1) = small("1", true);
+        let p1 = step_plan(&Staging::new(&w1, &w1.layout, &c1, &cal, &net), 1);
+        assert!(!p.grad_sync_every_microbatch);
+        assert_eq!(p.chunks, p1.chunks);
+        assert_eq!(p.param_gather_ps, p1.param_gather_ps);
+        let e = estimate(&w, &w.layout, &c, &cal, false);
+        let e1 = estimate(&w1, &w1.layout, &c1, &cal, false);
+        assert_eq!(e.step_time_s, e1.step_time_s);
+        assert_eq!(e.memory.total, e1.memory.total);
+        // Against FSDP's per-use gathers and per-micro-batch reduce-scatters it moves less
+        // and holds more.
+        let (c3, w3) = small("3", false);
+        let e3 = estimate(&w3, &w3.layout, &c3, &cal, false);
+        assert!(e.step_time_s < e3.step_time_s);
+        assert!(e.memory.total > e3.memory.total);
+    }
+
+    /// Not overlapped (`after_backward`), the reduction is exposed whole in both engines: the
+    /// step and the exposed data-parallel time grow, and the engines agree on what is exposed.
+    #[test]
+    fn non_overlapped_reduction_is_exposed_in_both_engines() {
+        let cal = crate::builtin::calibration();
+        let mut exposed = Vec::new();
+        for engine in ["des", "analytic"] {
+            let run = |zero: &str, mode: &str| {
+                let set = format!("workload.parallelism.grad_reduce={mode}");
+                let (c, w) = small_with(zero, false, &[set.as_str()]);
+                if engine == "des" {
+                    estimate(&w, &w.layout, &c, &cal, false)
+                } else {
+                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+                }
+            };
+            for zero in ["1", "2"] {
+                let (over, after) = (run(zero, "overlap"), run(zero, "after_backward"));
+                let dp = |e: &StepResult| e.breakdown.exposed_comm_by_kind["dp"];
+                println!(
+                    "{engine} ZeRO-{zero}: step {} -> {}, dp {} -> {}",
+                    over.step_time_s,
+                    after.step_time_s,
+                    dp(&over),
+                    dp(&after)
+                );
+                assert!(after.step_time_s > over.step_time_s, "{engine} ZeRO-{zero}");
+                assert!(dp(&after) > dp(&over), "{engine} ZeRO-{zero}");
+                exposed.push(dp(&after));
+            }
+        }
+        for (d, a) in exposed[..2].iter().zip(&exposed[2..]) {
+            assert!((d / a - 1.0).abs() < 0.1, "des {d} s, analytic {a} s");
         }
     }
 

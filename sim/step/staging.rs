@@ -4,7 +4,7 @@
 //! gradient passes and data-parallel synchronization, and the optimizer step.
 
 use super::result::{ChunkCost, Memory};
-use crate::domain::{Dtype, Precision, Schedule};
+use crate::domain::{Dtype, GradReduce, Precision, Schedule};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
@@ -232,7 +232,7 @@ fn static_memory(
     let (dg, eg) = dp_groups(l, gpus_per_node);
     let by = |stage: u8, bytes: f64| {
         let f = |p: f64, g: u64| {
-            if l.zero >= stage {
+            if l.state_zero() >= stage {
                 p / g.max(1) as f64
             } else {
                 p
@@ -417,8 +417,8 @@ impl Blocks {
             ..Default::default()
         });
         // Sharded gradients are prepared for their reduction after every micro-batch's backward.
-        if layout.zero >= 2 {
-            let per = grad_prep_bytes(&w.precision, layout.zero);
+        if layout.state_zero() >= 2 {
+            let per = grad_prep_bytes(&w.precision, layout.state_zero());
             let prep = |b: &mut BlockWork, params: (f64, f64)| {
                 let bytes = per * synced(layout, params);
                 if bytes > 0.0 {
@@ -462,13 +462,14 @@ impl Blocks {
             l.schedule,
             Schedule::Zb1p | Schedule::Dualpipe | Schedule::Dualpipev
         );
-        let sharded = l.zero >= 2;
+        let sharded = l.state_zero() >= 2;
         Layout {
             pp: 0,
             vpp: 0,
             micro_batches: 0,
             global_batch: 0,
             overlap_param_gather: false,
+            grad_reduce: GradReduce::Overlap,
             schedule: if deferred {
                 Schedule::Zb1p
             } else {
@@ -679,7 +680,7 @@ impl<'a> Staging<'a> {
 
     /// ZeRO-3's gathers of a block's sharded weights (none below ZeRO-3).
     pub fn param_gather_ops(&self, params: (f64, f64)) -> Vec<CommOp> {
-        if self.layout.zero < 3 {
+        if self.layout.state_zero() < 3 {
             return Vec::new();
         }
         let (dg, eg) = self.dp_groups();
@@ -728,7 +729,7 @@ impl<'a> Staging<'a> {
             }
             let grads = p * pr.grad_comm.bytes();
             let weights = p * pr.params.bytes();
-            if self.layout.zero == 0 {
+            if self.layout.state_zero() == 0 {
                 reduce.push(CommOp::AllReduce {
                     bytes: grads,
                     span: g,
@@ -751,10 +752,10 @@ impl<'a> Staging<'a> {
     /// (sharded gradients pay theirs in every micro-batch's backward: see `Staging::new`).
     pub fn grad_prep_time(&self, params: (f64, f64)) -> f64 {
         let elems = synced(self.layout, params);
-        if self.layout.zero >= 2 || elems == 0.0 {
+        if self.layout.state_zero() >= 2 || elems == 0.0 {
             return 0.0;
         }
-        let bytes = elems * grad_prep_bytes(&self.w.precision, self.layout.zero);
+        let bytes = elems * grad_prep_bytes(&self.w.precision, self.layout.state_zero());
         self.km
             .time(&KernelShape::Memory { bytes }, self.sms)
             .as_secs_f64()
@@ -788,7 +789,7 @@ impl<'a> Staging<'a> {
         let pr = &self.w.precision;
         let (dg, eg) = self.dp_groups();
         let shard = |p: f64, g: u64| {
-            if self.layout.zero >= 1 {
+            if self.layout.state_zero() >= 1 {
                 p / g.max(1) as f64
             } else {
                 p

@@ -6,7 +6,7 @@
 use crate::config::workload::{DpSpec, ParallelismSpec};
 
 use crate::config::Diagnostic;
-use crate::domain::Schedule;
+use crate::domain::{GradReduce, Schedule};
 use crate::hw::GpuSpec;
 use crate::net::Placement;
 use crate::workload::model::Model;
@@ -23,6 +23,8 @@ pub struct Layout {
     pub zero: u8,
     /// ZeRO-1/2: each block's parameter all-gather overlaps the next step's first forwards.
     pub overlap_param_gather: bool,
+    /// When the gradient reduction runs.
+    pub grad_reduce: GradReduce,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
@@ -223,6 +225,7 @@ impl Layout {
             vpp: p.vpp,
             zero: p.zero,
             overlap_param_gather: p.overlap_param_gather,
+            grad_reduce: p.grad_reduce,
             schedule: p.schedule,
             micro_batch: p.micro_batch,
             micro_batches: m,
@@ -232,6 +235,24 @@ impl Layout {
             sequence_parallel: p.sequence_parallel && p.tp > 1,
             tp_comm_overlap: p.tp_comm_overlap && p.tp > 1,
         })
+    }
+
+    /// The ZeRO stage the step runs with. Reducing once per step keeps gradients (and
+    /// ZeRO-3's weights) whole through the step, which is ZeRO-1 from the first forward to
+    /// the optimizer; the optimizer state stays sharded.
+    pub fn state_zero(&self) -> u8 {
+        if self.grad_reduce == GradReduce::OncePerStep {
+            self.zero.min(1)
+        } else {
+            self.zero
+        }
+    }
+
+    /// Whether the updated weights are gathered block by block before their first forward
+    /// (ZeRO-1/2's `--overlap-param-gather`, and ZeRO-3 reducing once per step), instead of
+    /// all at once after the optimizer.
+    pub fn overlaps_param_gather(&self) -> bool {
+        self.overlap_param_gather || (self.zero == 3 && self.grad_reduce == GradReduce::OncePerStep)
     }
 
     pub fn gpus(&self) -> u64 {
@@ -315,6 +336,7 @@ mod tests {
             vpp: 1,
             zero: 0,
             overlap_param_gather: false,
+            grad_reduce: GradReduce::Overlap,
             schedule: Schedule::OneFOneB,
             micro_batch: 1,
             micro_batches: 8,

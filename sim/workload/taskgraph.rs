@@ -204,6 +204,12 @@ pub struct StepPlan {
     /// (sharded gradients: ZeRO-2 and ZeRO-3 / FSDP FULL_SHARD keep no full gradient to
     /// accumulate into).
     pub grad_sync_every_microbatch: bool,
+    /// The gradient sync is not overlapped ([`GradReduce::AfterBackward`]): the buckets leave
+    /// once the backward is done (the step's, or with every-micro-batch syncs each pass's) and
+    /// compute waits for them.
+    ///
+    /// [`GradReduce::AfterBackward`]: crate::domain::GradReduce::AfterBackward
+    pub grad_sync_after_backward: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
     /// SMs compute kernels may use (the GPU's, less any reserved for expert-parallel traffic).
@@ -332,6 +338,10 @@ struct Rank<'p> {
     done: Vec<u32>,
     /// Gradient buckets issued: the optimizer waits for them.
     buckets: Vec<u32>,
+    /// Buckets ready but held until the backward is done (not overlapped), and the buckets the
+    /// next compute task must wait for.
+    held: Vec<(u64, u32)>,
+    barrier: Vec<u32>,
     /// The parameter gather of each block; whether each chunk ran its first forward.
     gather: Vec<Vec<Option<u32>>>,
     forwarded: Vec<bool>,
@@ -409,7 +419,11 @@ impl Builder {
         let mut before_prev: Vec<u32> = Vec::new();
         for s in segs {
             let (stream, p, coll, deps) = match s.kind {
-                SegKind::Compute => (COMPUTE, pass, SOLO, prev.clone()),
+                SegKind::Compute => {
+                    let mut deps = prev.clone();
+                    deps.append(&mut r.barrier);
+                    (COMPUTE, pass, SOLO, deps)
+                }
                 SegKind::Comm {
                     kind,
                     parallel,
@@ -610,8 +624,27 @@ impl Builder {
         let (work, detail) = (blk.grad_sync_ps, blk.sync_detail.0);
         let last_pass = r.done[chunk as usize] + 1 == r.passes[chunk as usize];
         if work > 0 && (last_pass || r.plan.grad_sync_every_microbatch) {
-            let t = self.dp(r, (work, detail), &[w]);
+            if r.plan.grad_sync_after_backward {
+                r.held.push((work, detail));
+            } else {
+                let t = self.dp(r, (work, detail), &[w]);
+                r.buckets.push(t);
+            }
+        }
+    }
+
+    /// Not-overlapped gradient sync: the held buckets leave one after another once everything
+    /// computed so far is done, and the next compute waits for them.
+    fn release_held(&mut self, r: &mut Rank) {
+        if r.held.is_empty() {
+            return;
+        }
+        let mut deps: Vec<u32> = r.last_w.iter().flatten().flatten().copied().collect();
+        deps.extend(r.last_compute);
+        for bucket in std::mem::take(&mut r.held) {
+            let t = self.dp(r, bucket, &deps);
             r.buckets.push(t);
+            r.barrier.push(t);
         }
     }
 
@@ -633,9 +666,10 @@ impl Builder {
 
     /// One weight-gradient task: after `after`, and no earlier than the compute task emitted
     /// before it.
-    fn wgrad(&mut self, r: &Rank, s: &SegPlan, after: u32) -> u32 {
+    fn wgrad(&mut self, r: &mut Rank, s: &SegPlan, after: u32) -> u32 {
         let mut deps = vec![after];
         deps.extend(r.last_compute);
+        deps.append(&mut r.barrier);
         self.add(
             Task {
                 label: Label {
@@ -843,7 +877,11 @@ impl Builder {
                 }
                 Op::FB { f, b } => self.overlapped(r, f, b),
             }
+            if p.grad_sync_every_microbatch {
+                self.release_held(r);
+            }
         }
+        self.release_held(r);
         // The optimizer needs every weight gradient and every gradient bucket.
         self.at = Label::NONE;
         let mut opt_deps = r.buckets.clone();
@@ -911,6 +949,8 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
                 passes: vec![0; chunks as usize],
                 done: vec![0; chunks as usize],
                 buckets: Vec::new(),
+                held: Vec::new(),
+                barrier: Vec::new(),
                 gather: scaled
                     .chunks
                     .iter()
