@@ -85,21 +85,45 @@ pub enum LossKernel {
 pub enum Recompute {
     /// Keep every activation the backward pass reads.
     None,
-    /// Recompute the cheap ops in backward (norms, up-projections, SwiGLU output), keep GEMM inputs.
+    /// DeepSeek-V3's selective recompute (§3.2.3): recompute the cheap ops in backward (norms,
+    /// up-projections, SwiGLU output), keep GEMM inputs.
     Selective,
+    /// Megatron's selective recompute (Korthikanti et al. 2022, `--recompute-granularity
+    /// selective`): recompute the core attention (scores, softmax, dropout, attention over V)
+    /// in backward, so its score-sized activations are never kept; keep everything else.
+    #[serde(alias = "megatron-selective")]
+    MegatronSelective,
     /// Keep only each layer's input; re-run the whole layer forward in backward.
     Full,
 }
 
 impl Recompute {
-    pub const ALL: [Recompute; 3] = [Recompute::None, Recompute::Selective, Recompute::Full];
+    pub const ALL: [Recompute; 4] = [
+        Recompute::None,
+        Recompute::Selective,
+        Recompute::MegatronSelective,
+        Recompute::Full,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Recompute::None => "none",
             Recompute::Selective => "selective",
+            Recompute::MegatronSelective => "megatron_selective",
             Recompute::Full => "full",
         }
+    }
+
+    /// Whether the backward recomputes the cheap ops (norms, up-projections, activation
+    /// outputs) instead of keeping their outputs: DeepSeek's selective, and full.
+    pub fn recomputes_cheap_ops(self) -> bool {
+        matches!(self, Recompute::Selective | Recompute::Full)
+    }
+
+    /// Whether the backward re-runs the core attention's forward: Megatron's selective, and
+    /// full.
+    pub fn recomputes_core_attention(self) -> bool {
+        matches!(self, Recompute::MegatronSelective | Recompute::Full)
     }
 }
 

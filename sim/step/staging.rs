@@ -252,10 +252,12 @@ fn static_memory(
 /// rank holds, and the average rank holds each chunk's weights and activations at least as often
 /// as the least-held chunk is held, over the ranks. A layout search drops layouts above HBM on
 /// this before timing them; a property test holds it at or below both engines' peaks.
-/// Bytes per token one layer of kind `k` keeps for backward: the model's activations, and,
-/// for the unfused attention without recompute, its materialised score matrix (the
-/// half-precision probabilities, 2 B per score, and the dropout's 1-byte mask), which the
-/// fused kernels never store.
+/// Bytes per token one layer of kind `k` keeps for backward: the model's activations, and what
+/// the core attention keeps beyond its inputs. A fused kernel keeps its FP32 log-sum-exp per
+/// head (4 B). The unfused attention without recompute keeps its materialised score matrix
+/// (Korthikanti et al. 2022, §4.1: the softmax output, 2 B per score, and with dropout its 1-byte
+/// mask and its 2-byte output, which the attention over V reads back: 5as²b per layer). Neither
+/// is kept where the backward recomputes the core attention.
 fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
     let m = &w.model;
     let mut b = m.activation_bytes_per_token(
@@ -265,12 +267,15 @@ fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
         l.tp,
         l.sequence_parallel,
     );
-    if w.attention == crate::hw::AttentionKernel::Unfused
-        && w.recompute == crate::domain::Recompute::None
-    {
-        let per_score = 2.0 + if m.attention_dropout > 0.0 { 1.0 } else { 0.0 };
-        let heads = m.attention.heads() as f64 / l.tp as f64;
+    if w.recompute.recomputes_core_attention() {
+        return b;
+    }
+    let heads = m.attention.heads() as f64 / l.tp as f64;
+    if w.attention == crate::hw::AttentionKernel::Unfused {
+        let per_score = 2.0 + if m.attention_dropout > 0.0 { 3.0 } else { 0.0 };
         b += heads * (l.seq_len / l.cp) as f64 * per_score;
+    } else {
+        b += heads * 4.0;
     }
     b
 }
@@ -870,6 +875,50 @@ mod tests {
         assert_eq!(grad_prep_bytes(&pr(Bf16, Fp32, Fp32), 1), 8.0);
         assert_eq!(grad_prep_bytes(&pr(Bf16, Bf16, Bf16), 2), 8.0);
         assert_eq!(grad_prep_bytes(&pr(Bf16, Bf16, Fp32), 0), 14.0);
+    }
+
+    /// Korthikanti et al. 2022 (§4.1, eq. 1–2): a GPT layer (GELU MLP 4h, dropout, FP16/BF16
+    /// activations) without recompute keeps sbh(34 + 5as/h) bytes for its backward; with
+    /// tensor parallelism t, sbh(10 + 24/t + 5as/(ht)), and sbh(34/t + 5as/(ht)) with sequence
+    /// parallelism; Megatron's selective recompute (the core attention) leaves 34sbh/t under
+    /// sequence parallelism, and full recompute keeps the 2sbh/t input.
+    #[test]
+    fn korthikanti_activations_per_layer() {
+        let base = [
+            "workload.model.hidden_dropout=0.1",
+            "workload.model.attention_dropout=0.1",
+            "workload.training.attention_kernel=unfused",
+        ];
+        let per_layer = |extra: &[&str]| {
+            let sets: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (_, w) = crate::workload::ops::tests::gpt(&sets);
+            let l = &w.layout;
+            let sbh = (l.seq_len * l.micro_batch) as f64 * w.model.hidden as f64;
+            let tokens = (l.seq_len * l.micro_batch) as f64;
+            (
+                layer_activations_per_token(&w, l, LayerKind::Dense) * tokens / sbh,
+                w.model.attention.heads() as f64 * l.seq_len as f64 / w.model.hidden as f64,
+            )
+        };
+        // 32 heads, hidden 4096, 2,048 tokens: 5as/h = 80.
+        // Per row: sbh's coefficient, as a constant plus a multiple of 5as/h.
+        for (t, sp, recompute, c, k) in [
+            (1, false, "none", 34.0, 1.0),
+            (8, false, "none", 10.0 + 24.0 / 8.0, 1.0 / 8.0),
+            (8, true, "none", 34.0 / 8.0, 1.0 / 8.0),
+            (8, true, "megatron_selective", 34.0 / 8.0, 0.0),
+            (8, true, "full", 2.0 / 8.0, 0.0),
+        ] {
+            let tp = format!("workload.parallelism.tp={t}");
+            let sp = format!("workload.parallelism.sequence_parallel={sp}");
+            let rc = format!("workload.training.recompute={recompute}");
+            let (got, r) = per_layer(&[tp.as_str(), sp.as_str(), rc.as_str()]);
+            let want = c + k * 5.0 * r;
+            assert!(
+                (got - want).abs() < 1e-9,
+                "tp {t} {sp} {recompute}: {got} vs {want}"
+            );
+        }
     }
 
     /// A data-parallel group of one GPU per node runs at one NIC's ~47 GB/s: 4 NCCL channels of

@@ -571,7 +571,8 @@ impl Model {
     ///
     /// `act` is the format of cached GEMM inputs (DeepSeek-V3 caches them in FP8); norms and the
     /// residual stream stay BF16. `Selective` recomputes norms, up-projections and the SwiGLU
-    /// output (DeepSeek-V3 §3.2.3); `Full` keeps only the block input (split over the
+    /// output (DeepSeek-V3 §3.2.3); `MegatronSelective` keeps what `None` keeps (the core
+    /// attention's own activations are the caller's); `Full` keeps only the block input (split over the
     /// tensor-parallel ranks, as Megatron's distributed checkpointed activations or sequence
     /// parallelism keep it). `sp`: sequence parallelism, which shards the norm and residual
     /// activations over the tensor-parallel ranks.
@@ -605,7 +606,7 @@ impl Model {
                 ..
             } => {
                 b += (q_lora.unwrap_or(0) + kv_lora + qk_rope) as f64 * a;
-                if recompute == Recompute::None {
+                if !recompute.recomputes_cheap_ops() {
                     b += heads * (2.0 * dqk + dv) * 2.0;
                 }
             }
@@ -615,11 +616,13 @@ impl Model {
                 b += (heads + 2.0 * kv_heads as f64 / tp) * head_dim as f64 * 2.0;
             }
         }
-        b += heads * dv * a + heads * 4.0;
+        // The core attention's output (the output projection's input); what the core keeps
+        // beyond its inputs depends on its kernel (see `step::staging`).
+        b += heads * dv * a;
         // Feed-forward: SwiGLU inputs (and output unless recomputed), expert copies.
         let ffn = |width: f64, copies: f64| {
             let up = if self.gated_ffn { 2.0 } else { 1.0 };
-            let keep_out = if recompute == Recompute::None {
+            let keep_out = if !recompute.recomputes_cheap_ops() {
                 1.0
             } else {
                 0.0

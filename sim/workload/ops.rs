@@ -634,7 +634,7 @@ impl<'a> Expander<'a> {
         let h = m.hidden as f64;
         let tp = lay.tp as f64;
         let full = self.recompute == Recompute::Full;
-        let sel = self.recompute != Recompute::None;
+        let sel = self.recompute.recomputes_cheap_ops();
         let heads = m.attention.heads() / lay.tp;
         let (dqk, dv) = m.attention.core_dims();
         // Sequence parallelism: norms, residuals (and dropout) see 1/tp of the tokens.
@@ -708,7 +708,7 @@ impl<'a> Expander<'a> {
             shape: core(false),
             sm_margin: 0,
         });
-        if full {
+        if self.recompute.recomputes_core_attention() {
             w.bwd.push(Kernel {
                 name: "attention.core.recompute".into(),
                 shape: core(false),
