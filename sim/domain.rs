@@ -182,6 +182,21 @@ fn fp32() -> Dtype {
     Dtype::Fp32
 }
 
+/// How the layers are cut into pipeline chunks (stages, or virtual stages when interleaved).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum PipelineSplit {
+    /// Contiguous runs of layers that minimise the slowest chunk's compute, the embedding
+    /// counted with the first layer and the head, MTP and loss with the last.
+    #[default]
+    Balanced,
+    /// Megatron's default: the same number of layers on every chunk, whatever the embedding
+    /// and head add to the end chunks.
+    Even,
+    /// These many layers on each chunk, in order (Megatron's uneven first and last stages,
+    /// `pipeline_model_parallel_layout`).
+    Layers(Vec<u64>),
+}
+
 /// When the data-parallel gradient reduction runs. Orthogonal to ZeRO's sharding of state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

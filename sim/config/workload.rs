@@ -164,6 +164,15 @@ fn auto() -> DpSpec {
     DpSpec::Auto
 }
 
+/// The named pipeline splits ([`crate::domain::PipelineSplit`] without an explicit list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitName {
+    #[default]
+    Balanced,
+    Even,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParallelismSpec {
@@ -193,6 +202,14 @@ pub struct ParallelismSpec {
     /// `once_per_step` (see [`GradReduce`]).
     #[serde(default)]
     pub grad_reduce: GradReduce,
+    /// How layers are cut into pipeline chunks: `balanced` (default: the slowest chunk's
+    /// compute minimised) or `even` (Megatron's default: the same layer count on each).
+    #[serde(default)]
+    pub pipeline_split: SplitName,
+    /// Layers on each chunk, in order (pp entries, pp × vpp when interleaved, 2pp under
+    /// DualPipe-V): overrides `pipeline_split`.
+    #[serde(default)]
+    pub layers_per_chunk: Option<Vec<u64>>,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     #[serde(default = "one")]

@@ -398,6 +398,9 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         overlap_param_gather: c.overlap_param_gather,
         // When the framework reduces gradients is not a layout choice: the workload's.
         grad_reduce: base.grad_reduce,
+        // A named split carries over to every layout searched; an explicit list fits one only.
+        pipeline_split: base.pipeline_split,
+        layers_per_chunk: None,
         schedule: c.schedule,
         micro_batch: c.micro_batch,
         comm_sms: c.comm_sms,
@@ -996,6 +999,7 @@ fn placeholder(plan: &Plan, cluster: &Cluster) -> Layout {
         zero: 0,
         overlap_param_gather: false,
         grad_reduce: Default::default(),
+        split: Default::default(),
         schedule: Schedule::OneFOneB,
         micro_batch: 1,
         micro_batches: 1,

@@ -4,7 +4,7 @@
 //! gradient passes and data-parallel synchronization, and the optimizer step.
 
 use super::result::{ChunkCost, Memory};
-use crate::domain::{Dtype, GradReduce, Precision, Schedule};
+use crate::domain::{Dtype, GradReduce, PipelineSplit, Precision, Schedule};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
@@ -486,8 +486,8 @@ impl Blocks {
         }
     }
 
-    /// The blocks cut into `k` chunks balancing their compute, and each chunk's cost: cut once
-    /// per chunk count and kept.
+    /// The blocks cut into `k` chunks as the layout's split says (by default balancing their
+    /// compute), and each chunk's cost: cut once per chunk count and kept.
     fn chunked(
         &self,
         kinds: &[LayerKind],
@@ -504,7 +504,18 @@ impl Blocks {
         let mut item_costs: Vec<f64> = kinds.iter().map(|&k| self.cost(k).compute()).collect();
         item_costs[0] += first_c.compute();
         item_costs[n - 1] += last_c.compute();
-        let runs = partition(&item_costs, k);
+        let runs = match &self.key.split {
+            PipelineSplit::Balanced => partition(&item_costs, k),
+            PipelineSplit::Even => (0..k).map(|c| (c * n / k, (c + 1) * n / k)).collect(),
+            PipelineSplit::Layers(v) => v
+                .iter()
+                .scan(0usize, |at, &l| {
+                    let run = (*at, *at + l as usize);
+                    *at = run.1;
+                    Some(run)
+                })
+                .collect(),
+        };
         let chunks: Vec<ChunkCost> = runs
             .iter()
             .enumerate()
@@ -917,6 +928,66 @@ mod tests {
             assert!(
                 (got - want).abs() < 1e-9,
                 "tp {t} {sp} {recompute}: {got} vs {want}"
+            );
+        }
+    }
+
+    /// The pipeline split: an explicit `layers_per_chunk` puts exactly those layers on each
+    /// chunk, `even` is Megatron's layers/chunks on each, and `balanced` (the default) never
+    /// leaves the slowest chunk slower than either, nor the step in the DES; bad lists are
+    /// located diagnostics.
+    #[test]
+    fn pipeline_splits_cut_where_they_say() {
+        let cal = crate::builtin::calibration();
+        let cut = |extra: &[&str]| {
+            let mut sets = vec!["workload.parallelism.pp=2", "workload.parallelism.tp=8"];
+            sets.extend(extra);
+            let (c, w) = crate::workload::ops::tests::gpt(&sets);
+            let ab = AlphaBeta::new(&c, &cal);
+            let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
+            let slowest = st.chunks.iter().map(|c| c.compute()).fold(0.0, f64::max);
+            let step = crate::step::des::estimate(&w, &w.layout, &c, &cal, false).step_time_s;
+            (st.runs.to_vec(), slowest, step)
+        };
+        let (runs, _, uneven) = cut(&["workload.parallelism.layers_per_chunk=[1, 3]"]);
+        assert_eq!(runs, vec![(0, 1), (1, 4)]);
+        let (runs, even_slowest, even) = cut(&["workload.parallelism.pipeline_split=even"]);
+        assert_eq!(runs, vec![(0, 2), (2, 4)]);
+        let (_, slowest, balanced) = cut(&[]);
+        assert!(slowest <= even_slowest);
+        assert!(
+            balanced <= even && balanced <= uneven,
+            "{balanced} {even} {uneven}"
+        );
+        for (set, key) in [
+            (
+                "workload.parallelism.layers_per_chunk=[2, 1]",
+                "layers_per_chunk",
+            ),
+            (
+                "workload.parallelism.layers_per_chunk=[4]",
+                "layers_per_chunk",
+            ),
+            (
+                "workload.parallelism.layers_per_chunk=[0, 4]",
+                "layers_per_chunk",
+            ),
+            ("workload.model.num_hidden_layers=5", "pipeline_split"),
+        ] {
+            let mut sets = vec![
+                "workload.parallelism.pp=2",
+                "workload.parallelism.tp=8",
+                "workload.parallelism.pipeline_split=even",
+                set,
+            ];
+            if key == "layers_per_chunk" {
+                sets.remove(2);
+            }
+            let d = crate::workload::ops::tests::try_gpt(&sets).unwrap_err();
+            assert_eq!(
+                d.path.as_deref(),
+                Some(&*format!("parallelism.{key}")),
+                "{set}"
             );
         }
     }

@@ -5,8 +5,9 @@
 
 use crate::config::workload::{DpSpec, ParallelismSpec};
 
+use crate::config::workload::SplitName;
 use crate::config::Diagnostic;
-use crate::domain::{GradReduce, Schedule};
+use crate::domain::{GradReduce, PipelineSplit, Schedule};
 use crate::hw::GpuSpec;
 use crate::net::Placement;
 use crate::workload::model::Model;
@@ -25,6 +26,8 @@ pub struct Layout {
     pub overlap_param_gather: bool,
     /// When the gradient reduction runs.
     pub grad_reduce: GradReduce,
+    /// How the layers are cut into chunks.
+    pub split: PipelineSplit,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
@@ -208,6 +211,41 @@ impl Layout {
                     .into(),
             ));
         }
+        let chunks = schedule::chunk_count(p.schedule, p.pp, p.vpp);
+        let layers = model.layers;
+        let split = match (&p.layers_per_chunk, p.pipeline_split) {
+            (Some(v), _) => {
+                if v.len() as u64 != chunks || v.contains(&0) || v.iter().sum::<u64>() != layers {
+                    return Err(e(
+                        "layers_per_chunk",
+                        format!(
+                            "{v:?} ({} entries summing to {})",
+                            v.len(),
+                            v.iter().sum::<u64>()
+                        ),
+                        format!(
+                            "{chunks} positive layer counts (one per pipeline chunk of the {} \
+                             schedule) summing to the model's {layers} layers",
+                            p.schedule.name()
+                        ),
+                    ));
+                }
+                PipelineSplit::Layers(v.clone())
+            }
+            (None, SplitName::Even) => {
+                if layers % chunks != 0 {
+                    return Err(e(
+                        "pipeline_split",
+                        format!("even with {layers} layers over {chunks} chunks"),
+                        "a layer count divisible by the chunk count (Megatron's even split), \
+                         or `balanced`, or an explicit `layers_per_chunk`"
+                            .into(),
+                    ));
+                }
+                PipelineSplit::Even
+            }
+            (None, SplitName::Balanced) => PipelineSplit::Balanced,
+        };
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",
@@ -226,6 +264,7 @@ impl Layout {
             zero: p.zero,
             overlap_param_gather: p.overlap_param_gather,
             grad_reduce: p.grad_reduce,
+            split,
             schedule: p.schedule,
             micro_batch: p.micro_batch,
             micro_batches: m,
@@ -337,6 +376,7 @@ mod tests {
             zero: 0,
             overlap_param_gather: false,
             grad_reduce: GradReduce::Overlap,
+            split: PipelineSplit::Balanced,
             schedule: Schedule::OneFOneB,
             micro_batch: 1,
             micro_batches: 8,

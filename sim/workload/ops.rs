@@ -1022,7 +1022,7 @@ pub(crate) mod tests {
         try_gpt(sets).unwrap()
     }
 
-    fn try_gpt(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
+    pub(crate) fn try_gpt(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
         const W: &str = "
 name: gpt-test
 model: {name: gpt, hidden_size: 4096, num_hidden_layers: 4, num_attention_heads: 32,
