@@ -1327,6 +1327,16 @@ mod zero_tests {
         load(&t, &w, &sets).unwrap()
     }
 
+    /// The step of `(c, w)` priced by `engine` (`des` or `analytic`).
+    fn by(engine: &str, (c, w): (Cluster, Workload)) -> StepResult {
+        let cal = crate::builtin::calibration();
+        if engine == "des" {
+            estimate(&w, &w.layout, &c, &cal, false)
+        } else {
+            crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+        }
+    }
+
     fn plan(zero: &str, overlap: bool) -> StepPlan {
         let (c, w) = small(zero, overlap);
         let cal = crate::builtin::calibration();
@@ -1413,17 +1423,11 @@ mod zero_tests {
     /// step and the exposed data-parallel time grow, and the engines agree on what is exposed.
     #[test]
     fn non_overlapped_reduction_is_exposed_in_both_engines() {
-        let cal = crate::builtin::calibration();
         let mut exposed = Vec::new();
         for engine in ["des", "analytic"] {
             let run = |zero: &str, mode: &str| {
                 let set = format!("workload.parallelism.grad_reduce={mode}");
-                let (c, w) = small_with(zero, false, &[set.as_str()]);
-                if engine == "des" {
-                    estimate(&w, &w.layout, &c, &cal, false)
-                } else {
-                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
-                }
+                by(engine, small_with(zero, false, &[set.as_str()]))
             };
             for zero in ["1", "2"] {
                 let (over, after) = (run(zero, "overlap"), run(zero, "after_backward"));
@@ -1449,16 +1453,8 @@ mod zero_tests {
     /// both engines, and never exposes more data-parallel time than gathering after the step.
     #[test]
     fn overlapped_param_gathers_shorten_the_step() {
-        let cal = crate::builtin::calibration();
         for engine in ["des", "analytic"] {
-            let run = |overlap| {
-                let (c, w) = small("1", overlap);
-                if engine == "des" {
-                    estimate(&w, &w.layout, &c, &cal, false)
-                } else {
-                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
-                }
-            };
+            let run = |overlap| by(engine, small("1", overlap));
             let (plain, over) = (run(false), run(true));
             let dp = |e: &StepResult| e.breakdown.exposed_comm_by_kind["dp"];
             println!(
