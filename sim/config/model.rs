@@ -75,6 +75,10 @@ model_fields! {
     hidden_dropout: f64,
     /// Dropout on the attention probabilities (Hugging Face GPT-NeoX `attention_dropout`).
     attention_dropout: f64,
+    /// `rope` (default: a rotary kernel on q and k), `learned_absolute` (Megatron's GPT
+    /// default: a table added to the embedding) or `alibi` (MPT: a bias inside the attention
+    /// kernel). MLA always ropes its rotary part.
+    position_embedding_type: String,
 }
 
 /// Aliases accepted from `config.json` besides [`ModelSpec::HF_FIELDS`].

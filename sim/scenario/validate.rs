@@ -1048,6 +1048,7 @@ mod tests {
             mlp_bias: true,
             hidden_dropout: 0.0,
             attention_dropout: 0.0,
+            rotary: true,
         };
         let per_seq = flops_per_token(Flops::MegatronCore, &m, 2048, 0.0).unwrap() * 2048.0;
         assert!((per_seq / 2.20e15 - 1.0).abs() < 0.02, "{per_seq:e}");

@@ -85,6 +85,9 @@ pub struct Model {
     /// Dropout probabilities on the residual branches and on the attention probabilities.
     pub hidden_dropout: f64,
     pub attention_dropout: f64,
+    /// Whether a grouped-query attention ropes q and k (a separate rotary kernel); learned
+    /// absolute positions and ALiBi do not.
+    pub rotary: bool,
 }
 
 /// What a linear layer is part of.
@@ -212,6 +215,18 @@ impl Model {
                 .at("model.hidden_act"))
             }
         };
+        let rotary = match s.position_embedding_type.as_deref().unwrap_or("rope") {
+            "rope" => true,
+            "learned_absolute" | "alibi" | "none" => false,
+            other => {
+                return Err(Diagnostic::new(
+                    file,
+                    format!("\"{other}\""),
+                    "one of rope, learned_absolute, alibi, none",
+                )
+                .at("model.position_embedding_type"))
+            }
+        };
         let moe = match s.n_routed_experts {
             None | Some(0) => None,
             Some(routed) => {
@@ -279,6 +294,7 @@ impl Model {
             mlp_bias: s.mlp_bias.unwrap_or(false),
             hidden_dropout,
             attention_dropout,
+            rotary,
         })
     }
 

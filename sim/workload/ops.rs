@@ -670,8 +670,10 @@ impl<'a> Expander<'a> {
             Attention::Gqa {
                 kv_heads, head_dim, ..
             } => {
-                let e = (heads as f64 + kv_heads as f64 / tp) * head_dim as f64;
-                self.elementwise("rope", 4.0 * e * t, &mut w, full);
+                if m.rotary {
+                    let e = (heads as f64 + kv_heads as f64 / tp) * head_dim as f64;
+                    self.elementwise("rope", 4.0 * e * t, &mut w, full);
+                }
             }
         }
         let seq = lay.seq_len;
@@ -1086,6 +1088,36 @@ pricing: {gpu_hour: \"$2\"}
         assert_eq!(tp_comms(&r.bwd).len(), 4);
         let (f, bw) = (tp_secs(&c, &b.fwd), tp_secs(&c2, &r.bwd));
         assert!((bw / f - 2.0).abs() < 1e-9, "fwd {f} bwd {bw}");
+    }
+
+    /// Rotary embeddings are a kernel of their own on q and k (each BF16 element read and
+    /// written: 4 B, at 1/tp of the heads); learned absolute positions and ALiBi run none.
+    #[test]
+    fn only_rotary_positions_run_a_rope_kernel() {
+        let names = |sets: &[&str]| {
+            let (_, w) = gpt(sets);
+            let b = expander(&w).block(LayerKind::Dense);
+            b.fwd
+                .iter()
+                .chain(&b.bwd)
+                .flat_map(|s| match s {
+                    Seg::Compute(ks) => ks.iter().map(|k| k.name.clone()).collect(),
+                    _ => Vec::new(),
+                })
+                .filter(|n| n.starts_with("rope"))
+                .count()
+        };
+        assert_eq!(names(&[]), 2, "forward and backward");
+        for p in ["learned_absolute", "alibi", "none"] {
+            let set = format!("workload.model.position_embedding_type={p}");
+            assert_eq!(names(&[set.as_str()]), 0, "{p}");
+        }
+        let (_, w) = gpt(&[]);
+        let b = expander(&w).block(LayerKind::Dense);
+        let t = 2048.0;
+        let e = (32.0 + 32.0) / 8.0 * 128.0;
+        assert_eq!(mem_bytes(kernel(&b.fwd, "rope.fwd")), 4.0 * e * t);
+        assert!(try_gpt(&["workload.model.position_embedding_type=xpos"]).is_err());
     }
 
     fn kernel<'b>(segs: &'b [Seg], name: &str) -> &'b Kernel {
