@@ -167,22 +167,22 @@ fn staged(st: &Staging) -> StepResult {
         let (a, b) = st.runs[c];
         (b - a + usize::from(c == 0) + usize::from(c == st.runs.len() - 1)) as f64
     };
-    let blocks: f64 = mine.iter().map(|&(c, _)| chunk_blocks(c as usize)).sum();
-    // Summed over the step's passes: each chunk this rank holds runs its own micro-batches.
-    let per_pass = |f: &dyn Fn(usize) -> f64| -> f64 {
-        mine.iter().map(|&(c, m)| m as f64 * f(c as usize)).sum()
+    // Summed over the chunks this rank holds: once (one micro-batch through each), or over the
+    // step's passes (each chunk runs its own micro-batches).
+    let sum = |f: &dyn Fn(usize) -> f64, passes: bool| -> f64 {
+        mine.iter()
+            .map(|&(c, m)| (if passes { m as f64 } else { 1.0 }) * f(c as usize))
+            .sum()
     };
-    let pass_blocks = per_pass(&chunk_blocks);
-    let pass_fwd = per_pass(&|c| chunks[c].fwd);
-    let pass_bwd = per_pass(&|c| chunks[c].bwd + chunks[c].wgrad);
-    let one_mb = |f: &dyn Fn(&ChunkCost) -> f64| -> f64 {
-        mine.iter().map(|&(c, _)| f(&chunks[c as usize])).sum()
-    };
-    let backward = one_mb(&|c| c.bwd + c.wgrad);
+    let fwd = |c: usize| chunks[c].fwd;
+    let bwd = |c: usize| chunks[c].bwd + chunks[c].wgrad;
+    let (blocks, backward) = (sum(&chunk_blocks, false), sum(&bwd, false));
+    let (pass_blocks, pass_fwd, pass_bwd) =
+        (sum(&chunk_blocks, true), sum(&fwd, true), sum(&bwd, true));
     // Sharded gradients: each pass reduces its own chunk's.
     let sharded = layout.state_zero() >= 2;
     let rs_total = if sharded {
-        per_pass(&|c| st.grad_sync(st.chunk_params(c)).0)
+        sum(&|c| st.grad_sync(st.chunk_params(c)).0, true)
     } else {
         rs
     };
@@ -196,7 +196,7 @@ fn staged(st: &Staging) -> StepResult {
     };
     let (ag, ag_hidden) = match layout.state_zero() {
         1 | 2 if layout.overlaps_param_gather() => {
-            let e = hidden_behind(ag, blocks, one_mb(&|c| c.fwd));
+            let e = hidden_behind(ag, blocks, sum(&fwd, false));
             (e, ag - e)
         }
         1 | 2 => (ag, 0.0),
@@ -205,7 +205,7 @@ fn staged(st: &Staging) -> StepResult {
     // ZeRO-3 gathers every block's weights before its forward and again before its backward,
     // each prefetched beside the block before it.
     let g3 = if layout.state_zero() >= 3 {
-        per_pass(&|c| st.param_gather(st.chunk_params(c)))
+        sum(&|c| st.param_gather(st.chunk_params(c)), true)
     } else {
         0.0
     };

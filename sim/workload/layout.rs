@@ -3,9 +3,8 @@
 //! Ranks are ordered tensor-parallel fastest, then context-parallel, then data-parallel, then
 //! pipeline (Megatron's order). An expert-parallel group is `ep` consecutive ranks of a stage.
 
-use crate::config::workload::{DpSpec, ParallelismSpec};
+use crate::config::workload::{DpSpec, ParallelismSpec, SplitName};
 
-use crate::config::workload::SplitName;
 use crate::config::Diagnostic;
 use crate::domain::{GradReduce, PipelineSplit, Schedule};
 use crate::hw::GpuSpec;
