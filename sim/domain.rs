@@ -182,19 +182,34 @@ fn fp32() -> Dtype {
     Dtype::Fp32
 }
 
-/// How the layers are cut into pipeline chunks (stages, or virtual stages when interleaved).
+/// How the model is cut into pipeline chunks (stages, or virtual stages when interleaved). The
+/// items cut are, in model order: the embedding, the transformer layers, the MTP modules and
+/// the loss (the output head and cross entropy, the MTP depths' heads with it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub enum PipelineSplit {
-    /// Contiguous runs of layers that minimise the slowest chunk's compute, the embedding
-    /// counted with the first layer and the head, MTP and loss with the last.
+    /// Contiguous runs of items that minimise the slowest chunk's compute: the embedding, the
+    /// MTP modules and the loss are items of their own, so the loss may get a chunk to itself
+    /// where it is worth one.
     #[default]
     Balanced,
-    /// Megatron's default: the same number of layers on every chunk, whatever the embedding
-    /// and head add to the end chunks.
-    Even,
-    /// These many layers on each chunk, in order (Megatron's uneven first and last stages,
-    /// `pipeline_model_parallel_layout`).
-    Layers(Vec<u64>),
+    /// Megatron's default: the same number of layers on every chunk, the embedding on the
+    /// first and the MTP modules and loss on the last, whatever they add. With
+    /// `account_for_embedding_in_pipeline_split` (`embedding`) the embedding counts as one
+    /// layer of the first chunk, with `account_for_loss_in_pipeline_split` (`loss`) the loss
+    /// as one layer of the last.
+    Even { embedding: bool, loss: bool },
+    /// These items on each chunk, in order: `layers_per_chunk`, or Megatron's
+    /// `pipeline_model_parallel_layout` (a chunk may hold no layer, or nothing at all).
+    Explicit(Vec<Segment>),
+}
+
+/// What one pipeline chunk of an explicit split holds, in model order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Segment {
+    pub embedding: bool,
+    pub layers: u64,
+    pub mtp: u64,
+    pub loss: bool,
 }
 
 /// When the data-parallel gradient reduction runs. Orthogonal to ZeRO's sharding of state.

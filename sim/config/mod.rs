@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod model;
+pub mod pipeline_layout;
 pub mod plan;
 pub mod topology;
 pub mod workload;

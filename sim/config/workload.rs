@@ -210,6 +210,29 @@ pub struct ParallelismSpec {
     /// DualPipe-V): overrides `pipeline_split`.
     #[serde(default)]
     pub layers_per_chunk: Option<Vec<u64>>,
+    /// Megatron-Core's `pipeline_model_parallel_layout` (alias `pipeline_layout`): the items of
+    /// each chunk, as in `"Et*3|(tt|)*29,m|L"` (see [`crate::config::pipeline_layout`]).
+    /// Overrides `pipeline_split`.
+    #[serde(default, alias = "pipeline_layout")]
+    pub pipeline_model_parallel_layout: Option<String>,
+    /// With `pipeline_split: even`, these many layers on the first pipeline stage and the rest
+    /// split evenly over the others (Megatron-Core's `num_layers_in_first_pipeline_stage`,
+    /// `--decoder-first-pipeline-num-layers`; interleaved, a stage's layers are spread evenly
+    /// over its virtual stages).
+    #[serde(default, alias = "decoder_first_pipeline_num_layers")]
+    pub num_layers_in_first_pipeline_stage: Option<u64>,
+    /// Likewise for the last stage (`num_layers_in_last_pipeline_stage`,
+    /// `--decoder-last-pipeline-num-layers`).
+    #[serde(default, alias = "decoder_last_pipeline_num_layers")]
+    pub num_layers_in_last_pipeline_stage: Option<u64>,
+    /// With `pipeline_split: even`, the embedding counts as one layer of the first chunk
+    /// (Megatron's `--account-for-embedding-in-pipeline-split`).
+    #[serde(default)]
+    pub account_for_embedding_in_pipeline_split: bool,
+    /// With `pipeline_split: even`, the loss counts as one layer of the last chunk (Megatron's
+    /// `--account-for-loss-in-pipeline-split`).
+    #[serde(default)]
+    pub account_for_loss_in_pipeline_split: bool,
     pub schedule: Schedule,
     /// Sequences per micro-batch.
     #[serde(default = "one")]

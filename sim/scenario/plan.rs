@@ -401,6 +401,12 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         // A named split carries over to every layout searched; an explicit list fits one only.
         pipeline_split: base.pipeline_split,
         layers_per_chunk: None,
+        pipeline_model_parallel_layout: None,
+        // Stage sizes fit one pipeline depth only.
+        num_layers_in_first_pipeline_stage: None,
+        num_layers_in_last_pipeline_stage: None,
+        account_for_embedding_in_pipeline_split: base.account_for_embedding_in_pipeline_split,
+        account_for_loss_in_pipeline_split: base.account_for_loss_in_pipeline_split,
         schedule: c.schedule,
         micro_batch: c.micro_batch,
         comm_sms: c.comm_sms,

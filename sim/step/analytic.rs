@@ -163,10 +163,7 @@ fn staged(st: &Staging) -> StepResult {
     let params = st.rank_params(rank);
     let (rs, ag) = st.grad_sync(params);
     let rs = rs + st.grad_prep_time(params);
-    let chunk_blocks = |c: usize| {
-        let (a, b) = st.runs[c];
-        (b - a + usize::from(c == 0) + usize::from(c == st.runs.len() - 1)) as f64
-    };
+    let chunk_blocks = |c: usize| st.runs[c].count() as f64;
     // Summed over the chunks this rank holds: once (one micro-batch through each), or over the
     // step's passes (each chunk runs its own micro-batches).
     let sum = |f: &dyn Fn(usize) -> f64, passes: bool| -> f64 {
@@ -235,16 +232,24 @@ fn staged(st: &Staging) -> StepResult {
     // interleaving's 1/vpp are made whole again). The largest, not the mean: which chunks are
     // in flight at the peak is the schedule's detail (the DES follows it), and a plan must not
     // pick a layout that does not fit.
+    // The MTP modules and the loss sit at the pipeline's end, where each micro-batch's
+    // backward follows its forward at once: one micro-batch of theirs is held (GPipe: all).
     let per_stage = layout.chunks() as f64 / layout.pp as f64;
+    let ends_held = if layout.schedule == Schedule::Gpipe {
+        layout.micro_batches as f64
+    } else {
+        1.0
+    };
     let mut mem = Memory::default();
     for d in 0..layout.pp {
         let ch = layout.device_chunks(d);
-        let act_per_mb = ch
+        let split: Vec<(f64, f64)> = ch
             .iter()
-            .map(|&(c, _)| st.chunk_activations(c as usize))
-            .fold(0.0, f64::max)
-            * per_stage;
-        let m = st.rank_memory(d, act_per_mb * inflight);
+            .map(|&(c, _)| st.chunk_activations_split(c as usize))
+            .collect();
+        let blocks = split.iter().map(|a| a.0).fold(0.0, f64::max) * per_stage;
+        let ends: f64 = split.iter().map(|a| a.1).sum();
+        let m = st.rank_memory(d, blocks * inflight + ends * ends_held);
         if m.total > mem.total {
             mem = m;
         }

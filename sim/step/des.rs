@@ -331,7 +331,40 @@ fn p2p_comm(
         .iter()
         .any(|&(a, b)| l.stages_cross_nodes(a, b, st.gpus_per_node));
     let (pf, pb) = st.ex.p2p(cross);
-    Some(if forward { pf } else { pb })
+    let mut c = if forward { pf } else { pb };
+    // Past an MTP module the main and every depth's hidden states travel on together
+    // (Megatron concatenates them) to the loss.
+    let streams = 1 + st.runs[..=from.min(to)].iter().map(|r| r.mtp).sum::<u64>();
+    if let CommOp::P2p { bytes, .. } = &mut c.op {
+        *bytes *= streams as f64;
+    }
+    Some(c)
+}
+
+/// A chunk's passes need a task each (what the next chunk waits for): where its items have no
+/// forward or no backward work (an empty chunk of a layout string, an embedding alone), an
+/// empty compute segment stands in, passing the activations or gradients through.
+fn pass_through(blocks: &mut Vec<BlockPlan>) {
+    let nothing = SegPlan {
+        kind: SegKind::Compute,
+        ps: 0,
+        load_ps: 0,
+        detail: taskgraph::NO_DETAIL,
+    };
+    if blocks.is_empty() {
+        blocks.push(BlockPlan::default());
+    }
+    // A prefetch beside the compute is no work of the pass's own.
+    let idle = |segs: &[SegPlan]| {
+        segs.iter()
+            .all(|s| matches!(s.kind, SegKind::Comm { parallel: true, .. }))
+    };
+    if blocks.iter().all(|b| idle(&b.fwd)) {
+        blocks[0].fwd.push(nothing);
+    }
+    if blocks.iter().all(|b| idle(&b.bwd)) {
+        blocks[0].bwd.push(nothing);
+    }
 }
 
 /// A pipeline send's time and detail: see [`p2p_comm`]; (0, no detail) where there is none.
@@ -358,12 +391,19 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     let mut chunks = Vec::with_capacity(n);
     let mut details = Vec::new();
     let details = &mut details;
-    for (c, &(a, b)) in st.runs.iter().enumerate() {
+    let [embedding, mtp, loss] = st.item_params();
+    for (c, r) in st.runs.iter().enumerate() {
         let mut blocks = Vec::new();
-        if c == 0 {
-            let embedding = ((st.w.model.vocab * st.w.model.hidden / l.tp) as f64, 0.0);
-            blocks.push(block_plan(st, &st.blocks.first, embedding, None, details));
+        if r.embedding {
+            blocks.push(block_plan(
+                st,
+                &st.blocks.embedding,
+                embedding,
+                None,
+                details,
+            ));
         }
+        let (a, b) = r.blocks;
         for (layer, &k) in st.kinds[a..b].iter().enumerate() {
             let layer = Some((a + layer) as u32);
             blocks.push(block_plan(
@@ -374,19 +414,13 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
                 details,
             ));
         }
-        if c == n - 1 {
-            // The head and MTP: whatever the chunk holds beyond its blocks (and embedding).
-            let (mut d, mut e) = st.chunk_params(c);
-            for &k in &st.kinds[a..b] {
-                let (bd, be) = st.block_params(k);
-                d -= bd;
-                e -= be;
-            }
-            if c == 0 {
-                d -= (st.w.model.vocab * st.w.model.hidden / l.tp) as f64;
-            }
-            blocks.push(block_plan(st, &st.blocks.last, (d, e), None, details));
+        for _ in 0..r.mtp {
+            blocks.push(block_plan(st, &st.blocks.mtp, mtp, None, details));
         }
+        if r.loss {
+            blocks.push(block_plan(st, &st.blocks.loss, loss, None, details));
+        }
+        pass_through(&mut blocks);
         let fwd = p2p(st, c, (c + 1 < n).then_some(c + 1), true, details);
         let bwd = p2p(st, c, c.checked_sub(1), false, details);
         chunks.push(ChunkPlan {
@@ -407,13 +441,12 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     } else {
         st.runs
             .iter()
-            .enumerate()
-            .map(|(c, &(a, b))| {
+            .map(|r| {
                 let mut v: Vec<Vec<f32>> = Vec::new();
-                if c == 0 {
+                if r.embedding {
                     v.push(Vec::new());
                 }
-                for l in &per_block[a..b] {
+                for l in &per_block[r.blocks.0..r.blocks.1] {
                     v.push(match l {
                         None => Vec::new(),
                         Some(g) if replicas == 1 => vec![g.iter().copied().fold(0.0, f32::max)],

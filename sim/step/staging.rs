@@ -199,18 +199,109 @@ fn embedding_params(model: &Model, l: &Layout) -> (f64, f64) {
     ((model.vocab * model.hidden / l.tp) as f64, 0.0)
 }
 
-/// Parameters of the output head and the MTP modules (last chunk) on a GPU.
-fn head_params(model: &Model, l: &Layout) -> (f64, f64) {
-    let head = model.head_linear().params() as f64 / l.tp as f64;
-    if model.mtp_depth == 0 {
-        return (head, 0.0);
-    }
-    let depth = model.mtp_depth as f64;
+/// Parameters of the output head on a GPU (the loss; MTP depths share it).
+fn loss_params(model: &Model, l: &Layout) -> (f64, f64) {
+    (model.head_linear().params() as f64 / l.tp as f64, 0.0)
+}
+
+/// Parameters of one MTP module on a GPU: its projection and its transformer block.
+fn mtp_params(model: &Model, l: &Layout) -> (f64, f64) {
     let (d, e) = block_params(model, l, model.mtp_layer_kind());
-    (
-        head + depth * (d + model.mtp_projection().params() as f64),
-        depth * e,
-    )
+    (d + model.mtp_projection().params() as f64, e)
+}
+
+/// Parameters of a chunk's items beyond its transformer blocks.
+fn extras_params(model: &Model, l: &Layout, c: &ChunkItems) -> (f64, f64) {
+    let mut p = (0.0, 0.0);
+    let mut add = |(d, e): (f64, f64), n: f64| {
+        p.0 += d * n;
+        p.1 += e * n;
+    };
+    add(embedding_params(model, l), f64::from(u8::from(c.embedding)));
+    add(mtp_params(model, l), c.mtp as f64);
+    add(loss_params(model, l), f64::from(u8::from(c.loss)));
+    p
+}
+
+/// What one pipeline chunk holds, in model order: the embedding, transformer blocks
+/// `[blocks.0, blocks.1)`, MTP modules and the loss (the output head and cross entropy of the
+/// main model and of every MTP depth).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkItems {
+    pub embedding: bool,
+    pub blocks: (usize, usize),
+    pub mtp: u64,
+    pub loss: bool,
+}
+
+impl ChunkItems {
+    /// Items held: blocks, MTP modules, the embedding and the loss each counting one.
+    pub fn count(&self) -> usize {
+        self.blocks.1 - self.blocks.0
+            + usize::from(self.embedding)
+            + self.mtp as usize
+            + usize::from(self.loss)
+    }
+
+    /// The chunks that `segs` describe, their layers numbered in order.
+    fn from_segments(segs: &[crate::domain::Segment]) -> Vec<ChunkItems> {
+        let mut at = 0;
+        segs.iter()
+            .map(|s| {
+                let a = at;
+                at += s.layers as usize;
+                ChunkItems {
+                    embedding: s.embedding,
+                    blocks: (a, at),
+                    mtp: s.mtp,
+                    loss: s.loss,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One item of the model in order, as the balanced split cuts them.
+#[derive(Clone, Copy)]
+enum Item {
+    Embedding,
+    Block(usize),
+    Mtp,
+    Loss,
+}
+
+/// The chunks holding `items` cut at `runs`.
+fn gather_items(items: &[Item], runs: &[(usize, usize)]) -> Vec<ChunkItems> {
+    runs.iter()
+        .map(|&(a, e)| {
+            let mut c = ChunkItems::default();
+            let mut first_block = None;
+            let mut end = None;
+            for it in &items[a..e] {
+                match *it {
+                    Item::Embedding => c.embedding = true,
+                    Item::Block(i) => {
+                        first_block.get_or_insert(i);
+                        end = Some(i + 1);
+                    }
+                    Item::Mtp => c.mtp += 1,
+                    Item::Loss => c.loss = true,
+                }
+            }
+            // A chunk without blocks sits where the blocks before it end.
+            let next = items[..a]
+                .iter()
+                .rev()
+                .find_map(|it| match it {
+                    Item::Block(i) => Some(i + 1),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let a = first_block.unwrap_or(next);
+            c.blocks = (a, end.unwrap_or(a));
+            c
+        })
+        .collect()
 }
 
 /// Data-parallel groups of replicated and of expert weights.
@@ -247,11 +338,6 @@ fn static_memory(
     )
 }
 
-/// A lower bound, in bytes, of the peak memory of the fullest pipeline rank, from the layout
-/// alone (no kernel priced, no partition cut): the fullest rank holds at least what the average
-/// rank holds, and the average rank holds each chunk's weights and activations at least as often
-/// as the least-held chunk is held, over the ranks. A layout search drops layouts above HBM on
-/// this before timing them; a property test holds it at or below both engines' peaks.
 /// Bytes per token one layer of kind `k` keeps for backward: the model's activations, and what
 /// the core attention keeps beyond its inputs. A fused kernel keeps its FP32 log-sum-exp per
 /// head (4 B). The unfused attention without recompute keeps its materialised score matrix
@@ -280,11 +366,69 @@ fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
     b
 }
 
+/// Bytes per token a micro-batch's loss keeps for backward, for the main head and each MTP
+/// depth's: the final norm's and the head GEMM's inputs (one activation each, the sequence-
+/// parallel norm's and gathered GEMM's on 1/tp of the tokens), and per logit of this rank's
+/// vocabulary shard what the cross entropy saves: Megatron's unfused loss its FP32 softmax
+/// (4 B, `_VocabParallelCrossEntropy`'s `exp_logits`), a fused loss the BF16 logit gradient
+/// its forward computes (2 B).
+fn loss_activations_per_token(w: &Workload, l: &Layout) -> f64 {
+    let m = &w.model;
+    let shard = if l.sequence_parallel { l.tp } else { 1 } as f64;
+    let hidden = 2.0 * w.precision.activations.bytes() * m.hidden as f64 / shard;
+    let per_logit = match w.loss {
+        crate::domain::LossKernel::Unfused => 4.0,
+        crate::domain::LossKernel::Fused => 2.0,
+    };
+    let logits = (m.vocab / l.tp) as f64 * per_logit;
+    (1 + m.mtp_depth) as f64 * (hidden + logits)
+}
+
+/// Bytes per token one MTP module keeps: its two norms' inputs and its projection's
+/// (the concatenation, two activations wide), then its transformer block's.
+fn mtp_activations_per_token(w: &Workload, l: &Layout) -> f64 {
+    let m = &w.model;
+    let shard = if l.sequence_parallel { l.tp } else { 1 } as f64;
+    4.0 * w.precision.activations.bytes() * m.hidden as f64 / shard
+        + layer_activations_per_token(w, l, m.mtp_layer_kind())
+}
+
+/// Activations one micro-batch leaves in a chunk holding `c`, bytes: (its transformer
+/// blocks', its MTP modules' and loss's).
+fn items_activations(w: &Workload, l: &Layout, kinds: &[LayerKind], c: &ChunkItems) -> (f64, f64) {
+    let t = l.tokens_per_microbatch() as f64;
+    let (a, b) = c.blocks;
+    let blocks: f64 = kinds[a..b]
+        .iter()
+        .map(|&k| layer_activations_per_token(w, l, k))
+        .sum();
+    let loss = if c.loss {
+        loss_activations_per_token(w, l)
+    } else {
+        0.0
+    };
+    (
+        blocks * t,
+        (c.mtp as f64 * mtp_activations_per_token(w, l) + loss) * t,
+    )
+}
+
+/// A lower bound, in bytes, of the peak memory of the fullest pipeline rank, from the layout
+/// alone (no kernel priced, no partition cut): the fullest rank holds at least what the average
+/// rank holds, and the average rank holds each chunk's weights and activations at least as often
+/// as the least-held chunk is held, over the ranks. A layout search drops layouts above HBM on
+/// this before timing them; a property test holds it at or below both engines' peaks.
 pub fn memory_floor(w: &Workload, l: &Layout, gpus_per_node: u64) -> f64 {
     let model = &w.model;
-    let mut params = [embedding_params(model, l), head_params(model, l)]
-        .into_iter()
-        .fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let whole = ChunkItems {
+        embedding: true,
+        blocks: (0, 0),
+        mtp: model.mtp_depth,
+        loss: true,
+    };
+    let mut params = extras_params(model, l, &whole);
+    // The blocks' activations only: the MTP modules' and the loss's sit on the last chunk,
+    // which holds the fewest micro-batches in flight.
     let mut act = 0.0;
     let t = l.tokens_per_microbatch() as f64;
     let (pd, pm) = (
@@ -358,8 +502,8 @@ struct Chunkings(Mutex<Vec<Chunking>>);
 
 type Chunking = (usize, Runs, Arc<Vec<ChunkCost>>);
 
-/// Blocks `[a, b)` of each chunk.
-type Runs = Arc<Vec<(usize, usize)>>;
+/// What each chunk holds.
+type Runs = Arc<Vec<ChunkItems>>;
 
 impl Clone for Chunkings {
     fn clone(&self) -> Self {
@@ -378,13 +522,16 @@ pub struct Blocks {
     key: Layout,
     dense: BlockWork,
     moe: Option<BlockWork>,
-    /// Embedding (first chunk) and output head + MTP (last chunk).
-    pub first: BlockWork,
-    pub last: BlockWork,
+    /// The embedding, one MTP module (without its head), and the loss: the output head and
+    /// cross entropy of the main model and of every MTP depth.
+    pub embedding: BlockWork,
+    pub mtp: BlockWork,
+    pub loss: BlockWork,
     dense_c: ChunkCost,
     moe_c: Option<ChunkCost>,
-    first_c: ChunkCost,
-    last_c: ChunkCost,
+    embedding_c: ChunkCost,
+    mtp_c: ChunkCost,
+    loss_c: ChunkCost,
     /// The cuts into chunks made so far: a function of the blocks and the chunk count alone.
     chunkings: Chunkings,
 }
@@ -412,13 +559,16 @@ impl Blocks {
         };
         let mut dense = ex.block(LayerKind::Dense);
         let mut moe = model.moe.map(|_| ex.block(LayerKind::Moe));
-        let mut first = ex.extras(Extras {
+        let mut embedding = ex.extras(Extras {
             embedding: true,
             ..Default::default()
         });
-        let mut last = ex.extras(Extras {
-            head: true,
-            mtp_depth: model.mtp_depth,
+        let mut mtp = ex.extras(Extras {
+            mtp: 1,
+            ..Default::default()
+        });
+        let mut loss = ex.extras(Extras {
+            heads: 1 + model.mtp_depth,
             ..Default::default()
         });
         // Sharded gradients are prepared for their reduction after every micro-batch's backward.
@@ -437,21 +587,24 @@ impl Blocks {
             if let Some(b) = moe.as_mut() {
                 prep(b, block_params(model, layout, LayerKind::Moe));
             }
-            prep(&mut first, embedding_params(model, layout));
-            prep(&mut last, head_params(model, layout));
+            prep(&mut embedding, embedding_params(model, layout));
+            prep(&mut mtp, mtp_params(model, layout));
+            prep(&mut loss, loss_params(model, layout));
         }
         let price = |b: &BlockWork| cost_block(b, &km, sms, net);
         Blocks {
             key: Blocks::key(layout),
             dense_c: price(&dense),
             moe_c: moe.as_ref().map(price),
-            first_c: price(&first),
-            last_c: price(&last),
+            embedding_c: price(&embedding),
+            mtp_c: price(&mtp),
+            loss_c: price(&loss),
             chunkings: Chunkings::default(),
             dense,
             moe,
-            first,
-            last,
+            embedding,
+            mtp,
+            loss,
         }
     }
 
@@ -486,57 +639,76 @@ impl Blocks {
         }
     }
 
-    /// The blocks cut into `k` chunks as the layout's split says (by default balancing their
+    /// The model cut into `k` chunks as the layout's split says (by default balancing their
     /// compute), and each chunk's cost: cut once per chunk count and kept.
     fn chunked(
         &self,
         kinds: &[LayerKind],
-        k: usize,
+        layout: &Layout,
         mtp_depth: u64,
     ) -> (Runs, Arc<Vec<ChunkCost>>) {
+        let k = layout.chunks() as usize;
         if let Ok(v) = self.chunkings.0.lock() {
             if let Some((_, r, c)) = v.iter().find(|(n, _, _)| *n == k) {
                 return (r.clone(), c.clone());
             }
         }
-        let (first_c, last_c) = (&self.first_c, &self.last_c);
         let n = kinds.len();
-        let mut item_costs: Vec<f64> = kinds.iter().map(|&k| self.cost(k).compute()).collect();
-        item_costs[0] += first_c.compute();
-        item_costs[n - 1] += last_c.compute();
-        let runs = match &self.key.split {
-            PipelineSplit::Balanced => partition(&item_costs, k),
-            PipelineSplit::Even => (0..k).map(|c| (c * n / k, (c + 1) * n / k)).collect(),
-            PipelineSplit::Layers(v) => v
-                .iter()
-                .scan(0usize, |at, &l| {
-                    let run = (*at, *at + l as usize);
-                    *at = run.1;
-                    Some(run)
-                })
-                .collect(),
+        let items: Vec<Item> = std::iter::once(Item::Embedding)
+            .chain((0..n).map(Item::Block))
+            .chain((0..mtp_depth).map(|_| Item::Mtp))
+            .chain([Item::Loss])
+            .collect();
+        let runs: Vec<ChunkItems> = match &self.key.split {
+            // The slowest chunk minimised. (Balancing the ranks instead, where each holds
+            // several chunks, was tried and is slower in the DES: the interleaved schedule's
+            // chunk-by-chunk hand-offs stall on the largest chunk.)
+            PipelineSplit::Balanced => {
+                let costs: Vec<f64> = items.iter().map(|&it| self.item_cost(kinds, it)).collect();
+                gather_items(&items, &partition(&costs, k))
+            }
+            // Megatron's even split: the embedding and the loss either ride on the end chunks or
+            // count as one layer each; the MTP modules go with the loss.
+            &PipelineSplit::Even { embedding, loss } => {
+                let lead = usize::from(embedding);
+                let total = n + lead + usize::from(loss);
+                let cut = |c: usize| (c * total / k).saturating_sub(lead).min(n);
+                (0..k)
+                    .map(|c| ChunkItems {
+                        embedding: c == 0,
+                        blocks: (cut(c), cut(c + 1)),
+                        mtp: if c + 1 == k { mtp_depth } else { 0 },
+                        loss: c + 1 == k,
+                    })
+                    .collect()
+            }
+            PipelineSplit::Explicit(segs) => ChunkItems::from_segments(segs),
         };
         let chunks: Vec<ChunkCost> = runs
             .iter()
-            .enumerate()
-            .map(|(ci, &(a, e))| {
+            .map(|r| {
                 let mut c = ChunkCost::default();
-                for &kind in &kinds[a..e] {
+                let mut extras = Vec::new();
+                if r.embedding {
+                    c.add(&self.embedding_c);
+                    extras.push("embedding".to_string());
+                }
+                for &kind in &kinds[r.blocks.0..r.blocks.1] {
                     c.add(self.cost(kind));
                 }
-                let mut extras = Vec::new();
-                if ci == 0 {
-                    c.add(first_c);
-                    extras.push("embedding");
+                for _ in 0..r.mtp {
+                    c.add(&self.mtp_c);
                 }
-                if ci == runs.len() - 1 {
-                    c.add(last_c);
-                    extras.push("head");
-                    if mtp_depth > 0 {
-                        extras.push("mtp");
-                    }
+                if r.loss {
+                    c.add(&self.loss_c);
+                    extras.push("head".into());
                 }
-                c.blocks = (a as u64, e as u64);
+                match r.mtp {
+                    0 => {}
+                    1 => extras.push("mtp".into()),
+                    m => extras.push(format!("mtp×{m}")),
+                }
+                c.blocks = (r.blocks.0 as u64, r.blocks.1 as u64);
                 c.extras = extras.join("+");
                 c
             })
@@ -546,6 +718,16 @@ impl Blocks {
             v.push((k, runs.clone(), chunks.clone()));
         }
         (runs, chunks)
+    }
+
+    /// Compute seconds of one item, as the balanced split weighs it.
+    fn item_cost(&self, kinds: &[LayerKind], it: Item) -> f64 {
+        match it {
+            Item::Embedding => self.embedding_c.compute(),
+            Item::Block(i) => self.cost(kinds[i]).compute(),
+            Item::Mtp => self.mtp_c.compute(),
+            Item::Loss => self.loss_c.compute(),
+        }
     }
 
     fn cost(&self, k: LayerKind) -> &ChunkCost {
@@ -573,8 +755,8 @@ pub struct Staging<'a> {
     pub kinds: Vec<LayerKind>,
     /// Every block's work and price (shared by layouts with the same [`Blocks::key`]).
     pub blocks: Cow<'a, Blocks>,
-    /// Blocks `[a, b)` of each chunk.
-    pub runs: Arc<Vec<(usize, usize)>>,
+    /// What each chunk holds.
+    pub runs: Arc<Vec<ChunkItems>>,
     /// Per-micro-batch cost of each chunk.
     pub chunks: Arc<Vec<ChunkCost>>,
     /// Per-GPU parameters of a dense block and, in an MoE model, of an MoE block: computed once,
@@ -625,7 +807,7 @@ impl<'a> Staging<'a> {
             gpus_per_node: gpn,
         };
         let kinds = model.layer_kinds();
-        let (runs, chunks) = blocks.chunked(&kinds, layout.chunks() as usize, model.mtp_depth);
+        let (runs, chunks) = blocks.chunked(&kinds, layout, model.mtp_depth);
         Staging {
             w,
             layout,
@@ -671,21 +853,22 @@ impl<'a> Staging<'a> {
 
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
     pub fn chunk_params(&self, c: usize) -> (f64, f64) {
-        let (model, l) = (&self.w.model, self.layout);
-        let (a, b) = self.runs[c];
-        let mut parts: Vec<(f64, f64)> = self.kinds[a..b]
+        let r = &self.runs[c];
+        self.kinds[r.blocks.0..r.blocks.1]
             .iter()
             .map(|&k| self.block_params(k))
-            .collect();
-        if c == 0 {
-            parts.push(embedding_params(model, l));
-        }
-        if c == self.runs.len() - 1 {
-            parts.push(head_params(model, l));
-        }
-        parts
-            .into_iter()
-            .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1))
+            .fold(self.extras_params(c), |acc, p| (acc.0 + p.0, acc.1 + p.1))
+    }
+
+    /// Parameters of chunk `c`'s embedding, MTP modules and loss, per GPU.
+    pub fn extras_params(&self, c: usize) -> (f64, f64) {
+        extras_params(&self.w.model, self.layout, &self.runs[c])
+    }
+
+    /// Parameters of the embedding, of one MTP module and of the loss, per GPU.
+    pub fn item_params(&self) -> [(f64, f64); 3] {
+        let (m, l) = (&self.w.model, self.layout);
+        [embedding_params(m, l), mtp_params(m, l), loss_params(m, l)]
     }
 
     /// ZeRO-3 gathers a block's sharded weights before each use: seconds per gather.
@@ -845,12 +1028,13 @@ impl<'a> Staging<'a> {
 
     /// Activations one micro-batch leaves in chunk `c`, bytes.
     pub fn chunk_activations(&self, c: usize) -> f64 {
-        let t = self.layout.tokens_per_microbatch() as f64;
-        let (a, b) = self.runs[c];
-        self.kinds[a..b]
-            .iter()
-            .map(|&k| layer_activations_per_token(self.w, self.layout, k) * t)
-            .sum()
+        let (blocks, ends) = self.chunk_activations_split(c);
+        blocks + ends
+    }
+
+    /// [`Staging::chunk_activations`] as (the transformer blocks', the MTP modules' and loss's).
+    pub fn chunk_activations_split(&self, c: usize) -> (f64, f64) {
+        items_activations(self.w, self.layout, &self.kinds, &self.runs[c])
     }
 
     /// Kernels launched per step over the whole cluster.
@@ -947,7 +1131,8 @@ mod tests {
             let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
             let slowest = st.chunks.iter().map(|c| c.compute()).fold(0.0, f64::max);
             let step = crate::step::des::estimate(&w, &w.layout, &c, &cal, false).step_time_s;
-            (st.runs.to_vec(), slowest, step)
+            let runs: Vec<_> = st.runs.iter().map(|r| r.blocks).collect();
+            (runs, slowest, step)
         };
         let (runs, _, uneven) = cut(&["workload.parallelism.layers_per_chunk=[1, 3]"]);
         assert_eq!(runs, vec![(0, 1), (1, 4)]);
@@ -989,6 +1174,185 @@ mod tests {
                 Some(&*format!("parallelism.{key}")),
                 "{set}"
             );
+        }
+    }
+
+    /// Megatron's other ways to write a split put the same items on the same chunks: a layout
+    /// string and the list it spells, uneven end stages and the list they make, the embedding
+    /// and loss accounted as layers, and a chunk holding only the embedding or only the loss,
+    /// or nothing, which both engines run. Malformed or misfitting layouts are located
+    /// diagnostics.
+    #[test]
+    fn megatron_split_keys_place_what_they_say() {
+        let cal = crate::builtin::calibration();
+        let gpt = |pp: &str, extra: &[&str]| {
+            let mut sets = vec![pp, "workload.parallelism.tp=8"];
+            sets.extend(extra);
+            crate::workload::ops::tests::gpt(&sets)
+        };
+        let items = |pp: &str, extra: &[&str]| {
+            let (c, w) = gpt(pp, extra);
+            let ab = AlphaBeta::new(&c, &cal);
+            let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
+            let des = crate::step::des::estimate(&w, &w.layout, &c, &cal, false);
+            let analytic = crate::step::analytic::estimate(&w, &w.layout, &c, &cal);
+            assert!(des.step_time_s.is_finite() && analytic.step_time_s.is_finite());
+            let v: Vec<(bool, (usize, usize), u64, bool)> = st
+                .runs
+                .iter()
+                .map(|r| (r.embedding, r.blocks, r.mtp, r.loss))
+                .collect();
+            (v, des.step_time_s)
+        };
+        let pp2 = "workload.parallelism.pp=2";
+        let listed = items(pp2, &["workload.parallelism.layers_per_chunk=[1, 3]"]);
+        let spelled = items(pp2, &["workload.parallelism.pipeline_layout=Et|t*3L"]);
+        assert_eq!(listed, spelled);
+        let uneven = items(
+            pp2,
+            &[
+                "workload.parallelism.pipeline_split=even",
+                "workload.parallelism.num_layers_in_first_pipeline_stage=1",
+            ],
+        );
+        assert_eq!(listed, uneven);
+        // Five layers and the embedding counted: 6 items, 3 per chunk.
+        let counted = items(
+            pp2,
+            &[
+                "workload.model.num_hidden_layers=5",
+                "workload.parallelism.pipeline_split=even",
+                "workload.parallelism.account_for_embedding_in_pipeline_split=true",
+            ],
+        );
+        assert_eq!(
+            counted.0,
+            vec![(true, (0, 2), 0, false), (false, (2, 5), 0, true)]
+        );
+        // Ends on their own, and an empty chunk passing activations through: it adds a
+        // pipeline hop and no work.
+        let (ends, alone) = items(
+            "workload.parallelism.pp=4",
+            &[
+                "workload.parallelism.tp=4",
+                "workload.parallelism.pipeline_layout=E|tttt||L",
+            ],
+        );
+        assert_eq!(
+            ends,
+            vec![
+                (true, (0, 0), 0, false),
+                (false, (0, 4), 0, false),
+                (false, (4, 4), 0, false),
+                (false, (4, 4), 0, true)
+            ]
+        );
+        assert!(alone > 0.0);
+        for (set, key, says) in [
+            (
+                "workload.parallelism.pipeline_layout=Et|ttt",
+                "pipeline_model_parallel_layout",
+                "the embedding `E` in the first chunk and the loss `L` in the last",
+            ),
+            (
+                "workload.parallelism.pipeline_layout=Et|tttttL",
+                "pipeline_model_parallel_layout",
+                "the model's 4 layers",
+            ),
+            (
+                "workload.parallelism.pipeline_layout=Et|t|ttL",
+                "pipeline_model_parallel_layout",
+                "2 chunks",
+            ),
+            (
+                "workload.parallelism.pipeline_layout=Et|ttx|L",
+                "pipeline_model_parallel_layout",
+                "at character 6",
+            ),
+            (
+                "workload.parallelism.num_layers_in_first_pipeline_stage=3",
+                "num_layers_in_first_pipeline_stage",
+                "pipeline_split: even",
+            ),
+            (
+                "workload.parallelism.account_for_loss_in_pipeline_split=true",
+                "account_for_loss_in_pipeline_split",
+                "pipeline_split: even",
+            ),
+        ] {
+            let d = crate::workload::ops::tests::try_gpt(&[pp2, "workload.parallelism.tp=8", set])
+                .unwrap_err();
+            assert_eq!(
+                d.path.as_deref(),
+                Some(&*format!("parallelism.{key}")),
+                "{set}"
+            );
+            let text = format!("{} / {}", d.found, d.expected);
+            assert!(text.contains(says), "{set}: {text}");
+        }
+        let d = crate::workload::ops::tests::try_gpt(&[
+            "workload.parallelism.pp=4",
+            "workload.parallelism.tp=4",
+            "workload.parallelism.pipeline_split=even",
+            "workload.parallelism.num_layers_in_last_pipeline_stage=2",
+        ])
+        .unwrap_err();
+        assert!(
+            d.expected
+                .contains("dividing evenly over the 3 other stages"),
+            "{}",
+            d.expected
+        );
+    }
+
+    /// A balanced split equalises the stages' compute within one layer's time: DeepSeek-V3
+    /// (dense and MoE layers, the embedding, MTP and loss of their own) and a GPT at several
+    /// pipeline depths.
+    #[test]
+    fn balanced_split_equalises_stage_compute_within_one_layer() {
+        let cal = crate::builtin::calibration();
+        let check = |c: &Cluster, w: &Workload| {
+            let ab = AlphaBeta::new(c, &cal);
+            let st = Staging::new(w, &w.layout, c, &cal, &ab);
+            let t: Vec<f64> = st.chunks.iter().map(ChunkCost::compute).collect();
+            let spread =
+                t.iter().copied().fold(0.0, f64::max) - t.iter().copied().fold(f64::MAX, f64::min);
+            let layer = st
+                .kinds
+                .iter()
+                .map(|&k| st.blocks.cost(k).compute())
+                .fold(0.0, f64::max);
+            assert!(
+                spread <= layer * (1.0 + 1e-9),
+                "pp {}: {t:?} spread {spread} > {layer}",
+                w.layout.pp
+            );
+        };
+        for pp in ["4", "8", "16"] {
+            use crate::config::{Override, Source};
+            use crate::pipeline::{load, DEFAULT_TOPOLOGY, DEFAULT_WORKLOAD};
+            let sets: Vec<Override> = [
+                format!("workload.parallelism.pp={pp}"),
+                "workload.parallelism.schedule=1f1b".into(),
+            ]
+            .iter()
+            .map(|s| Override::parse(s).unwrap())
+            .collect();
+            let (c, w) = load(
+                &Source::embedded(DEFAULT_TOPOLOGY.0, DEFAULT_TOPOLOGY.1),
+                &Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1),
+                &sets,
+            )
+            .unwrap();
+            check(&c, &w);
+        }
+        for (pp, tp) in [("2", "8"), ("4", "4"), ("8", "2")] {
+            let (c, w) = crate::workload::ops::tests::gpt(&[
+                &format!("workload.parallelism.pp={pp}"),
+                &format!("workload.parallelism.tp={tp}"),
+                "workload.model.num_hidden_layers=16",
+            ]);
+            check(&c, &w);
         }
     }
 

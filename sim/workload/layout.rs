@@ -6,11 +6,281 @@
 use crate::config::workload::{DpSpec, ParallelismSpec, SplitName};
 
 use crate::config::Diagnostic;
-use crate::domain::{GradReduce, PipelineSplit, Schedule};
+use crate::domain::{GradReduce, PipelineSplit, Schedule, Segment};
 use crate::hw::GpuSpec;
 use crate::net::Placement;
 use crate::workload::model::Model;
 use crate::workload::schedule;
+
+/// The pipeline split `p` asks for, checked against the model and the schedule's `chunks`.
+fn split(
+    p: &ParallelismSpec,
+    model: &Model,
+    chunks: u64,
+    e: &dyn Fn(&str, String, String) -> Diagnostic,
+) -> Result<PipelineSplit, Diagnostic> {
+    let layers = model.layers;
+    let named = |k: &str| format!("pipeline_split: {k}");
+    let accounted =
+        p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split;
+    let given = [
+        p.layers_per_chunk.is_some().then_some("layers_per_chunk"),
+        p.pipeline_model_parallel_layout
+            .is_some()
+            .then_some("pipeline_model_parallel_layout"),
+    ];
+    if let [Some(a), Some(b)] = given {
+        return Err(e(
+            b,
+            format!("both {a} and {b}"),
+            "one explicit split".into(),
+        ));
+    }
+    if accounted && (p.pipeline_split != SplitName::Even || given.iter().any(Option::is_some)) {
+        let key = if p.account_for_embedding_in_pipeline_split {
+            "account_for_embedding_in_pipeline_split"
+        } else {
+            "account_for_loss_in_pipeline_split"
+        };
+        return Err(e(
+            key,
+            format!(
+                "true with {}",
+                given
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map_or_else(|| named("balanced"), |k| k.to_string())
+            ),
+            "pipeline_split: even (it counts the embedding or the loss as a layer of Megatron's \
+             even split; a balanced or explicit split places them itself)"
+                .into(),
+        ));
+    }
+    if let Some(text) = &p.pipeline_model_parallel_layout {
+        let key = "pipeline_model_parallel_layout";
+        let segs = crate::config::pipeline_layout::parse(text)
+            .map_err(|m| e(key, format!("{text:?}: {m}"), LAYOUT_SYNTAX.into()))?;
+        let count = |f: fn(&Segment) -> u64| segs.iter().map(f).sum::<u64>();
+        let (t, m) = (count(|s| s.layers), count(|s| s.mtp));
+        let problem = if segs.len() as u64 != chunks {
+            Some(format!(
+                "{chunks} chunks (the {} schedule's at pp {}{})",
+                p.schedule.name(),
+                p.pp,
+                if p.vpp > 1 {
+                    format!(" × vpp {}", p.vpp)
+                } else {
+                    String::new()
+                }
+            ))
+        } else if t != layers || m != model.mtp_depth {
+            Some(format!(
+                "the model's {layers} layers `t` and {} MTP modules `m`",
+                model.mtp_depth
+            ))
+        } else if !segs[0].embedding || !segs[segs.len() - 1].loss {
+            Some("the embedding `E` in the first chunk and the loss `L` in the last".into())
+        } else {
+            None
+        };
+        return match problem {
+            Some(expected) => Err(e(
+                key,
+                format!(
+                    "{text:?}: {} chunks, {t} layers, {m} MTP modules{}",
+                    segs.len(),
+                    if segs[0].embedding && segs[segs.len() - 1].loss {
+                        ""
+                    } else {
+                        ", the embedding or the loss elsewhere or missing"
+                    }
+                ),
+                expected,
+            )),
+            None => Ok(PipelineSplit::Explicit(segs)),
+        };
+    }
+    if let Some(v) = &p.layers_per_chunk {
+        if v.len() as u64 != chunks || v.contains(&0) || v.iter().sum::<u64>() != layers {
+            return Err(e(
+                "layers_per_chunk",
+                format!(
+                    "{v:?} ({} entries summing to {})",
+                    v.len(),
+                    v.iter().sum::<u64>()
+                ),
+                format!(
+                    "{chunks} positive layer counts (one per pipeline chunk of the {} \
+                     schedule) summing to the model's {layers} layers",
+                    p.schedule.name()
+                ),
+            ));
+        }
+        let n = v.len();
+        return Ok(PipelineSplit::Explicit(
+            v.iter()
+                .enumerate()
+                .map(|(c, &l)| Segment {
+                    embedding: c == 0,
+                    layers: l,
+                    mtp: if c + 1 == n { model.mtp_depth } else { 0 },
+                    loss: c + 1 == n,
+                })
+                .collect(),
+        ));
+    }
+    let (first, last) = (
+        p.num_layers_in_first_pipeline_stage,
+        p.num_layers_in_last_pipeline_stage,
+    );
+    if first.is_some() || last.is_some() {
+        return uneven_stages(p, model, (first, last), e).map(PipelineSplit::Explicit);
+    }
+    if chunks > layers {
+        return Err(e(
+            "pp",
+            format!("{chunks} pipeline chunks for {layers} layers"),
+            "at most one chunk per layer (or an explicit pipeline_model_parallel_layout)".into(),
+        ));
+    }
+    Ok(match p.pipeline_split {
+        SplitName::Balanced => PipelineSplit::Balanced,
+        SplitName::Even => {
+            let (embedding, loss) = (
+                p.account_for_embedding_in_pipeline_split,
+                p.account_for_loss_in_pipeline_split,
+            );
+            let items = layers + u64::from(embedding) + u64::from(loss);
+            if items % chunks != 0 {
+                return Err(e(
+                    "pipeline_split",
+                    format!(
+                        "even with {layers} layers{} over {chunks} chunks",
+                        match (embedding, loss) {
+                            (true, true) => " + the embedding + the loss",
+                            (true, false) => " + the embedding",
+                            (false, true) => " + the loss",
+                            _ => "",
+                        }
+                    ),
+                    "a count divisible by the chunk count (Megatron's even split), or \
+                     `balanced`, or an explicit `layers_per_chunk` or \
+                     `pipeline_model_parallel_layout`"
+                        .into(),
+                ));
+            }
+            PipelineSplit::Even { embedding, loss }
+        }
+    })
+}
+
+/// Megatron's uneven first and last stages: `first` and `last` layers on the end stages (where
+/// given), the rest evenly over the stages between; interleaved, each stage's layers evenly
+/// over its virtual stages. The embedding rides on the first stage, the MTP modules and the
+/// loss on the last.
+fn uneven_stages(
+    p: &ParallelismSpec,
+    model: &Model,
+    (first, last): (Option<u64>, Option<u64>),
+    e: &dyn Fn(&str, String, String) -> Diagnostic,
+) -> Result<Vec<Segment>, Diagnostic> {
+    let key = if first.is_some() {
+        "num_layers_in_first_pipeline_stage"
+    } else {
+        "num_layers_in_last_pipeline_stage"
+    };
+    let (pp, layers) = (p.pp, model.layers);
+    let vpp = if p.schedule == Schedule::Interleaved {
+        p.vpp
+    } else {
+        1
+    };
+    let conflict = [
+        (
+            p.pipeline_split != SplitName::Even,
+            "pipeline_split: balanced",
+        ),
+        (p.layers_per_chunk.is_some(), "layers_per_chunk"),
+        (
+            p.pipeline_model_parallel_layout.is_some(),
+            "pipeline_model_parallel_layout",
+        ),
+        (
+            p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split,
+            "account_for_*_in_pipeline_split",
+        ),
+        (
+            matches!(p.schedule, Schedule::Dualpipe | Schedule::Dualpipev),
+            "a DualPipe schedule",
+        ),
+    ]
+    .into_iter()
+    .find_map(|(bad, what)| bad.then_some(what));
+    if let Some(what) = conflict {
+        return Err(e(
+            key,
+            format!("set with {what}"),
+            "pipeline_split: even on a GPipe, 1F1B, ZB1P or interleaved schedule, and no other \
+             split key (Megatron's uneven first and last stages refine its even split)"
+                .into(),
+        ));
+    }
+    let ends = u64::from(first.is_some()) + u64::from(last.is_some());
+    let fixed = first.unwrap_or(0) + last.unwrap_or(0);
+    let middle = pp.saturating_sub(ends);
+    let rest = layers.checked_sub(fixed);
+    let per = match (rest, middle) {
+        (Some(0), 0) => Some(0),
+        (Some(r), m) if m > 0 && r % m == 0 => Some(r / m),
+        _ => None,
+    };
+    let stage = |s: u64| match (s, first, last) {
+        (0, Some(f), _) => Some(f),
+        (s, _, Some(l)) if s + 1 == pp => Some(l),
+        _ => per,
+    };
+    let sizes: Option<Vec<u64>> = (0..pp).map(stage).collect();
+    match sizes {
+        Some(v) if pp >= ends && v.iter().all(|&n| n > 0 && n % vpp == 0) => {
+            let k = (pp * vpp) as usize;
+            Ok((0..k)
+                .map(|c| Segment {
+                    embedding: c == 0,
+                    layers: v[c % pp as usize] / vpp,
+                    mtp: if c + 1 == k { model.mtp_depth } else { 0 },
+                    loss: c + 1 == k,
+                })
+                .collect())
+        }
+        _ => Err(e(
+            key,
+            format!(
+                "first {} and last {} of {layers} layers over pp {pp}{}",
+                first.map_or("even".into(), |f| f.to_string()),
+                last.map_or("even".into(), |l| l.to_string()),
+                if vpp > 1 {
+                    format!(" × vpp {vpp}")
+                } else {
+                    String::new()
+                }
+            ),
+            format!(
+                "end stages that leave a positive layer count dividing evenly over the {middle} \
+                 other stages{}",
+                if vpp > 1 {
+                    ", every stage's count divisible by vpp"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+/// What a layout string may hold, for its diagnostics.
+const LAYOUT_SYNTAX: &str = "Megatron's layout syntax: E (embedding), t (layer), m (MTP module), \
+    L (loss), | between chunks, X*n or (…)*n to repeat, e.g. \"Et*3|(tt|)*29,m|L\"";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Layout {
@@ -156,14 +426,7 @@ impl Layout {
         }
         let m = global_batch / per_step;
         let chunks = schedule::chunk_count(p.schedule, p.pp, p.vpp);
-        let blocks = model.layers;
-        if chunks > blocks {
-            return Err(e(
-                "pp",
-                format!("{chunks} pipeline chunks for {blocks} layers"),
-                "at most one chunk per layer".into(),
-            ));
-        }
+        let split = split(p, model, chunks, &e)?;
         match p.schedule {
             Schedule::Dualpipe | Schedule::Dualpipev
                 if p.pp % 2 != 0 || m % 2 != 0 || m < 2 * p.pp =>
@@ -210,41 +473,6 @@ impl Layout {
                     .into(),
             ));
         }
-        let chunks = schedule::chunk_count(p.schedule, p.pp, p.vpp);
-        let layers = model.layers;
-        let split = match (&p.layers_per_chunk, p.pipeline_split) {
-            (Some(v), _) => {
-                if v.len() as u64 != chunks || v.contains(&0) || v.iter().sum::<u64>() != layers {
-                    return Err(e(
-                        "layers_per_chunk",
-                        format!(
-                            "{v:?} ({} entries summing to {})",
-                            v.len(),
-                            v.iter().sum::<u64>()
-                        ),
-                        format!(
-                            "{chunks} positive layer counts (one per pipeline chunk of the {} \
-                             schedule) summing to the model's {layers} layers",
-                            p.schedule.name()
-                        ),
-                    ));
-                }
-                PipelineSplit::Layers(v.clone())
-            }
-            (None, SplitName::Even) => {
-                if layers % chunks != 0 {
-                    return Err(e(
-                        "pipeline_split",
-                        format!("even with {layers} layers over {chunks} chunks"),
-                        "a layer count divisible by the chunk count (Megatron's even split), \
-                         or `balanced`, or an explicit `layers_per_chunk`"
-                            .into(),
-                    ));
-                }
-                PipelineSplit::Even
-            }
-            (None, SplitName::Balanced) => PipelineSplit::Balanced,
-        };
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",

@@ -120,12 +120,14 @@ impl BlockWork {
     }
 }
 
-/// What a chunk holds besides its blocks.
+/// What a chunk holds besides its transformer blocks: the embedding, MTP modules (their
+/// norms, projection and block), and output heads with their loss (the main one first, then
+/// one per MTP depth: Megatron computes every depth's logits where the loss is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Extras {
     pub embedding: bool,
-    pub head: bool,
-    pub mtp_depth: u64,
+    pub mtp: u64,
+    pub heads: u64,
 }
 
 /// Megatron's vocabulary-parallel cross entropy (megatron/core/tensor_parallel/cross_entropy.py,
@@ -982,17 +984,16 @@ impl<'a> Expander<'a> {
                 ));
             }
         };
-        if e.head {
-            head(&mut w, "lm_head");
-        }
-        for _ in 0..e.mtp_depth {
+        for _ in 0..e.mtp {
             // The MTP module's two RMSNorms (the previous depth's hidden state and the shifted
             // embedding: BF16 read + write, 4 B each) and their concat (read + write of both
             // halves, 4 B): 12 B per hidden element.
             self.elementwise("mtp.norms_concat", 12.0 * h * t, &mut w, false);
             self.gemms(&m.mtp_projection(), &mut w, false);
             w.extend(self.block(m.mtp_layer_kind()).flatten());
-            head(&mut w, "mtp.head");
+        }
+        for i in 0..e.heads {
+            head(&mut w, if i == 0 { "lm_head" } else { "mtp.head" });
         }
         w
     }
@@ -1285,7 +1286,7 @@ pricing: {gpu_hour: \"$2\"}
     fn cross_entropy_moves_fifty_two_bytes_per_logit() {
         let (_, w) = gpt(&[]);
         let b = expander(&w).extras(Extras {
-            head: true,
+            heads: 1,
             ..Default::default()
         });
         let logits = 51200.0 / 8.0 * 2048.0;

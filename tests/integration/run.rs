@@ -202,10 +202,10 @@ fn every_shipped_workload_runs_on_its_cluster() {
 #[test]
 fn overrides_change_the_scenario() {
     let base = run_json(&[], "set-base");
-    let ep32 = run_json(&["--set", "workload.parallelism.ep=32"], "set-ep");
-    assert_eq!(ep32["layout"]["ep"], 32);
-    // Halving EP doubles the routed experts each GPU holds: more weight memory.
-    assert!(f(&ep32, "memory_gib.weights") > f(&base, "memory_gib.weights"));
+    let ep128 = run_json(&["--set", "workload.parallelism.ep=128"], "set-ep");
+    assert_eq!(ep128["layout"]["ep"], 128);
+    // Doubling EP halves the routed experts each GPU holds: less weight memory.
+    assert!(f(&ep128, "memory_gib.weights") < f(&base, "memory_gib.weights"));
     let price = run_json(&["--set", "workload.pricing.gpu_hour=$3"], "set-price");
     assert!((f(&price, "cost_usd") / f(&base, "cost_usd") - 1.5).abs() < 1e-9);
     // No NVLink fabric to speak of: the all-to-all no longer hides under compute.
