@@ -212,6 +212,26 @@ pub struct Segment {
     pub loss: bool,
 }
 
+/// How a mixture-of-experts layer's all-to-alls overlap compute outside DualPipe (which pairs
+/// its forwards and backwards itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoeOverlap {
+    /// Dispatch and combine on the critical path of their own micro-batch.
+    #[default]
+    None,
+    /// Megatron-Core's combined 1F1B (`--overlap-moe-expert-parallel-comm`, "EP A2A overlap"):
+    /// each steady-state forward runs merged with the backward of another micro-batch, layer by
+    /// layer, each one's all-to-alls beside the other's compute, as DualPipe pairs them. Needs
+    /// experts over several GPUs, and with pipeline parallelism the interleaved schedule.
+    #[serde(
+        rename = "combined_1f1b",
+        alias = "overlap_moe_expert_parallel_comm",
+        alias = "ep_a2a_overlap"
+    )]
+    Combined1f1b,
+}
+
 /// When the data-parallel gradient reduction runs. Orthogonal to ZeRO's sharding of state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,7 +1,7 @@
 //! The workload document (`workloads/*.yaml`): model, training settings, parallel layout, price.
 
 use super::model::ModelSpec;
-use crate::domain::{GradReduce, Precision, Recompute, RoutingDistribution, Schedule};
+use crate::domain::{GradReduce, MoeOverlap, Precision, Recompute, RoutingDistribution, Schedule};
 use crate::units::{Count, Money, Power};
 use serde::{Deserialize, Serialize};
 
@@ -234,6 +234,10 @@ pub struct ParallelismSpec {
     #[serde(default)]
     pub account_for_loss_in_pipeline_split: bool,
     pub schedule: Schedule,
+    /// How the MoE all-to-alls overlap compute outside DualPipe: `none` (default) or
+    /// `combined_1f1b` (Megatron-Core's `--overlap-moe-expert-parallel-comm`).
+    #[serde(default)]
+    pub moe_overlap: MoeOverlap,
     /// Sequences per micro-batch.
     #[serde(default = "one")]
     pub micro_batch: u64,

@@ -408,6 +408,12 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         account_for_embedding_in_pipeline_split: base.account_for_embedding_in_pipeline_split,
         account_for_loss_in_pipeline_split: base.account_for_loss_in_pipeline_split,
         schedule: c.schedule,
+        // Megatron's combined 1F1B where the layout allows it (interleaved, or no pipeline).
+        moe_overlap: if c.schedule == Schedule::Interleaved || c.pp == 1 {
+            base.moe_overlap
+        } else {
+            Default::default()
+        },
         micro_batch: c.micro_batch,
         comm_sms: c.comm_sms,
         sequence_parallel: c.tp > 1,
@@ -1007,6 +1013,7 @@ fn placeholder(plan: &Plan, cluster: &Cluster) -> Layout {
         grad_reduce: Default::default(),
         split: Default::default(),
         schedule: Schedule::OneFOneB,
+        moe_overlap: Default::default(),
         micro_batch: 1,
         micro_batches: 1,
         seq_len: w.training.seq_len,

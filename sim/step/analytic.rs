@@ -7,7 +7,7 @@
 //! synchronization and the optimizer step. Fast enough for sweeps.
 
 use super::{Blocks, Breakdown, ChunkCost, Memory, Staging, StepResult};
-use crate::domain::{GradReduce, Schedule};
+use crate::domain::{GradReduce, MoeOverlap, Schedule};
 use crate::hw::Calibration;
 use crate::net::AlphaBeta;
 use crate::topo::Cluster;
@@ -72,7 +72,9 @@ pub fn estimate_on(
 fn staged(st: &Staging) -> StepResult {
     let layout = st.layout;
     let chunks = &st.chunks;
-    let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev);
+    // DualPipe's F&B pairs, and Megatron-Core's combined 1F1B pairing its steady state alike.
+    let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev)
+        || layout.moe_overlap == MoeOverlap::Combined1f1b;
     // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
     let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
         let mut exposed = BTreeMap::new();
@@ -221,12 +223,17 @@ fn staged(st: &Staging) -> StepResult {
     bd.optimizer = st.optimizer_time(params);
 
     // Memory: the fullest rank (the ends of a pipeline hold fewer layers).
-    let inflight = schedule::activations_in_flight(
+    let mut inflight = schedule::activations_in_flight(
         layout.schedule,
         layout.pp,
         layout.vpp,
         layout.micro_batches,
     );
+    // Combined 1F1B warms up one chunk forward more.
+    if layout.moe_overlap == MoeOverlap::Combined1f1b {
+        let chunks_per_stage = layout.chunks() as f64 / layout.pp as f64;
+        inflight = (inflight + 1.0 / chunks_per_stage).min(layout.micro_batches as f64);
+    }
     // `inflight` counts pipeline stages' worth (a stage is 1/pp of the layers): a rank's
     // largest chunk times chunks/pp (DualPipe's chunks are whole stages; DualPipeV's halves and
     // interleaving's 1/vpp are made whole again). The largest, not the mean: which chunks are

@@ -628,6 +628,7 @@ impl Blocks {
             global_batch: 0,
             overlap_param_gather: false,
             grad_reduce: GradReduce::Overlap,
+            moe_overlap: Default::default(),
             schedule: if deferred {
                 Schedule::Zb1p
             } else {

@@ -6,7 +6,7 @@
 use crate::config::workload::{DpSpec, ParallelismSpec, SplitName};
 
 use crate::config::Diagnostic;
-use crate::domain::{GradReduce, PipelineSplit, Schedule, Segment};
+use crate::domain::{GradReduce, MoeOverlap, PipelineSplit, Schedule, Segment};
 use crate::hw::GpuSpec;
 use crate::net::Placement;
 use crate::workload::model::Model;
@@ -298,6 +298,8 @@ pub struct Layout {
     /// How the layers are cut into chunks.
     pub split: PipelineSplit,
     pub schedule: Schedule,
+    /// How the MoE all-to-alls overlap compute (outside DualPipe).
+    pub moe_overlap: MoeOverlap,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
     /// Micro-batches per pipeline per step.
@@ -473,6 +475,32 @@ impl Layout {
                     .into(),
             ));
         }
+        if p.moe_overlap == MoeOverlap::Combined1f1b {
+            let problem = if model.moe.is_none() || p.ep < 2 {
+                Some("experts spread over several GPUs (ep ≥ 2): there is no all-to-all to hide")
+            } else if !(p.schedule == Schedule::Interleaved
+                || (p.pp == 1 && p.schedule == Schedule::OneFOneB))
+            {
+                Some(
+                    "the interleaved schedule, or 1F1B without pipeline parallelism (Megatron-Core's \
+                     combined 1F1B; DualPipe pairs its forwards and backwards itself)",
+                )
+            } else {
+                None
+            };
+            if let Some(expected) = problem {
+                return Err(e(
+                    "moe_overlap",
+                    format!(
+                        "combined_1f1b with ep {} and the {} schedule at pp {}",
+                        p.ep,
+                        p.schedule.name(),
+                        p.pp
+                    ),
+                    expected.into(),
+                ));
+            }
+        }
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",
@@ -493,6 +521,7 @@ impl Layout {
             grad_reduce: p.grad_reduce,
             split,
             schedule: p.schedule,
+            moe_overlap: p.moe_overlap,
             micro_batch: p.micro_batch,
             micro_batches: m,
             seq_len,
@@ -605,6 +634,7 @@ mod tests {
             grad_reduce: GradReduce::Overlap,
             split: PipelineSplit::Balanced,
             schedule: Schedule::OneFOneB,
+            moe_overlap: MoeOverlap::None,
             micro_batch: 1,
             micro_batches: 8,
             seq_len: 2048,

@@ -190,6 +190,50 @@ pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) ->
     ops
 }
 
+/// The program of pipeline rank `rank` under Megatron-Core's combined 1F1B
+/// (`--overlap-moe-expert-parallel-comm`): 1F1B without a pipeline, or interleaved 1F1B, with
+/// one more warm-up forward, then each steady-state forward merged with the next backward as
+/// one overlapped pair (another micro-batch's, or another chunk's), layer by layer; the
+/// cool-down backwards alone. Without a pipeline: F0, (F1 B0), (F2 B1), …, B(m−1).
+pub fn combined_program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
+    let (p, m, r) = (pp as u32, micro_batches as u32, rank as u32);
+    let v = if s == Schedule::Interleaved {
+        vpp as u32
+    } else {
+        1
+    };
+    let total = m * v;
+    let warm = if s == Schedule::Interleaved {
+        (p - r - 1) * 2 + (v - 1) * p
+    } else {
+        p - r - 1
+    };
+    let warm = (warm + 1).min(total);
+    let fwd = |k: u32| (((k / p) % v) * p + r, (k / (p * v)) * p + k % p);
+    let bwd = |k: u32| ((v - 1 - (k / p) % v) * p + r, (k / (p * v)) * p + k % p);
+    let mut ops: Vec<Op> = (0..warm)
+        .map(|k| {
+            let (chunk, mb) = fwd(k);
+            Op::F { chunk, mb }
+        })
+        .collect();
+    for k in 0..total - warm {
+        ops.push(Op::FB {
+            f: fwd(warm + k),
+            b: bwd(k),
+        });
+    }
+    ops.extend((total - warm..total).map(|k| {
+        let (chunk, mb) = bwd(k);
+        Op::B {
+            chunk,
+            mb,
+            defer_w: false,
+        }
+    }));
+    ops
+}
+
 /// DualPipe and DualPipeV (deepseek-ai/DualPipe): two "phases" per rank fed from both ends,
 /// eight steps from warm-up through overlapped F&B pairs to the zero-bubble drain.
 fn dual_program(s: Schedule, p: u32, m: u32, r: u32) -> Vec<Op> {
@@ -285,22 +329,69 @@ mod program_tests {
     /// and every deferred weight gradient is eventually run.
     #[test]
     fn programs_are_complete() {
-        for (s, pp, vpp, m) in [
-            (Schedule::Gpipe, 4, 1, 8),
-            (Schedule::OneFOneB, 4, 1, 8),
-            (Schedule::OneFOneB, 4, 1, 2),
-            (Schedule::Zb1p, 4, 1, 8),
-            (Schedule::Interleaved, 4, 2, 8),
-            (Schedule::Dualpipe, 4, 1, 8),
-            (Schedule::Dualpipe, 8, 1, 20),
-            (Schedule::Dualpipev, 4, 1, 10),
-        ] {
+        for (s, pp, vpp, m, combined) in [
+            (Schedule::OneFOneB, 1, 1, 4, true),
+            (Schedule::Interleaved, 4, 2, 8, true),
+            (Schedule::Interleaved, 2, 4, 2, true),
+        ]
+        .into_iter()
+        .chain(
+            [
+                (Schedule::Gpipe, 4, 1, 8),
+                (Schedule::OneFOneB, 4, 1, 8),
+                (Schedule::OneFOneB, 4, 1, 2),
+                (Schedule::Zb1p, 4, 1, 8),
+                (Schedule::Interleaved, 4, 2, 8),
+                (Schedule::Dualpipe, 4, 1, 8),
+                (Schedule::Dualpipe, 8, 1, 20),
+                (Schedule::Dualpipev, 4, 1, 10),
+            ]
+            .map(|(s, pp, vpp, m)| (s, pp, vpp, m, false)),
+        ) {
             let chunks = chunk_count(s, pp, vpp) as u32;
             let mut f_seen = vec![0u32; (chunks * m as u32) as usize];
             let mut b_seen = f_seen.clone();
             for r in 0..pp {
                 let mut deferred = 0i32;
-                for op in program(s, pp, vpp, m, r) {
+                let ops = if combined {
+                    combined_program(s, pp, vpp, m, r)
+                } else {
+                    program(s, pp, vpp, m, r)
+                };
+                // A backward never comes before its own forward on the rank.
+                let mut fwd_done = std::collections::BTreeSet::new();
+                for op in &ops {
+                    match *op {
+                        Op::F { chunk, mb } => {
+                            fwd_done.insert((chunk, mb));
+                        }
+                        Op::FB { f, b } => {
+                            assert!(fwd_done.contains(&b), "{s:?} rank {r}: B{b:?} before its F");
+                            fwd_done.insert(f);
+                        }
+                        Op::B { chunk, mb, .. } if rank_of(s, pp, m, chunk, mb) as u64 == r => {
+                            assert!(
+                                fwd_done.contains(&(chunk, mb)),
+                                "{s:?} rank {r}: B({chunk}, {mb}) before its F"
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                if combined && pp == 1 {
+                    let f = |mb| Op::F { chunk: 0, mb };
+                    let fb = |a, b| Op::FB {
+                        f: (0, a),
+                        b: (0, b),
+                    };
+                    let b = Op::B {
+                        chunk: 0,
+                        mb: 3,
+                        defer_w: false,
+                    };
+                    assert_eq!(ops, vec![f(0), fb(1, 0), fb(2, 1), fb(3, 2), b]);
+                }
+                for op in ops {
                     let mut see = |c: u32, mb: u32, fwd: bool| {
                         assert_eq!(
                             rank_of(s, pp, m, c, mb) as u64,

@@ -210,6 +210,9 @@ pub struct StepPlan {
     ///
     /// [`GradReduce::AfterBackward`]: crate::domain::GradReduce::AfterBackward
     pub grad_sync_after_backward: bool,
+    /// Megatron-Core's combined 1F1B: each rank's adjacent forward and backward of different
+    /// micro-batches run as one overlapped pair ([`schedule::combined_program`]).
+    pub combined_1f1b: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
     /// SMs compute kernels may use (the GPU's, less any reserved for expert-parallel traffic).
@@ -806,7 +809,11 @@ impl Builder {
     /// its optimizer and parameter gather.
     fn rank(&mut self, r: &mut Rank) {
         let p = r.plan;
-        let program = schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64);
+        let program = if p.combined_1f1b {
+            schedule::combined_program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64)
+        } else {
+            schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64)
+        };
         let mut first_forwards = Vec::new();
         for op in &program {
             match *op {
