@@ -127,6 +127,19 @@ impl Recompute {
     }
 }
 
+/// Which layers full recompute covers (Megatron's `--recompute-method` with
+/// `--recompute-num-layers N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecomputeMethod {
+    /// Every layer re-runs its forward; one input is kept per group of N consecutive layers
+    /// (checkpointed together).
+    Uniform,
+    /// The first N layers of each pipeline chunk are fully recomputed, the others keep all
+    /// their activations.
+    Block,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Precision {

@@ -70,6 +70,15 @@ pub struct TrainingSpec {
     /// Global batch in sequences.
     pub global_batch: u64,
     pub recompute: Recompute,
+    /// With `recompute: full`, Megatron's `--recompute-num-layers`: how many layers each
+    /// recompute unit covers (see `recompute_method`).
+    #[serde(default)]
+    pub recompute_num_layers: Option<u64>,
+    /// With `recompute_num_layers`: `block` (default; the first N layers of each pipeline chunk
+    /// recomputed fully, the rest keeping their activations) or `uniform` (every layer
+    /// recomputed, one input kept per N layers).
+    #[serde(default)]
+    pub recompute_method: Option<crate::domain::RecomputeMethod>,
     /// Attention kernel: `auto` (the fused warp-specialised kernel on Hopper and later, i.e.
     /// FlashAttention-3 on Hopper and cuDNN/FlashAttention-4 on Blackwell; FlashAttention-2 on
     /// Ampere), `flash3` (that fused kernel), `flash2`, or `unfused` (batched GEMMs around a

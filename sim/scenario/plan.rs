@@ -563,10 +563,20 @@ impl Space {
     }
 }
 
+/// Recompute policy `r` on `s`: the workload's per-layer recompute counts go with full
+/// recompute only.
+fn set_recompute(s: &mut WorkloadSpec, r: Recompute) {
+    if r != s.training.recompute {
+        s.training.recompute = r;
+        s.training.recompute_num_layers = None;
+        s.training.recompute_method = None;
+    }
+}
+
 /// The workload spec of one search point: its recompute and (main phase) batch.
 fn spec_for(plan: &Plan, phase: usize, r: Recompute, batch: u64) -> WorkloadSpec {
     let mut s = plan.workload_spec.clone();
-    s.training.recompute = r;
+    set_recompute(&mut s, r);
     if phase == plan.main_phase {
         s.training.global_batch = batch;
         s.training.phases[phase].global_batch = Some(batch);
@@ -985,7 +995,7 @@ fn workloads(
             continue;
         }
         let mut spec = plan.workload_spec.clone();
-        spec.training.recompute = r;
+        set_recompute(&mut spec, r);
         let w = Workload::with_model(
             &spec,
             plan.model.clone(),

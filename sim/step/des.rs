@@ -404,11 +404,11 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
             ));
         }
         let (a, b) = r.blocks;
-        for (layer, &k) in st.kinds[a..b].iter().enumerate() {
-            let layer = Some((a + layer) as u32);
+        for (pos, &k) in st.kinds[a..b].iter().enumerate() {
+            let layer = Some((a + pos) as u32);
             blocks.push(block_plan(
                 st,
-                st.block_work(k),
+                st.block_work_at(k, pos),
                 st.block_params(k),
                 layer,
                 details,

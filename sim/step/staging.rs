@@ -4,7 +4,9 @@
 //! gradient passes and data-parallel synchronization, and the optimizer step.
 
 use super::result::{ChunkCost, Memory};
-use crate::domain::{Dtype, GradReduce, PipelineSplit, Precision, Schedule};
+use crate::domain::{
+    Dtype, GradReduce, PipelineSplit, Precision, Recompute, RecomputeMethod, Schedule,
+};
 use crate::hw::{Calibration, KernelModel, KernelShape};
 use crate::net::{AlphaBeta, CommCost, CommOp, Placement};
 use crate::topo::Cluster;
@@ -344,16 +346,15 @@ fn static_memory(
 /// (Korthikanti et al. 2022, §4.1: the softmax output, 2 B per score, and with dropout its 1-byte
 /// mask and its 2-byte output, which the attention over V reads back: 5as²b per layer). Neither
 /// is kept where the backward recomputes the core attention.
-fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
+fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind, r: Recompute) -> f64 {
     let m = &w.model;
-    let mut b = m.activation_bytes_per_token(
-        k,
-        w.recompute,
-        w.precision.activations,
-        l.tp,
-        l.sequence_parallel,
-    );
-    if w.recompute.recomputes_core_attention() {
+    let mut b =
+        m.activation_bytes_per_token(k, r, w.precision.activations, l.tp, l.sequence_parallel);
+    if let (Recompute::Full, Some((RecomputeMethod::Uniform, n))) = (r, w.recompute_layers) {
+        // One input kept per group of n layers recomputed together.
+        return b / n as f64;
+    }
+    if r.recomputes_core_attention() {
         return b;
     }
     let heads = m.attention.heads() as f64 / l.tp as f64;
@@ -364,6 +365,15 @@ fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind) -> f64 {
         b += heads * 4.0;
     }
     b
+}
+
+/// The recompute policy of the block at position `pos` of its chunk: Megatron's block method
+/// recomputes the first N of each chunk fully and keeps the others' activations.
+fn policy_at(w: &Workload, pos: usize) -> Recompute {
+    match w.recompute_layers {
+        Some((RecomputeMethod::Block, n)) if pos as u64 >= n => Recompute::None,
+        _ => w.recompute,
+    }
 }
 
 /// Bytes per token a micro-batch's loss keeps for backward, for the main head and each MTP
@@ -390,7 +400,7 @@ fn mtp_activations_per_token(w: &Workload, l: &Layout) -> f64 {
     let m = &w.model;
     let shard = if l.sequence_parallel { l.tp } else { 1 } as f64;
     4.0 * w.precision.activations.bytes() * m.hidden as f64 / shard
-        + layer_activations_per_token(w, l, m.mtp_layer_kind())
+        + layer_activations_per_token(w, l, m.mtp_layer_kind(), w.recompute)
 }
 
 /// Activations one micro-batch leaves in a chunk holding `c`, bytes: (its transformer
@@ -400,7 +410,8 @@ fn items_activations(w: &Workload, l: &Layout, kinds: &[LayerKind], c: &ChunkIte
     let (a, b) = c.blocks;
     let blocks: f64 = kinds[a..b]
         .iter()
-        .map(|&k| layer_activations_per_token(w, l, k))
+        .enumerate()
+        .map(|(pos, &k)| layer_activations_per_token(w, l, k, policy_at(w, pos)))
         .sum();
     let loss = if c.loss {
         loss_activations_per_token(w, l)
@@ -441,7 +452,8 @@ pub fn memory_floor(w: &Workload, l: &Layout, gpus_per_node: u64) -> f64 {
             _ => pd,
         };
         params = (params.0 + p.0, params.1 + p.1);
-        act += layer_activations_per_token(w, l, k) * t;
+        // Full recompute's (the least) under the block method.
+        act += layer_activations_per_token(w, l, k, w.recompute) * t;
     }
     let mut held = vec![0u64; l.chunks() as usize];
     let mut most = 1usize;
@@ -522,6 +534,11 @@ pub struct Blocks {
     key: Layout,
     dense: BlockWork,
     moe: Option<BlockWork>,
+    /// Under Megatron's block recompute method, the blocks past each chunk's first N, which
+    /// keep their activations: (dense, MoE) work and price.
+    keep: Option<(BlockWork, Option<BlockWork>, ChunkCost, Option<ChunkCost>)>,
+    /// The chunk position from which blocks keep their activations (block method).
+    keep_from: Option<u64>,
     /// The embedding, one MTP module (without its head), and the loss: the output head and
     /// cross entropy of the main model and of every MTP depth.
     pub embedding: BlockWork,
@@ -559,6 +576,16 @@ impl Blocks {
         };
         let mut dense = ex.block(LayerKind::Dense);
         let mut moe = model.moe.map(|_| ex.block(LayerKind::Moe));
+        let mut keep = matches!(w.recompute_layers, Some((RecomputeMethod::Block, _))).then(|| {
+            let ex = Expander {
+                recompute: Recompute::None,
+                ..ex
+            };
+            (
+                ex.block(LayerKind::Dense),
+                model.moe.map(|_| ex.block(LayerKind::Moe)),
+            )
+        });
         let mut embedding = ex.extras(Extras {
             embedding: true,
             ..Default::default()
@@ -584,6 +611,12 @@ impl Blocks {
                 }
             };
             prep(&mut dense, block_params(model, layout, LayerKind::Dense));
+            if let Some((d, m)) = keep.as_mut() {
+                prep(d, block_params(model, layout, LayerKind::Dense));
+                if let Some(b) = m.as_mut() {
+                    prep(b, block_params(model, layout, LayerKind::Moe));
+                }
+            }
             if let Some(b) = moe.as_mut() {
                 prep(b, block_params(model, layout, LayerKind::Moe));
             }
@@ -592,7 +625,16 @@ impl Blocks {
             prep(&mut loss, loss_params(model, layout));
         }
         let price = |b: &BlockWork| cost_block(b, &km, sms, net);
+        let keep = keep.map(|(d, m)| {
+            let (dc, mc) = (price(&d), m.as_ref().map(price));
+            (d, m, dc, mc)
+        });
         Blocks {
+            keep,
+            keep_from: match w.recompute_layers {
+                Some((RecomputeMethod::Block, n)) => Some(n),
+                _ => None,
+            },
             key: Blocks::key(layout),
             dense_c: price(&dense),
             moe_c: moe.as_ref().map(price),
@@ -694,8 +736,8 @@ impl Blocks {
                     c.add(&self.embedding_c);
                     extras.push("embedding".to_string());
                 }
-                for &kind in &kinds[r.blocks.0..r.blocks.1] {
-                    c.add(self.cost(kind));
+                for (pos, &kind) in kinds[r.blocks.0..r.blocks.1].iter().enumerate() {
+                    c.add(self.cost_at(kind, pos));
                 }
                 for _ in 0..r.mtp {
                     c.add(&self.mtp_c);
@@ -729,6 +771,21 @@ impl Blocks {
             Item::Mtp => self.mtp_c.compute(),
             Item::Loss => self.loss_c.compute(),
         }
+    }
+
+    /// The price of a block of kind `k` at position `pos` of its chunk (see [`policy_at`]).
+    fn cost_at(&self, k: LayerKind, pos: usize) -> &ChunkCost {
+        match (&self.keep, self.keeps_at(pos), k) {
+            (Some((_, _, d, _)), true, LayerKind::Dense) => d,
+            (Some((_, _, _, Some(m))), true, LayerKind::Moe) => m,
+            _ => self.cost(k),
+        }
+    }
+
+    /// Whether the block at position `pos` of its chunk keeps its activations under the block
+    /// recompute method.
+    fn keeps_at(&self, pos: usize) -> bool {
+        self.keep_from.is_some_and(|n| pos as u64 >= n)
     }
 
     fn cost(&self, k: LayerKind) -> &ChunkCost {
@@ -829,6 +886,15 @@ impl<'a> Staging<'a> {
                 bytes: 8.0,
                 span: Placement::strided(layout.gpus(), 1, gpn),
             }),
+        }
+    }
+
+    /// The work of a block of kind `k` at position `pos` of its chunk (see [`policy_at`]).
+    pub fn block_work_at(&self, k: LayerKind, pos: usize) -> &BlockWork {
+        match (&self.blocks.keep, self.blocks.keeps_at(pos), k) {
+            (Some((d, _, _, _)), true, LayerKind::Dense) => d,
+            (Some((_, Some(m), _, _)), true, LayerKind::Moe) => m,
+            _ => self.block_work(k),
         }
     }
 
@@ -1092,7 +1158,7 @@ mod tests {
             let sbh = (l.seq_len * l.micro_batch) as f64 * w.model.hidden as f64;
             let tokens = (l.seq_len * l.micro_batch) as f64;
             (
-                layer_activations_per_token(&w, l, LayerKind::Dense) * tokens / sbh,
+                layer_activations_per_token(&w, l, LayerKind::Dense, w.recompute) * tokens / sbh,
                 w.model.attention.heads() as f64 * l.seq_len as f64 / w.model.hidden as f64,
             )
         };
@@ -1304,6 +1370,56 @@ mod tests {
             "{}",
             d.expected
         );
+    }
+
+    /// Megatron's per-layer recompute counts: under the block method the first N layers of a
+    /// chunk keep what full recompute keeps and the others what no recompute keeps, so a
+    /// 4-layer chunk with N = 1 holds a quarter of full's activations plus three quarters of
+    /// none's, and N = 4 is full recompute; the uniform method keeps one input per N layers and
+    /// recomputes every layer (full's time); misuse is a located diagnostic.
+    #[test]
+    fn recompute_num_layers_split_full_and_none() {
+        let cal = crate::builtin::calibration();
+        let run = |extra: &[&str]| {
+            let (c, w) = crate::workload::ops::tests::gpt(extra);
+            let r = crate::step::analytic::estimate(&w, &w.layout, &c, &cal);
+            (r.memory.activations, r.step_time_s)
+        };
+        let full = ["workload.training.recompute=full"];
+        let (a_none, t_none) = run(&[]);
+        let (a_full, t_full) = run(&full);
+        let with = |n: &str, method: &str| {
+            let n = format!("workload.training.recompute_num_layers={n}");
+            let m = format!("workload.training.recompute_method={method}");
+            run(&[full[0], &n, &m])
+        };
+        let (a1, t1) = with("1", "block");
+        let want = 0.25 * a_full + 0.75 * a_none;
+        assert!((a1 / want - 1.0).abs() < 1e-9, "{a1} vs {want}");
+        assert!(t_none < t1 && t1 < t_full, "{t_none} {t1} {t_full}");
+        assert_eq!(with("4", "block"), (a_full, t_full));
+        let (a2, t2) = with("2", "uniform");
+        assert!(
+            a2 < a_full && (t2 / t_full - 1.0).abs() < 1e-12,
+            "{a2} {t2}"
+        );
+        for (sets, key) in [
+            (
+                vec!["workload.training.recompute_num_layers=2"],
+                "training.recompute_num_layers",
+            ),
+            (
+                vec![full[0], "workload.training.recompute_num_layers=0"],
+                "training.recompute_num_layers",
+            ),
+            (
+                vec![full[0], "workload.training.recompute_method=block"],
+                "training.recompute_method",
+            ),
+        ] {
+            let d = crate::workload::ops::tests::try_gpt(&sets).unwrap_err();
+            assert_eq!(d.path.as_deref(), Some(key), "{sets:?}");
+        }
     }
 
     /// A balanced split equalises the stages' compute within one layer's time: DeepSeek-V3

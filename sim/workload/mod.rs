@@ -28,6 +28,8 @@ pub struct Workload {
     pub model: Model,
     pub precision: Precision,
     pub recompute: Recompute,
+    /// Megatron's `--recompute-method` and `--recompute-num-layers` under full recompute.
+    pub recompute_layers: Option<(crate::domain::RecomputeMethod, u64)>,
     /// The attention kernel, resolved for the cluster's chip.
     pub attention: AttentionKernel,
     pub loss: crate::domain::LossKernel,
@@ -199,6 +201,27 @@ impl Workload {
             )
             .at("training.precision.attention"));
         }
+        let recompute_layers = match (t.recompute_num_layers, t.recompute_method) {
+            (None, None) => None,
+            (None, Some(m)) => {
+                return Err(Diagnostic::new(
+                    file,
+                    format!("recompute_method {m:?} without recompute_num_layers").to_lowercase(),
+                    "recompute_num_layers too (the layers each recompute unit covers)",
+                )
+                .at("training.recompute_method"))
+            }
+            (Some(n), _) if n == 0 || t.recompute != Recompute::Full => {
+                return Err(Diagnostic::new(
+                    file,
+                    format!("{n} with recompute: {}", t.recompute.name()),
+                    "a positive layer count with recompute: full (Megatron's \
+                     --recompute-num-layers refines full recompute)",
+                )
+                .at("training.recompute_num_layers"))
+            }
+            (Some(n), m) => Some((m.unwrap_or(crate::domain::RecomputeMethod::Block), n)),
+        };
         let gpus = cluster.gpus() as u64;
         let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
             Layout::new(p, seq, batch, gpus, &model, &cluster.gpu, file, at)
@@ -243,6 +266,7 @@ impl Workload {
             model,
             precision: t.precision.clone(),
             recompute: t.recompute,
+            recompute_layers,
             attention,
             loss: t.loss_kernel,
             alternatives: alternatives(spec, file)?,
