@@ -1184,6 +1184,10 @@ mod scenario_tests {
 
     /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes: PP2 × EP8, DualPipe.
     fn small(extra: &[&str]) -> (Cluster, Workload) {
+        try_small(extra).unwrap()
+    }
+
+    fn try_small(extra: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
         let t = Source::embedded("topologies/h800-16.yaml", SMALL);
         let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
         let mut sets: Vec<Override> = [
@@ -1198,7 +1202,7 @@ mod scenario_tests {
         .map(|s| Override::parse(s).unwrap())
         .collect();
         sets.extend(extra.iter().map(|s| Override::parse(s).unwrap()));
-        load(&t, &w, &sets).unwrap()
+        load(&t, &w, &sets)
     }
 
     /// Megatron-Core's combined 1F1B hides the all-to-alls under the paired pass's compute, in
@@ -1250,8 +1254,6 @@ mod scenario_tests {
                 );
             }
         }
-        let t = Source::embedded("topologies/h800-16.yaml", SMALL);
-        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
         for bad in [
             vec!["workload.parallelism.schedule=1f1b"],
             vec!["workload.parallelism.schedule=dualpipe"],
@@ -1261,18 +1263,9 @@ mod scenario_tests {
                 "workload.parallelism.ep=1",
             ],
         ] {
-            let mut sets: Vec<Override> = [
-                "workload.model.num_hidden_layers=4",
-                "workload.training.global_batch=64",
-                "workload.parallelism.pp=2",
-                "workload.parallelism.ep=8",
-                "workload.parallelism.moe_overlap=combined_1f1b",
-            ]
-            .iter()
-            .map(|s| Override::parse(s).unwrap())
-            .collect();
-            sets.extend(bad.iter().map(|s| Override::parse(s).unwrap()));
-            let d = load(&t, &w, &sets).unwrap_err();
+            let mut sets = vec!["workload.parallelism.moe_overlap=combined_1f1b"];
+            sets.extend(bad.iter().copied());
+            let d = try_small(&sets).unwrap_err();
             assert_eq!(
                 d.path.as_deref(),
                 Some("parallelism.moe_overlap"),

@@ -169,14 +169,17 @@ pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) ->
             let v = vpp as u32;
             let total = m * v;
             let warm = ((p - r - 1) * 2 + (v - 1) * p).min(total);
-            let fwd = |k: u32| Op::F {
-                chunk: ((k / p) % v) * p + r,
-                mb: (k / (p * v)) * p + k % p,
+            let fwd = |k: u32| {
+                let (chunk, mb) = interleaved_pass(p, v, r, k, false);
+                Op::F { chunk, mb }
             };
-            let bwd = |k: u32| Op::B {
-                chunk: (v - 1 - (k / p) % v) * p + r,
-                mb: (k / (p * v)) * p + k % p,
-                defer_w: false,
+            let bwd = |k: u32| {
+                let (chunk, mb) = interleaved_pass(p, v, r, k, true);
+                Op::B {
+                    chunk,
+                    mb,
+                    defer_w: false,
+                }
             };
             ops.extend((0..warm).map(fwd));
             for k in 0..total - warm {
@@ -188,6 +191,15 @@ pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) ->
         Schedule::Dualpipe | Schedule::Dualpipev => return dual_program(s, p, m, r),
     }
     ops
+}
+
+/// The (chunk, micro-batch) of rank `r`'s `k`-th forward (or backward) under Megatron's
+/// interleaved order of `p` ranks × `v` chunks each: `p` micro-batches through one chunk, then
+/// the next chunk (backwards from the last); with `v` = 1, plain 1F1B's k-th micro-batch.
+fn interleaved_pass(p: u32, v: u32, r: u32, k: u32, backward: bool) -> (u32, u32) {
+    let stage = (k / p) % v;
+    let stage = if backward { v - 1 - stage } else { stage };
+    (stage * p + r, (k / (p * v)) * p + k % p)
 }
 
 /// The program of pipeline rank `rank` under Megatron-Core's combined 1F1B
@@ -209,8 +221,8 @@ pub fn combined_program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank
         p - r - 1
     };
     let warm = (warm + 1).min(total);
-    let fwd = |k: u32| (((k / p) % v) * p + r, (k / (p * v)) * p + k % p);
-    let bwd = |k: u32| ((v - 1 - (k / p) % v) * p + r, (k / (p * v)) * p + k % p);
+    let fwd = |k: u32| interleaved_pass(p, v, r, k, false);
+    let bwd = |k: u32| interleaved_pass(p, v, r, k, true);
     let mut ops: Vec<Op> = (0..warm)
         .map(|k| {
             let (chunk, mb) = fwd(k);
