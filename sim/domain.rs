@@ -95,6 +95,48 @@ pub enum Recompute {
     MegatronSelective,
     /// Keep only each layer's input; re-run the whole layer forward in backward.
     Full,
+    /// Megatron-Core's `--recompute-granularity selective` with its `--recompute-modules` list
+    /// (written `recompute_modules: [..]` beside `recompute: selective`).
+    #[serde(skip_deserializing)]
+    Modules(RecomputeModules),
+}
+
+/// The submodules Megatron-Core's selective recompute re-runs in backward
+/// (`--recompute-modules`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RecomputeModules {
+    /// `core_attn`: the core attention (scores, softmax, attention over V).
+    pub core_attn: bool,
+    /// `mla_up_proj`: MLA's query and key-value up-projections (with RoPE and the concat).
+    pub mla_up_proj: bool,
+    /// `layernorm`: the input and pre-MLP norms.
+    pub layernorm: bool,
+    /// `moe_act` (or `mlp_act`): the gated activation of the experts and MLPs.
+    pub act: bool,
+}
+
+impl RecomputeModules {
+    /// The set Megatron-Core's names in `names` make; an unknown or unmodelled name is the
+    /// error, with what is accepted.
+    pub fn from_names(names: &[String]) -> Result<RecomputeModules, String> {
+        let mut m = RecomputeModules::default();
+        for n in names {
+            match n.as_str() {
+                "core_attn" => m.core_attn = true,
+                "mla_up_proj" => m.mla_up_proj = true,
+                "layernorm" => m.layernorm = true,
+                "moe_act" | "mlp_act" => m.act = true,
+                "mlp" | "moe" | "shared_experts" => {
+                    return Err(format!(
+                        "`{n}`: recomputing a whole feed-forward part is not modelled yet (use \
+                         recompute: full, or its activation with moe_act)"
+                    ))
+                }
+                _ => return Err(format!("the unknown module `{n}`")),
+            }
+        }
+        Ok(m)
+    }
 }
 
 impl Recompute {
@@ -111,6 +153,7 @@ impl Recompute {
             Recompute::Selective => "selective",
             Recompute::MegatronSelective => "megatron_selective",
             Recompute::Full => "full",
+            Recompute::Modules(_) => "recompute_modules",
         }
     }
 
@@ -120,10 +163,40 @@ impl Recompute {
         matches!(self, Recompute::Selective | Recompute::Full)
     }
 
+    /// Whether the norms are recomputed in backward (DeepSeek's selective, full, Megatron's
+    /// `layernorm` module).
+    pub fn recomputes_norms(self) -> bool {
+        match self {
+            Recompute::Modules(m) => m.layernorm,
+            r => r.recomputes_cheap_ops(),
+        }
+    }
+
+    /// Whether MLA's up-projections (with RoPE and the concat) are recomputed, so their q, k
+    /// and v are not kept (DeepSeek's selective, full, Megatron's `mla_up_proj`).
+    pub fn recomputes_up_proj(self) -> bool {
+        match self {
+            Recompute::Modules(m) => m.mla_up_proj,
+            r => r.recomputes_cheap_ops(),
+        }
+    }
+
+    /// Whether the gated activation's output is recomputed rather than kept (DeepSeek's
+    /// selective, full, Megatron's `moe_act`).
+    pub fn recomputes_act(self) -> bool {
+        match self {
+            Recompute::Modules(m) => m.act,
+            r => r.recomputes_cheap_ops(),
+        }
+    }
+
     /// Whether the backward re-runs the core attention's forward: Megatron's selective, and
     /// full.
     pub fn recomputes_core_attention(self) -> bool {
-        matches!(self, Recompute::MegatronSelective | Recompute::Full)
+        match self {
+            Recompute::Modules(m) => m.core_attn,
+            r => matches!(r, Recompute::MegatronSelective | Recompute::Full),
+        }
     }
 }
 

@@ -70,6 +70,11 @@ pub struct TrainingSpec {
     /// Global batch in sequences.
     pub global_batch: u64,
     pub recompute: Recompute,
+    /// With `recompute: selective` or `megatron_selective`, Megatron-Core's
+    /// `--recompute-modules`: the submodules its selective recompute re-runs (`core_attn`,
+    /// `mla_up_proj`, `layernorm`, `moe_act`), in place of the policy's own set.
+    #[serde(default)]
+    pub recompute_modules: Option<Vec<String>>,
     /// With `recompute: full`, Megatron's `--recompute-num-layers`: how many layers each
     /// recompute unit covers (see `recompute_method`).
     #[serde(default)]

@@ -570,6 +570,7 @@ fn set_recompute(s: &mut WorkloadSpec, r: Recompute) {
         s.training.recompute = r;
         s.training.recompute_num_layers = None;
         s.training.recompute_method = None;
+        s.training.recompute_modules = None;
     }
 }
 

@@ -1274,6 +1274,52 @@ mod scenario_tests {
         }
     }
 
+    /// Megatron-Core's recompute modules name the pieces of the policies: DeepSeek's
+    /// selective is `mla_up_proj` + `layernorm` + `moe_act`, Megatron's selective is
+    /// `core_attn`, each giving the same step and memory in both engines; `mla_up_proj` alone
+    /// keeps less than no recompute and more than DeepSeek's set. Unknown and unmodelled
+    /// modules are located diagnostics.
+    #[test]
+    fn recompute_modules_compose_the_policies() {
+        let run = |sets: &[&str], engine: &str| {
+            let (c, w) = small(sets);
+            let cal = crate::builtin::calibration();
+            let r = if engine == "des" {
+                estimate(&w, &w.layout, &c, &cal, false)
+            } else {
+                crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+            };
+            (r.step_time_s, r.memory.activations)
+        };
+        let modules = |list: &str| format!("workload.training.recompute_modules={list}");
+        for engine in ["des", "analytic"] {
+            let deepseek = run(&["workload.training.recompute=selective"], engine);
+            let as_modules = modules("[mla_up_proj, layernorm, moe_act]");
+            assert_eq!(run(&[&as_modules], engine), deepseek, "{engine}");
+            let megatron = run(&["workload.training.recompute=megatron_selective"], engine);
+            let core = modules("[core_attn]");
+            assert_eq!(run(&[&core], engine), megatron, "{engine}");
+            let none = run(&["workload.training.recompute=none"], engine);
+            let up = modules("[mla_up_proj]");
+            let up = run(&[&up], engine);
+            assert!(
+                deepseek.1 < up.1 && up.1 < none.1,
+                "{engine}: {deepseek:?} {up:?} {none:?}"
+            );
+        }
+        for (bad, says) in [
+            (modules("[mlp]"), "not modelled yet"),
+            (modules("[attn]"), "the unknown module `attn`"),
+        ] {
+            let d = try_small(&[&bad]).unwrap_err();
+            assert_eq!(d.path.as_deref(), Some("training.recompute_modules"));
+            assert!(d.found.contains(says), "{}", d.found);
+        }
+        let d =
+            try_small(&["workload.training.recompute=full", &modules("[core_attn]")]).unwrap_err();
+        assert_eq!(d.path.as_deref(), Some("training.recompute_modules"));
+    }
+
     /// One replica per stage stands for all 16 GPUs: the full simulation agrees within 1%.
     #[test]
     fn representative_matches_full_simulation() {

@@ -201,6 +201,33 @@ impl Workload {
             )
             .at("training.precision.attention"));
         }
+        let recompute = match &t.recompute_modules {
+            None => t.recompute,
+            Some(names) => {
+                let at = |found: String, expected: String| {
+                    Diagnostic::new(file, found, expected).at("training.recompute_modules")
+                };
+                if !matches!(
+                    t.recompute,
+                    Recompute::Selective | Recompute::MegatronSelective
+                ) {
+                    return Err(at(
+                        format!("a module list with recompute: {}", t.recompute.name()),
+                        "recompute: selective or megatron_selective (Megatron's \
+                         --recompute-modules refines its selective granularity)"
+                            .into(),
+                    ));
+                }
+                let m = crate::domain::RecomputeModules::from_names(names).map_err(|e| {
+                    at(
+                        e,
+                        "Megatron-Core's module names core_attn, mla_up_proj, layernorm, moe_act"
+                            .into(),
+                    )
+                })?;
+                Recompute::Modules(m)
+            }
+        };
         let recompute_layers = match (t.recompute_num_layers, t.recompute_method) {
             (None, None) => None,
             (None, Some(m)) => {
@@ -265,7 +292,7 @@ impl Workload {
             name: spec.name.clone(),
             model,
             precision: t.precision.clone(),
-            recompute: t.recompute,
+            recompute,
             recompute_layers,
             attention,
             loss: t.loss_kernel,

@@ -622,7 +622,7 @@ impl Model {
                 ..
             } => {
                 b += (q_lora.unwrap_or(0) + kv_lora + qk_rope) as f64 * a;
-                if !recompute.recomputes_cheap_ops() {
+                if !recompute.recomputes_up_proj() {
                     b += heads * (2.0 * dqk + dv) * 2.0;
                 }
             }
@@ -638,7 +638,7 @@ impl Model {
         // Feed-forward: SwiGLU inputs (and output unless recomputed), expert copies.
         let ffn = |width: f64, copies: f64| {
             let up = if self.gated_ffn { 2.0 } else { 1.0 };
-            let keep_out = if !recompute.recomputes_cheap_ops() {
+            let keep_out = if !recompute.recomputes_act() {
                 1.0
             } else {
                 0.0

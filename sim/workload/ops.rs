@@ -636,18 +636,20 @@ impl<'a> Expander<'a> {
         let h = m.hidden as f64;
         let tp = lay.tp as f64;
         let full = self.recompute == Recompute::Full;
-        let sel = self.recompute.recomputes_cheap_ops();
+        let norms = self.recompute.recomputes_norms();
+        let upp = self.recompute.recomputes_up_proj();
+        let act = self.recompute.recomputes_act();
         let heads = m.attention.heads() / lay.tp;
         let (dqk, dv) = m.attention.core_dims();
         // Sequence parallelism: norms, residuals (and dropout) see 1/tp of the tokens.
         let ts = if lay.sequence_parallel { t / tp } else { t };
 
         // Attention.
-        self.elementwise("attn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("attn_norm", 4.0 * h * ts, &mut w, norms);
         self.elementwise("attn_cast", self.cast_bytes(h * ts), &mut w, full);
         for l in m.attention_linears() {
             let up_proj = matches!(l.name, "q_b_proj" | "kv_b_proj");
-            self.gemms(&l, &mut w, full || (sel && up_proj));
+            self.gemms(&l, &mut w, full || (upp && up_proj));
         }
         match m.attention {
             Attention::Mla {
@@ -658,7 +660,7 @@ impl<'a> Expander<'a> {
                     "mla_latent_norm_cast",
                     4.0 * r * t + self.cast_bytes(r * t),
                     &mut w,
-                    sel,
+                    upp,
                 );
                 // RoPE on the rotary part of q and k and the concat with their no-PE parts:
                 // each BF16 element of q and of k read once and written once (2 + 2 B, twice).
@@ -666,7 +668,7 @@ impl<'a> Expander<'a> {
                     "rope_concat_qk",
                     8.0 * heads as f64 * dqk as f64 * t,
                     &mut w,
-                    sel,
+                    upp,
                 );
             }
             Attention::Gqa {
@@ -745,7 +747,7 @@ impl<'a> Expander<'a> {
             &m.attention_linears(),
             &mut w,
         );
-        self.elementwise("ffn_norm", 4.0 * h * ts, &mut w, sel);
+        self.elementwise("ffn_norm", 4.0 * h * ts, &mut w, norms);
         self.elementwise("ffn_cast", self.cast_bytes(h * ts), &mut w, full);
 
         let attn = std::mem::take(&mut w);
@@ -764,7 +766,7 @@ impl<'a> Expander<'a> {
                     "experts_swiglu",
                     gate * f * k * t + self.cast_bytes(f * k * t),
                     &mut w,
-                    sel,
+                    act,
                 );
                 self.elementwise(
                     "moe_unpermute_reduce",
@@ -778,7 +780,7 @@ impl<'a> Expander<'a> {
                         "shared_swiglu",
                         gate * fs * t + self.cast_bytes(fs * t),
                         &mut w,
-                        sel,
+                        act,
                     );
                 }
                 for l in m.ffn_linears_of(kind) {
@@ -834,7 +836,7 @@ impl<'a> Expander<'a> {
                     "mlp_act",
                     gate * f * t + self.cast_bytes(f * t),
                     &mut w,
-                    sel,
+                    act,
                 );
                 for l in m.ffn_linears_of(kind) {
                     self.gemms(&l, &mut w, full);
