@@ -274,33 +274,21 @@ enum Item {
 
 /// The chunks holding `items` cut at `runs`.
 fn gather_items(items: &[Item], runs: &[(usize, usize)]) -> Vec<ChunkItems> {
+    // Blocks end here so far: a chunk without blocks sits where those before it end.
+    let mut end = 0;
     runs.iter()
         .map(|&(a, e)| {
             let mut c = ChunkItems::default();
-            let mut first_block = None;
-            let mut end = None;
+            let start = end;
             for it in &items[a..e] {
                 match *it {
                     Item::Embedding => c.embedding = true,
-                    Item::Block(i) => {
-                        first_block.get_or_insert(i);
-                        end = Some(i + 1);
-                    }
+                    Item::Block(i) => end = i + 1,
                     Item::Mtp => c.mtp += 1,
                     Item::Loss => c.loss = true,
                 }
             }
-            // A chunk without blocks sits where the blocks before it end.
-            let next = items[..a]
-                .iter()
-                .rev()
-                .find_map(|it| match it {
-                    Item::Block(i) => Some(i + 1),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            let a = first_block.unwrap_or(next);
-            c.blocks = (a, end.unwrap_or(a));
+            c.blocks = (start, end);
             c
         })
         .collect()
@@ -370,10 +358,17 @@ fn layer_activations_per_token(w: &Workload, l: &Layout, k: LayerKind, r: Recomp
 /// The recompute policy of the block at position `pos` of its chunk: Megatron's block method
 /// recomputes the first N of each chunk fully and keeps the others' activations.
 fn policy_at(w: &Workload, pos: usize) -> Recompute {
-    match w.recompute_layers {
-        Some((RecomputeMethod::Block, n)) if pos as u64 >= n => Recompute::None,
-        _ => w.recompute,
+    if keeps_at(w.recompute_layers, pos) {
+        Recompute::None
+    } else {
+        w.recompute
     }
+}
+
+/// Whether the block at position `pos` of its chunk keeps its activations under `layers`
+/// (Megatron's block method keeps all past the first N).
+fn keeps_at(layers: Option<(RecomputeMethod, u64)>, pos: usize) -> bool {
+    matches!(layers, Some((RecomputeMethod::Block, n)) if pos as u64 >= n)
 }
 
 /// Bytes per token a micro-batch's loss keeps for backward, for the main head and each MTP
@@ -537,8 +532,8 @@ pub struct Blocks {
     /// Under Megatron's block recompute method, the blocks past each chunk's first N, which
     /// keep their activations: (dense, MoE) work and price.
     keep: Option<(BlockWork, Option<BlockWork>, ChunkCost, Option<ChunkCost>)>,
-    /// The chunk position from which blocks keep their activations (block method).
-    keep_from: Option<u64>,
+    /// The workload's per-layer recompute counts (which positions keep activations).
+    recompute_layers: Option<(RecomputeMethod, u64)>,
     /// The embedding, one MTP module (without its head), and the loss: the output head and
     /// cross entropy of the main model and of every MTP depth.
     pub embedding: BlockWork,
@@ -631,10 +626,7 @@ impl Blocks {
         });
         Blocks {
             keep,
-            keep_from: match w.recompute_layers {
-                Some((RecomputeMethod::Block, n)) => Some(n),
-                _ => None,
-            },
+            recompute_layers: w.recompute_layers,
             key: Blocks::key(layout),
             dense_c: price(&dense),
             moe_c: moe.as_ref().map(price),
@@ -785,7 +777,7 @@ impl Blocks {
     /// Whether the block at position `pos` of its chunk keeps its activations under the block
     /// recompute method.
     fn keeps_at(&self, pos: usize) -> bool {
-        self.keep_from.is_some_and(|n| pos as u64 >= n)
+        keeps_at(self.recompute_layers, pos)
     }
 
     fn cost(&self, k: LayerKind) -> &ChunkCost {
