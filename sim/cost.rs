@@ -68,14 +68,17 @@ pub fn phases_cost(
             },
             PhaseKind::Simulated(segs) => {
                 let (mut tokens, mut steps, mut secs, mut main) = (0.0, 0.0, 0.0, 0.0);
+                let mut gpu_secs = 0.0;
                 for s in segs {
                     let st = step_time(&s.layout);
                     tokens += s.tokens;
                     steps += s.steps;
                     secs += s.steps * st;
+                    // The phase's own GPUs: its layout spans them (a phase may set its nodes).
+                    gpu_secs += s.steps * st * s.layout.gpus() as f64;
                     main = st;
                 }
-                let gpu_hours = secs * gpus as f64 / 3600.0;
+                let gpu_hours = gpu_secs / 3600.0;
                 PhaseCost {
                     name: ph.name.clone(),
                     simulated: true,

@@ -95,6 +95,30 @@ pub fn load(
     Ok((cluster, w))
 }
 
+/// The clusters of the phases that set their own node count (the topology otherwise), keyed by
+/// their GPUs: the same fabric with that many nodes.
+fn phase_clusters(
+    topology: &Source,
+    sets: &[Override],
+    w: &Workload,
+) -> Result<Vec<(u64, Cluster)>, Diagnostic> {
+    let of: Vec<&Override> = sets.iter().filter(|o| o.doc == "topology").collect();
+    let mut out: Vec<(u64, Cluster)> = Vec::new();
+    for nodes in w.phases.iter().filter_map(|p| p.nodes) {
+        let mut spec: TopologySpec = parse_doc(topology, &of)?;
+        let gpus = nodes * u64::from(spec.gpus_per_node);
+        if out.iter().any(|(g, _)| *g == gpus) {
+            continue;
+        }
+        spec.nodes = u32::try_from(nodes)
+            .map_err(|_| Diagnostic::new(&w.name, nodes.to_string(), "a node count below 2^32"))?;
+        let c = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
+            .map_err(|d| d.locate_in(&topology.text))?;
+        out.push((gpus, c));
+    }
+    Ok(out)
+}
+
 /// Runs a scenario end to end.
 pub fn run(
     topology: &Source,
@@ -149,13 +173,20 @@ pub fn run_detailed(
     };
     progress(1, total);
     check_memory(&main, "training", &workload.name)?;
-    // Each distinct layout of the run's phases is estimated once.
+    // Each distinct layout of the run's phases is estimated once, on its phase's cluster.
+    let others = phase_clusters(topology, sets, &w)?;
+    let cluster_of = |l: &Layout| {
+        others
+            .iter()
+            .find(|(g, _)| *g == l.gpus() && *g != cluster.gpus() as u64)
+            .map_or(&cluster, |(_, c)| c)
+    };
     let mut seen: Vec<(Layout, f64)> = vec![(w.layout.clone(), main.step_time_s)];
     for ph in &w.phases {
         if let crate::workload::PhaseKind::Simulated(segs) = &ph.kind {
             for s in segs {
                 if !seen.iter().any(|(k, _)| k == &s.layout) {
-                    let e = engine.estimate(&w, &s.layout, &cluster, cal);
+                    let e = engine.estimate(&w, &s.layout, cluster_of(&s.layout), cal);
                     check_memory(&e, &format!("phase {}", ph.name), &workload.name)?;
                     seen.push((s.layout.clone(), e.step_time_s));
                     progress(seen.len(), total);

@@ -125,6 +125,11 @@ pub struct PhaseSpec {
     pub global_batch: Option<u64>,
     #[serde(default)]
     pub parallelism: Option<ParallelismOverride>,
+    /// The phase's cluster size in nodes, where it differs from the topology's (Llama 3 405B:
+    /// 8,192 GPUs, then 16,384): the phase runs on the same fabric with this many nodes, its
+    /// layout sized to them (`dp: auto` follows).
+    #[serde(default)]
+    pub nodes: Option<u64>,
     /// A linear batch-size ramp at the start of the phase.
     #[serde(default)]
     pub batch_ramp: Option<BatchRamp>,

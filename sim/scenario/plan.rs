@@ -153,6 +153,22 @@ pub fn prepare(
     let wspec: WorkloadSpec = parse_doc(&wsrc, &[])?;
     let model = Model::from_spec(&resolve_model(&wspec.model, &wsrc)?, &wsrc.name)
         .map_err(|d| d.locate_in(&wsrc.text))?;
+    // A layout search sizes the cluster itself: a phase's own node count has no place in it.
+    if let Some((i, p)) = wspec
+        .training
+        .phases
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.nodes.is_some())
+    {
+        return Err(Diagnostic::new(
+            &wsrc.name,
+            format!("nodes: {} on phase {}", p.nodes.unwrap_or(0), p.name),
+            "no phase node count in a plan's workload (the plan sizes the cluster itself)",
+        )
+        .at(format!("training.phases.{i}.nodes"))
+        .locate_in(&wsrc.text));
+    }
     let main_phase = wspec
         .training
         .phases
@@ -1171,6 +1187,7 @@ fn run_cost(
             phases.push(Phase {
                 name: ph.name.clone(),
                 kind: PhaseKind::Reported { gpu_hours: h },
+                nodes: None,
                 note: None,
             });
         } else if let Some((_, p, t)) = sides.iter().find(|(k, _, _)| *k == i) {
@@ -2038,6 +2055,7 @@ mod tests {
             &[Phase {
                 name: "x".into(),
                 kind: PhaseKind::Reported { gpu_hours },
+                nodes: None,
                 note: None,
             }],
             &p,

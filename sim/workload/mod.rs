@@ -19,7 +19,9 @@ use layout::Layout;
 use model::Model;
 
 /// Builds a validated layout from a parallelism section, sequence length, batch and key path.
-type LayoutFn<'a> = dyn Fn(&ParallelismSpec, u64, u64, &str) -> Result<Layout, Diagnostic> + 'a;
+/// Validates a layout: (parallelism, sequence, global batch, GPUs, key path).
+type LayoutFn<'a> =
+    dyn Fn(&ParallelismSpec, u64, u64, u64, &str) -> Result<Layout, Diagnostic> + 'a;
 
 /// A validated workload on a given cluster.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub enum PhaseKind {
 pub struct Phase {
     pub name: String,
     pub kind: PhaseKind,
+    /// The phase's own cluster size in nodes, where it sets one.
+    pub nodes: Option<u64>,
     pub note: Option<String>,
 }
 
@@ -250,13 +254,19 @@ impl Workload {
             (Some(n), m) => Some((m.unwrap_or(crate::domain::RecomputeMethod::Block), n)),
         };
         let gpus = cluster.gpus() as u64;
-        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
+        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, gpus: u64, at: &str| {
             Layout::new(p, seq, batch, gpus, &model, &cluster.gpu, file, at)
         };
         let searched = layout.is_some();
         let layout = match layout {
             Some(l) => l,
-            None => mk(&spec.parallelism, t.seq_len, t.global_batch, "parallelism")?,
+            None => mk(
+                &spec.parallelism,
+                t.seq_len,
+                t.global_batch,
+                gpus,
+                "parallelism",
+            )?,
         };
         let r = &spec.routing;
         if !(r.alpha.is_finite() && r.alpha > 0.0) {
@@ -285,7 +295,15 @@ impl Workload {
                     Some(o) => spec.parallelism.with(o),
                     None => spec.parallelism.clone(),
                 };
-                phase(ph, i, spec, &par, &mk, file)
+                phase(
+                    ph,
+                    i,
+                    spec,
+                    &par,
+                    &mk,
+                    (gpus, cluster.gpus_per_node as u64),
+                    file,
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Workload {
@@ -314,11 +332,21 @@ impl Workload {
         cluster: &Cluster,
         file: &str,
     ) -> Result<Phase, Diagnostic> {
+        // (A plan refuses phase node counts up front: the search sizes the cluster.)
+        let ph = &spec.training.phases[i];
         let gpus = cluster.gpus() as u64;
-        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, at: &str| {
+        let mk = |p: &ParallelismSpec, seq: u64, batch: u64, gpus: u64, at: &str| {
             Layout::new(p, seq, batch, gpus, &self.model, &cluster.gpu, file, at)
         };
-        phase(&spec.training.phases[i], i, spec, par, &mk, file)
+        phase(
+            ph,
+            i,
+            spec,
+            par,
+            &mk,
+            (gpus, cluster.gpus_per_node as u64),
+            file,
+        )
     }
 }
 
@@ -329,11 +357,24 @@ fn phase(
     spec: &WorkloadSpec,
     par: &ParallelismSpec,
     mk: &LayoutFn,
+    (cluster_gpus, gpus_per_node): (u64, u64),
     file: &str,
 ) -> Result<Phase, Diagnostic> {
     let at = format!("training.phases.{i}");
     let err = |key: &str, found: String, expected: &str| {
         Diagnostic::new(file, found, expected).at(format!("{at}{key}"))
+    };
+    let gpus = match ph.nodes {
+        Some(0) => return Err(err(".nodes", "0".into(), "a positive node count")),
+        Some(_) if ph.reported_gpu_hours.is_some() => {
+            return Err(err(
+                ".nodes",
+                "nodes on a reported phase".into(),
+                "nodes on a simulated phase only (a reported one gives its GPU-hours)",
+            ))
+        }
+        Some(n) => n * gpus_per_node,
+        None => cluster_gpus,
     };
     if let Some(h) = ph.reported_gpu_hours {
         if ph.tokens.is_some() || ph.steps.is_some() {
@@ -353,12 +394,13 @@ fn phase(
         return Ok(Phase {
             name: ph.name.clone(),
             kind: PhaseKind::Reported { gpu_hours: h },
+            nodes: None,
             note: ph.note.clone(),
         });
     }
     let seq = ph.seq_len.unwrap_or(spec.training.seq_len);
     let batch = ph.global_batch.unwrap_or(spec.training.global_batch);
-    let layout = mk(par, seq, batch, &format!("{at}.parallelism"))?;
+    let layout = mk(par, seq, batch, gpus, &format!("{at}.parallelism"))?;
     let per_step = layout.tokens_per_step() as f64;
     let total = match (ph.tokens, ph.steps) {
         (Some(t), None) => t.value,
@@ -384,7 +426,7 @@ fn phase(
         // A linear ramp in batch size: its mean batch, rounded to a layout-valid multiple.
         let unit = layout.dp * layout.micro_batch * 2;
         let mean = (((r.from + batch) as f64 / 2.0 / unit as f64).round() as u64).max(1) * unit;
-        let ramp = mk(par, seq, mean, &format!("{at}.batch_ramp"))?;
+        let ramp = mk(par, seq, mean, gpus, &format!("{at}.batch_ramp"))?;
         segments.push(Segment {
             steps: r.tokens.value / ramp.tokens_per_step() as f64,
             tokens: r.tokens.value,
@@ -400,6 +442,7 @@ fn phase(
     Ok(Phase {
         name: ph.name.clone(),
         kind: PhaseKind::Simulated(segments),
+        nodes: ph.nodes,
         note: ph.note.clone(),
     })
 }

@@ -380,3 +380,72 @@ fn the_report_shows_the_band() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(!md.contains("Uncertainty band"));
 }
+
+/// A phase may run on a cluster of its own size (Llama 3 405B: 8,192 GPUs, then 16,384). Its
+/// node count equal to the topology's changes nothing; on half the nodes with half the batch
+/// (the same work per GPU) the phase takes twice the days for the same GPU-hours, within the
+/// data-parallel sync's difference. A zero, a reported phase's and a layout search's node
+/// counts are refused.
+#[test]
+fn a_phase_runs_on_its_own_cluster_size() {
+    let phases = |nodes: &str| {
+        format!(
+            "workload.training.phases=[{{name: a, tokens: 200B{nodes}}}, {{name: b, tokens: 200B}}]"
+        )
+    };
+    let run = |nodes: &str, name: &str| run_json(&["--no-band", "--set", &phases(nodes)], name);
+    let plain = run("", "phase-nodes-plain");
+    let same = run(", nodes: 256", "phase-nodes-same");
+    assert_eq!(plain["phases"], same["phases"]);
+    let half = run(", nodes: 128, global_batch: 7680", "phase-nodes-half");
+    let (a, b) = (&half["phases"][0], &half["phases"][1]);
+    let g = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let days = g(a, "days") / g(b, "days");
+    let hours = g(a, "gpu_hours") / g(b, "gpu_hours");
+    assert!((days / 2.0 - 1.0).abs() < 0.03, "days {days}");
+    assert!((hours - 1.0).abs() < 0.03, "GPU-hours {hours}");
+    assert!((g(&half, "gpu_hours") - g(a, "gpu_hours") - g(b, "gpu_hours")).abs() < 1.0);
+    for (bad, at) in [
+        (phases(", nodes: 0"), "training.phases.0.nodes"),
+        (
+            "workload.training.phases=[{name: a, tokens: 1T}, {name: r, reported_gpu_hours: 5, nodes: 8}]"
+                .to_string(),
+            "training.phases.1.nodes",
+        ),
+    ] {
+        let o = trainsim(&["run", "--no-band", "--set", &bad]);
+        assert_eq!(o.code, 2, "{bad}: {}", o.stderr);
+        assert!(o.stderr.contains(&format!("at:       {at}")), "{}", o.stderr);
+    }
+    let dir = fresh_dir("phase-nodes-plan");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wl = dir.join("w.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/deepseek-v3.yaml"
+    ))
+    .unwrap()
+    .replace(
+        "    - name: context-extension-32k\n",
+        "    - name: context-extension-32k\n      nodes: 128\n",
+    );
+    std::fs::write(&wl, text).unwrap();
+    let o = trainsim(&[
+        "plan",
+        "--quiet",
+        "--workload",
+        wl.to_str().unwrap(),
+        "--chip",
+        "H800",
+        "--gpus",
+        "2048",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("at:       training.phases.1.nodes"),
+        "{}",
+        o.stderr
+    );
+}
