@@ -1349,6 +1349,24 @@ mod tests {
             let text = format!("{} / {}", d.found, d.expected);
             assert!(text.contains(says), "{set}: {text}");
         }
+        // Uneven end stages beside an explicit layout are refused, not ignored.
+        let d = crate::workload::ops::tests::try_gpt(&[
+            pp2,
+            "workload.parallelism.tp=8",
+            "workload.parallelism.pipeline_split=even",
+            "workload.parallelism.num_layers_in_first_pipeline_stage=1",
+            "workload.parallelism.pipeline_layout=Et|t*3L",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            d.path.as_deref(),
+            Some("parallelism.num_layers_in_first_pipeline_stage")
+        );
+        assert!(
+            d.found.contains("pipeline_model_parallel_layout"),
+            "{}",
+            d.found
+        );
         let d = crate::workload::ops::tests::try_gpt(&[
             "workload.parallelism.pp=4",
             "workload.parallelism.tp=4",

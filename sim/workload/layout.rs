@@ -20,7 +20,6 @@ fn split(
     e: &dyn Fn(&str, String, String) -> Diagnostic,
 ) -> Result<PipelineSplit, Diagnostic> {
     let layers = model.layers;
-    let named = |k: &str| format!("pipeline_split: {k}");
     let accounted =
         p.account_for_embedding_in_pipeline_split || p.account_for_loss_in_pipeline_split;
     let given = [
@@ -50,12 +49,20 @@ fn split(
                     .iter()
                     .flatten()
                     .next()
-                    .map_or_else(|| named("balanced"), |k| k.to_string())
+                    .map_or("pipeline_split: balanced", |k| k)
             ),
             "pipeline_split: even (it counts the embedding or the loss as a layer of Megatron's \
              even split; a balanced or explicit split places them itself)"
                 .into(),
         ));
+    }
+    // Uneven end stages refine the even split alone (checked there against every other key).
+    let (first, last) = (
+        p.num_layers_in_first_pipeline_stage,
+        p.num_layers_in_last_pipeline_stage,
+    );
+    if first.is_some() || last.is_some() {
+        return uneven_stages(p, model, (first, last), e).map(PipelineSplit::Explicit);
     }
     if let Some(text) = &p.pipeline_model_parallel_layout {
         let key = "pipeline_model_parallel_layout";
@@ -129,13 +136,6 @@ fn split(
                 })
                 .collect(),
         ));
-    }
-    let (first, last) = (
-        p.num_layers_in_first_pipeline_stage,
-        p.num_layers_in_last_pipeline_stage,
-    );
-    if first.is_some() || last.is_some() {
-        return uneven_stages(p, model, (first, last), e).map(PipelineSplit::Explicit);
     }
     if chunks > layers {
         return Err(e(
