@@ -102,10 +102,15 @@ fn phase_clusters(
     sets: &[Override],
     w: &Workload,
 ) -> Result<Vec<(u64, Cluster)>, Diagnostic> {
-    let of: Vec<&Override> = sets.iter().filter(|o| o.doc == "topology").collect();
     let mut out: Vec<(u64, Cluster)> = Vec::new();
-    for nodes in w.phases.iter().filter_map(|p| p.nodes) {
-        let mut spec: TopologySpec = parse_doc(topology, &of)?;
+    let mut nodes = w.phases.iter().filter_map(|p| p.nodes).peekable();
+    if nodes.peek().is_none() {
+        return Ok(out);
+    }
+    let of: Vec<&Override> = sets.iter().filter(|o| o.doc == "topology").collect();
+    let base: TopologySpec = parse_doc(topology, &of)?;
+    for nodes in nodes {
+        let mut spec = base.clone();
         let gpus = nodes * u64::from(spec.gpus_per_node);
         if out.iter().any(|(g, _)| *g == gpus) {
             continue;
