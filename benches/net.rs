@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         groups: 8,
         topk_groups: 4,
         sms: 0,
+        dispatcher: trainsim::domain::MoeDispatcher::Deepep,
     };
     let ep64: Vec<u32> = (0..64).collect();
     let ranks512: Vec<u32> = (0..512).collect();

@@ -318,6 +318,83 @@ pub enum MoeOverlap {
     Combined1f1b,
 }
 
+/// Which kernels carry a mixture-of-experts layer's tokens to their experts and back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoeDispatcher {
+    /// DeepEP's kernels (DeepSeek-V3's own, Megatron-Core's `flex` dispatcher with
+    /// `--moe-enable-deepep`): each token crosses InfiniBand once per target node, to the
+    /// same-index GPU there, which forwards it over NVLink to every GPU holding one of its
+    /// experts. Dropless.
+    #[default]
+    #[serde(alias = "flex")]
+    Deepep,
+    /// Megatron-Core's `alltoall` dispatcher: tokens permuted by expert, one NCCL all-to-all
+    /// that sends a copy of each token to each of its experts' GPUs (two experts on one GPU:
+    /// two copies), from GPU to GPU. Dropless, or with a capacity factor.
+    #[serde(rename = "alltoall", alias = "all_to_all")]
+    AllToAll,
+}
+
+impl MoeDispatcher {
+    pub fn name(self) -> &'static str {
+        match self {
+            MoeDispatcher::Deepep => "deepep",
+            MoeDispatcher::AllToAll => "alltoall",
+        }
+    }
+}
+
+/// An expert's capacity as a multiple of its balanced load (Megatron's
+/// `--moe-expert-capacity-factor`). Finite and positive, so it compares and hashes by its bits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CapacityFactor(pub f64);
+
+impl Eq for CapacityFactor {}
+
+impl std::hash::Hash for CapacityFactor {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+
+/// How an MoE layer's tokens travel, as Megatron-Core configures it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct MoeDispatch {
+    pub dispatcher: MoeDispatcher,
+    /// Token dropping: an expert takes at most this multiple of its balanced load per source
+    /// GPU; `None` is dropless.
+    pub capacity: Option<CapacityFactor>,
+    /// With a capacity, every expert's input is padded to it
+    /// (`--moe-pad-expert-input-to-capacity`): each expert computes, and each GPU sends, exactly
+    /// the capacity, whatever the routing.
+    pub pad_to_capacity: bool,
+    /// Megatron's `--moe-shared-expert-overlap`: the shared experts run on a side stream, their
+    /// first GEMM and activation beside the dispatch, their second beside the combine (and so in
+    /// the backward, which autograd runs on the streams of the forward).
+    pub shared_expert_overlap: bool,
+}
+
+impl MoeDispatch {
+    /// Tokens each expert computes (and each GPU sends) relative to dropless balanced routing:
+    /// the capacity where inputs are padded to it, otherwise 1.
+    pub fn padded_load(&self) -> f64 {
+        match self.capacity {
+            Some(c) if self.pad_to_capacity => c.0,
+            _ => 1.0,
+        }
+    }
+}
+
+impl MoeOverlap {
+    pub fn name(self) -> &'static str {
+        match self {
+            MoeOverlap::None => "none",
+            MoeOverlap::Combined1f1b => "combined_1f1b",
+        }
+    }
+}
+
 /// When the data-parallel gradient reduction runs. Orthogonal to ZeRO's sharding of state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

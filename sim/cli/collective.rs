@@ -2,6 +2,7 @@
 
 use super::{calibration, source};
 use crate::config::{Diagnostic, Override};
+use crate::domain::MoeDispatcher;
 use crate::net::collective::{Algorithm, Op};
 use crate::pipeline;
 use crate::scenario::collective::{self as measure, CollectiveOp, MoeArgs};
@@ -34,6 +35,12 @@ pub enum AlgoArg {
 pub enum DtypeArg {
     Fp8,
     Bf16,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatcherArg {
+    Deepep,
+    Alltoall,
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +84,9 @@ pub struct CollectiveArgs {
     /// MoE dispatch payload type (combine is BF16).
     #[arg(long, value_enum, default_value_t = DtypeArg::Fp8)]
     pub dtype: DtypeArg,
+    /// MoE ops: DeepEP's kernels, or Megatron's NCCL all-to-all (a copy per routed expert).
+    #[arg(long, value_enum, default_value_t = DispatcherArg::Deepep)]
+    pub dispatcher: DispatcherArg,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -130,6 +140,10 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         dispatch_bytes: match a.dtype {
             DtypeArg::Fp8 => 1.0,
             DtypeArg::Bf16 => 2.0,
+        },
+        dispatcher: match a.dispatcher {
+            DispatcherArg::Deepep => MoeDispatcher::Deepep,
+            DispatcherArg::Alltoall => MoeDispatcher::AllToAll,
         },
     };
     let rows = measure::run(&topo, &sets, op, a.ranks, &sizes, algo, Some(moe), &cal)?;

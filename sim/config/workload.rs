@@ -1,7 +1,9 @@
 //! The workload document (`workloads/*.yaml`): model, training settings, parallel layout, price.
 
 use super::model::ModelSpec;
-use crate::domain::{GradReduce, MoeOverlap, Precision, Recompute, RoutingDistribution, Schedule};
+use crate::domain::{
+    GradReduce, MoeDispatcher, MoeOverlap, Precision, Recompute, RoutingDistribution, Schedule,
+};
 use crate::units::{Count, Money, Power};
 use serde::{Deserialize, Serialize};
 
@@ -257,6 +259,21 @@ pub struct ParallelismSpec {
     /// `combined_1f1b` (Megatron-Core's `--overlap-moe-expert-parallel-comm`).
     #[serde(default)]
     pub moe_overlap: MoeOverlap,
+    /// The MoE token dispatcher: `deepep` (default; Megatron's `flex` with DeepEP) or
+    /// `alltoall` (Megatron's NCCL all-to-all). Alias `moe_token_dispatcher_type`.
+    #[serde(default, alias = "moe_token_dispatcher_type")]
+    pub moe_dispatcher: MoeDispatcher,
+    /// Token dropping (`--moe-expert-capacity-factor`): each expert takes at most this multiple
+    /// of its balanced load. Absent: dropless. Needs the `alltoall` dispatcher.
+    #[serde(default)]
+    pub moe_expert_capacity_factor: Option<f64>,
+    /// Pad every expert's input to its capacity (`--moe-pad-expert-input-to-capacity`).
+    #[serde(default)]
+    pub moe_pad_expert_input_to_capacity: bool,
+    /// Run the shared experts beside the dispatch and combine (`--moe-shared-expert-overlap`).
+    /// Needs the `alltoall` dispatcher, as in Megatron.
+    #[serde(default)]
+    pub moe_shared_expert_overlap: bool,
     /// Sequences per micro-batch.
     #[serde(default = "one")]
     pub micro_batch: u64,

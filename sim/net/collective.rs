@@ -11,6 +11,7 @@
 use super::flow::{FlowNet, LinkId};
 use super::route::Router;
 use super::MoeRoute;
+use crate::domain::MoeDispatcher;
 use crate::hw::catalog::Architecture;
 use crate::hw::Calibration;
 use crate::topo::Cluster;
@@ -930,14 +931,22 @@ impl<'a> Collectives<'a> {
         let m = self.run(&[phase], &eff);
         // DeepEP's test reports bytes per rank as it counts them: RDMA = tokens × distinct target
         // nodes (its own node included) × bytes; NVLink = tokens received (from every rank, its
-        // own included) × bytes. The flows above carry only what really crosses each link.
+        // own included) × bytes. The flows above carry only what really crosses each link. An
+        // all-to-all's copies: RDMA those to other nodes, NVLink those inside the node.
+        let (rdma, nvlink) = match route.dispatcher {
+            MoeDispatcher::Deepep => (
+                if k > 1 { d } else { 0.0 },
+                route.gpus_per_token(ranks.len() as u64, k),
+            ),
+            MoeDispatcher::AllToAll => {
+                let (ep, per_node) = (ranks.len() as f64, (ranks.len() as u64 / k) as f64);
+                let topk = route.topk as f64;
+                (topk * (ep - per_node) / ep, topk * per_node / ep)
+            }
+        };
         Measured {
-            rdma_bytes: if k > 1 {
-                tokens * d * bytes_per_token
-            } else {
-                0.0
-            },
-            nvlink_bytes: tokens * route.gpus_per_token(ranks.len() as u64, k) * bytes_per_token,
+            rdma_bytes: tokens * rdma * bytes_per_token,
+            nvlink_bytes: tokens * nvlink * bytes_per_token,
             ..m
         }
     }
@@ -951,6 +960,24 @@ impl<'a> Collectives<'a> {
         route: MoeRoute,
         dispatch: bool,
     ) -> Phase {
+        if route.dispatcher == MoeDispatcher::AllToAll {
+            // A copy of each token per routed expert, spread evenly over the experts: every
+            // other GPU of the group gets topk/ep of this GPU's tokens, straight from it.
+            let each = tokens * route.topk as f64 / ranks.len() as f64 * bytes_per_token;
+            let t = ranks
+                .iter()
+                .flat_map(|&a| ranks.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
+                .map(|(a, b)| Transfer {
+                    path: if dispatch {
+                        Path::Gpu(a, b)
+                    } else {
+                        Path::Gpu(b, a)
+                    },
+                    bytes: each,
+                })
+                .collect();
+            return Phase::once(t);
+        }
         let nodes = self.by_node(ranks);
         let k = nodes.len() as u64;
         let per_node = nodes[0].len();
@@ -1012,6 +1039,48 @@ mod tests {
                 r#"{{ kind: fat_tree, layers: 2, planes: {planes}, rail_optimized: {rail}, switch_radix: 16, oversubscription: {oversubscription}, hop_latency: "0.5 us" }}"#
             ),
         )
+    }
+
+    /// Megatron's all-to-all dispatcher sends a copy of each token per routed expert straight
+    /// to the expert's GPU. Inside one node of n GPUs every GPU sends t·k·(n−1)/n copies over
+    /// its NVLink, which bounds the time: bytes over the link at DeepEP's NVLink efficiency.
+    /// Over two nodes it sends k·(ep − n)/ep copies of a token over InfiniBand, where DeepEP
+    /// sends one per other target node: with DeepSeek-V3's routing, about four times fewer.
+    #[test]
+    fn alltoall_dispatch_sends_a_copy_per_expert() {
+        let c = cluster(1.0, 8);
+        let cal = crate::builtin::calibration();
+        let co = Collectives::new(&c, &cal);
+        let route = |dispatcher| MoeRoute {
+            routed: 256,
+            topk: 8,
+            groups: 8,
+            topk_groups: 4,
+            sms: 0,
+            dispatcher,
+        };
+        let (t, bpt) = (65536.0, 7168.0 * 2.0);
+        let node: Vec<u32> = (0..8).collect();
+        let m = co.moe(&node, t, bpt, route(MoeDispatcher::AllToAll), true);
+        let (_, nvl) = cal.network.moe_efficiency(true);
+        let want = t * 8.0 * 7.0 / 8.0 * bpt / (c.scale_up.bytes_per_s * nvl);
+        assert!(
+            (m.time_s - want).abs() < 0.01 * want,
+            "{} vs {want}",
+            m.time_s
+        );
+        assert_eq!(m.rdma_bytes, 0.0);
+        let two: Vec<u32> = (0..16).collect();
+        let a2a = co.moe(&two, 4096.0, bpt, route(MoeDispatcher::AllToAll), true);
+        let deepep = co.moe(&two, 4096.0, bpt, route(MoeDispatcher::Deepep), true);
+        assert!((a2a.rdma_bytes - 4096.0 * 4.0 * bpt).abs() < 1e-6 * a2a.rdma_bytes);
+        let copies = route(MoeDispatcher::Deepep).nodes_per_token(2) / 2.0;
+        let ratio = 4.0 / copies;
+        let slower = a2a.time_s / deepep.time_s;
+        assert!(
+            (slower - ratio).abs() < 0.15 * ratio,
+            "all-to-all {slower:.2}x DeepEP's time, {ratio:.2}x its InfiniBand copies"
+        );
     }
 
     /// A ring all-reduce of S over the n GPUs of a node sends 2(n−1)/n·S from every GPU: each

@@ -9,6 +9,7 @@ pub mod collective;
 pub mod flow;
 pub mod route;
 
+use crate::domain::MoeDispatcher;
 use crate::hw::Calibration;
 use crate::topo::Cluster;
 
@@ -51,6 +52,8 @@ pub struct MoeRoute {
     /// SMs the dispatch and combine kernels run on (the layout's `comm_sms`); 0: not reserved,
     /// priced at the saturated rate its calibration measured.
     pub sms: u32,
+    /// DeepEP's node-deduplicated dispatch, or Megatron's all-to-all (a copy per expert).
+    pub dispatcher: MoeDispatcher,
 }
 
 /// A communication operation, from one GPU's point of view.
@@ -69,8 +72,9 @@ pub enum CommOp {
         bytes: f64,
         span: Placement,
     },
-    /// DeepEP-style dispatch: each token goes once over InfiniBand to the same-index GPU of each
-    /// target node, then over NVLink to the GPUs holding its experts.
+    /// An MoE layer's dispatch. DeepEP: each token goes once over InfiniBand to the same-index
+    /// GPU of each target node, then over NVLink to the GPUs holding its experts. All-to-all:
+    /// one copy per routed expert (`topk` per token), straight to the expert's GPU.
     MoeDispatch {
         tokens: u64,
         bytes_per_token: f64,
@@ -549,13 +553,28 @@ impl<'a> AlphaBeta<'a> {
                 let (rdma_eff, nvl_eff) = (rdma_eff * sm, nvl_eff * sm);
                 let nodes = span.nodes.max(1);
                 let t = tokens as f64;
-                let remote_nodes = route.nodes_per_token(nodes) * (nodes - 1) as f64 / nodes as f64;
-                let rdma = t * remote_nodes * bytes_per_token
-                    / (self.cluster.nic_per_gpu().bytes_per_s * rdma_eff);
-                let gpus = route.gpus_per_token(span.size, nodes);
                 let per_node = span.per_node.max(1) as f64;
-                let nvl = t * gpus * (per_node - 1.0) / per_node * bytes_per_token
-                    / (self.cluster.scale_up.bytes_per_s * nvl_eff);
+                // Copies of a token that cross InfiniBand, and that cross NVLink.
+                let (remote, local) = match route.dispatcher {
+                    MoeDispatcher::Deepep => (
+                        route.nodes_per_token(nodes) * (nodes - 1) as f64 / nodes as f64,
+                        route.gpus_per_token(span.size, nodes) * (per_node - 1.0) / per_node,
+                    ),
+                    MoeDispatcher::AllToAll => {
+                        let ep = span.size.max(1) as f64;
+                        let k = route.topk as f64;
+                        // Remote copies arrive through the target node's NIC, then NVLink.
+                        let remote = k * (ep - per_node) / ep;
+                        (
+                            remote,
+                            k * (per_node - 1.0) / ep + remote * (per_node - 1.0) / per_node,
+                        )
+                    }
+                };
+                let rdma = t * remote * bytes_per_token
+                    / (self.cluster.nic_per_gpu().bytes_per_s * rdma_eff);
+                let nvl =
+                    t * local * bytes_per_token / (self.cluster.scale_up.bytes_per_s * nvl_eff);
                 let lat = if nodes > 1 {
                     self.inter_latency()
                 } else {
@@ -614,6 +633,7 @@ mod tests {
             groups: 8,
             topk_groups: 4,
             sms: 0,
+            dispatcher: MoeDispatcher::Deepep,
         };
         for op in [
             CommOp::AllReduce { bytes: 1e9, span },
@@ -658,6 +678,7 @@ mod tests {
             groups: 8,
             topk_groups: 4,
             sms: 0,
+            dispatcher: MoeDispatcher::Deepep,
         };
         let n = r.nodes_per_token(8);
         assert!((n - 3.63).abs() < 0.01, "{n}");

@@ -7,6 +7,7 @@
 //! NVLink bytes per GPU over time.
 
 use crate::config::{parse_doc, Diagnostic, Override, Source};
+use crate::domain::MoeDispatcher;
 use crate::hw::Calibration;
 use crate::net::collective::{Algorithm, Collectives, Measured, Op};
 use crate::net::MoeRoute;
@@ -34,6 +35,8 @@ pub struct MoeArgs {
     pub topk_groups: u64,
     /// Bytes per element dispatched (combine is always BF16).
     pub dispatch_bytes: f64,
+    /// DeepEP's kernels, or Megatron's NCCL all-to-all.
+    pub dispatcher: MoeDispatcher,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -169,6 +172,7 @@ pub fn run(
                 groups: m.groups,
                 topk_groups: m.topk_groups,
                 sms: 0,
+                dispatcher: m.dispatcher,
             };
             let dispatch = op == CollectiveOp::MoeDispatch;
             let bpt = if dispatch {

@@ -403,7 +403,7 @@ fn candidate(
 /// The parallelism section of a choice (sequence parallelism with TP; TP overlap as the
 /// workload has it).
 fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
-    ParallelismSpec {
+    let mut p = ParallelismSpec {
         tp: c.tp,
         pp: c.pp,
         ep: c.ep,
@@ -430,11 +430,20 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         } else {
             Default::default()
         },
+        // The dispatcher and its token dropping are the framework's, as the workload says.
+        moe_dispatcher: base.moe_dispatcher,
+        moe_expert_capacity_factor: base.moe_expert_capacity_factor,
+        moe_pad_expert_input_to_capacity: base.moe_pad_expert_input_to_capacity,
+        moe_shared_expert_overlap: false,
         micro_batch: c.micro_batch,
         comm_sms: c.comm_sms,
         sequence_parallel: c.tp > 1,
         tp_comm_overlap: base.tp_comm_overlap && c.tp > 1,
-    }
+    };
+    // The shared experts' overlap where the schedule runs one pass at a time.
+    p.moe_shared_expert_overlap =
+        base.moe_shared_expert_overlap && !crate::workload::layout::pairs_passes(&p);
+    p
 }
 
 /// The values each dimension takes on one cluster.
@@ -1041,6 +1050,7 @@ fn placeholder(plan: &Plan, cluster: &Cluster) -> Layout {
         split: Default::default(),
         schedule: Schedule::OneFOneB,
         moe_overlap: Default::default(),
+        moe_dispatch: Default::default(),
         micro_batch: 1,
         micro_batches: 1,
         seq_len: w.training.seq_len,

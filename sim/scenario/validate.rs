@@ -10,7 +10,7 @@ use crate::config::workload::AttentionKernelSpec;
 
 use super::collective::{self, CollectiveOp, MoeArgs};
 use crate::config::{parse_doc, Diagnostic, Override, Source};
-use crate::domain::{Dtype, Fp8Scaling};
+use crate::domain::{Dtype, Fp8Scaling, MoeDispatcher};
 use crate::hw::{
     AttentionKernel, AttentionShape, Calibration, GemmShape, KernelModel, KernelShape,
 };
@@ -741,6 +741,7 @@ fn predict_network(c: &Case, cal: &Calibration, read: ReadSource) -> Result<f64,
                 Dtype::Fp8 => 1.0,
                 _ => 2.0,
             },
+            dispatcher: MoeDispatcher::Deepep,
         };
         (op, Some(moe))
     } else {

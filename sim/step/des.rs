@@ -10,7 +10,7 @@
 //! simulation). `full` simulates every GPU with collective membership.
 
 use super::{Breakdown, LinkInfo, Memory, Staging, StepResult, TimedTask, Timeline};
-use crate::domain::{GradReduce, MoeOverlap, RoutingDistribution};
+use crate::domain::{GradReduce, MoeDispatch, MoeOverlap, RoutingDistribution};
 use crate::exec::{self, Outcome};
 use crate::hw::Calibration;
 use crate::hw::KernelShape;
@@ -164,17 +164,21 @@ fn scales_with_load(kernel: &str) -> bool {
 }
 
 /// Routed-expert load per GPU of an EP group, relative to balanced, for each block of the model:
-/// expert popularity ~ Dirichlet(alpha) per MoE layer, drawn from the workload's seed.
-pub fn expert_load(w: &Workload, ep: u64) -> Vec<Option<Vec<f32>>> {
+/// expert popularity ~ Dirichlet(alpha) per MoE layer, drawn from the workload's seed. With a
+/// capacity (`dispatch`), an expert takes at most that multiple of its balanced load and drops
+/// the rest; padded to it, every expert computes exactly its capacity (priced in the kernels),
+/// whatever the draw.
+pub fn expert_load(w: &Workload, ep: u64, dispatch: MoeDispatch) -> Vec<Option<Vec<f32>>> {
     use rand::SeedableRng;
     use statrs::distribution::Gamma;
     let r = &w.routing;
     let Some(moe) = w.model.moe else {
         return vec![None; w.model.layers as usize];
     };
-    if r.distribution == RoutingDistribution::Balanced {
+    if r.distribution == RoutingDistribution::Balanced || dispatch.pad_to_capacity {
         return vec![None; w.model.layers as usize];
     }
+    let cap = dispatch.capacity.map_or(f64::INFINITY, |c| c.0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
     let gamma = Gamma::new(r.alpha, 1.0).expect("alpha validated positive");
     let per_gpu = (moe.routed / ep) as usize;
@@ -189,10 +193,18 @@ pub fn expert_load(w: &Workload, ep: u64) -> Vec<Option<Vec<f32>>> {
                 .map(|_| rand::distr::Distribution::sample(&gamma, &mut rng))
                 .collect();
             let total: f64 = weights.iter().sum();
+            // Each expert's load against balanced, capped at its capacity.
+            let balanced = total / moe.routed as f64;
             Some(
                 weights
                     .chunks(per_gpu)
-                    .map(|c| (c.iter().sum::<f64>() / total * ep as f64) as f32)
+                    .map(|c| {
+                        if cap.is_infinite() {
+                            return (c.iter().sum::<f64>() / total * ep as f64) as f32;
+                        }
+                        let kept: f64 = c.iter().map(|&x| (x / balanced).min(cap)).sum();
+                        (kept / per_gpu as f64) as f32
+                    })
                     .collect(),
             )
         })
@@ -434,7 +446,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
     let ranks = 0..l.pp;
     // Expert load per block; a single replica stands for its EP group's busiest GPU, which the
     // all-to-all makes everyone wait for.
-    let per_block = expert_load(st.w, l.ep);
+    let per_block = expert_load(st.w, l.ep, l.moe_dispatch);
     let skewed = per_block.iter().any(Option::is_some);
     let load = if !skewed {
         Vec::new()
@@ -1272,6 +1284,72 @@ mod scenario_tests {
                 "{bad:?}: {d:?}"
             );
         }
+    }
+
+    /// The shared experts beside the all-to-alls shorten the step in both engines, by no more
+    /// than the shared experts' own compute takes: what is hidden is theirs or the
+    /// all-to-all's, whichever is shorter.
+    #[test]
+    fn shared_expert_overlap_hides_at_most_the_shared_experts() {
+        for engine in ["des", "analytic"] {
+            let run = |extra: &[&str]| {
+                let mut sets = vec![
+                    "workload.parallelism.schedule=1f1b",
+                    "workload.parallelism.moe_dispatcher=alltoall",
+                ];
+                sets.extend(extra);
+                let (c, w) = small(&sets);
+                let cal = crate::builtin::calibration();
+                if engine == "des" {
+                    estimate(&w, &w.layout, &c, &cal, false)
+                } else {
+                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+                }
+            };
+            let plain = run(&[]);
+            let over = run(&["workload.parallelism.moe_shared_expert_overlap=true"]);
+            // The shared experts' compute: the step without them, with nothing else changed.
+            let none = run(&["workload.model.n_shared_experts=0"]);
+            let saved = plain.step_time_s - over.step_time_s;
+            let shared = plain.step_time_s - none.step_time_s;
+            assert!(saved > 0.0, "{engine}: {saved}");
+            assert!(
+                saved <= shared * 1.0001,
+                "{engine}: saved {saved} of {shared}"
+            );
+        }
+    }
+
+    /// Token dropping caps each expert at its capacity: under a skewed routing draw no GPU of
+    /// the group computes more than the capacity, the busiest computes less than without a
+    /// cap, and padding to capacity leaves no skew (every expert computes exactly it).
+    #[test]
+    fn capacity_caps_the_busiest_gpu() {
+        let skew = [
+            "workload.routing.distribution=dirichlet",
+            "workload.routing.alpha=0.5",
+            "workload.parallelism.moe_dispatcher=alltoall",
+        ];
+        let load = |extra: &[&str]| {
+            let mut sets = skew.to_vec();
+            sets.extend(extra);
+            let (_, w) = small(&sets);
+            expert_load(&w, 8, w.layout.moe_dispatch)
+        };
+        let busiest = |v: &[Option<Vec<f32>>]| -> f32 {
+            v.iter().flatten().flatten().copied().fold(0.0, f32::max)
+        };
+        let free = load(&[]);
+        let cap = "workload.parallelism.moe_expert_capacity_factor=1.25";
+        let capped = load(&[cap]);
+        assert!(busiest(&free) > 1.25, "{}", busiest(&free));
+        assert!(busiest(&capped) <= 1.25 + 1e-6, "{}", busiest(&capped));
+        assert!(capped.iter().flatten().flatten().all(|&x| x > 0.0));
+        let padded = load(&[
+            cap,
+            "workload.parallelism.moe_pad_expert_input_to_capacity=true",
+        ]);
+        assert!(padded.iter().all(Option::is_none));
     }
 
     /// Megatron-Core's recompute modules name the pieces of the policies: DeepSeek's

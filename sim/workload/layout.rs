@@ -6,7 +6,10 @@
 use crate::config::workload::{DpSpec, ParallelismSpec, SplitName};
 
 use crate::config::Diagnostic;
-use crate::domain::{GradReduce, MoeOverlap, PipelineSplit, Schedule, Segment};
+use crate::domain::{
+    CapacityFactor, GradReduce, MoeDispatch, MoeDispatcher, MoeOverlap, PipelineSplit, Schedule,
+    Segment,
+};
 use crate::hw::GpuSpec;
 use crate::net::Placement;
 use crate::workload::model::Model;
@@ -278,6 +281,82 @@ fn uneven_stages(
     }
 }
 
+/// The MoE dispatch settings, checked as Megatron-Core checks them; an error is (key, found,
+/// expected).
+fn moe_dispatch(
+    p: &ParallelismSpec,
+    model: &Model,
+) -> Result<MoeDispatch, (&'static str, String, &'static str)> {
+    let alltoall = p.moe_dispatcher == MoeDispatcher::AllToAll;
+    let capacity =
+        match p.moe_expert_capacity_factor {
+            None => None,
+            Some(c) if !(c.is_finite() && c > 0.0) => return Err((
+                "moe_expert_capacity_factor",
+                c.to_string(),
+                "a positive multiple of an expert's balanced load, such as 1.0 (absent: dropless)",
+            )),
+            Some(c) if !alltoall => {
+                return Err((
+                    "moe_expert_capacity_factor",
+                    format!("{c} with the deepep dispatcher"),
+                    "moe_dispatcher: alltoall (Megatron-Core drops tokens only in its all-to-all \
+                 dispatcher; DeepEP is dropless)",
+                ))
+            }
+            Some(c) => Some(CapacityFactor(c)),
+        };
+    if p.moe_pad_expert_input_to_capacity && capacity.is_none() {
+        return Err((
+            "moe_pad_expert_input_to_capacity",
+            "true without moe_expert_capacity_factor".into(),
+            "a capacity to pad to (moe_expert_capacity_factor), or false",
+        ));
+    }
+    if p.moe_shared_expert_overlap {
+        let shared = model.moe.is_some_and(|m| m.shared > 0);
+        let problem = if !shared {
+            Some("a model with shared experts (n_shared_experts > 0), or false")
+        } else if !alltoall {
+            Some(
+                "moe_dispatcher: alltoall (Megatron-Core overlaps the shared experts only with its \
+                 all-to-all dispatcher), or false",
+            )
+        } else if pairs_passes(p) {
+            Some(
+                "a schedule that runs one pass at a time, or false (DualPipe and combined 1F1B \
+                 already hide the all-to-alls under the other micro-batch's compute)",
+            )
+        } else {
+            None
+        };
+        if let Some(expected) = problem {
+            return Err((
+                "moe_shared_expert_overlap",
+                format!(
+                    "true with the {} dispatcher and the {} schedule (moe_overlap: {})",
+                    p.moe_dispatcher.name(),
+                    p.schedule.name(),
+                    p.moe_overlap.name()
+                ),
+                expected,
+            ));
+        }
+    }
+    Ok(MoeDispatch {
+        dispatcher: p.moe_dispatcher,
+        capacity,
+        pad_to_capacity: p.moe_pad_expert_input_to_capacity,
+        shared_expert_overlap: p.moe_shared_expert_overlap,
+    })
+}
+
+/// Whether the schedule runs a forward and a backward as one overlapped pair.
+pub fn pairs_passes(p: &ParallelismSpec) -> bool {
+    matches!(p.schedule, Schedule::Dualpipe | Schedule::Dualpipev)
+        || p.moe_overlap == MoeOverlap::Combined1f1b
+}
+
 /// What a layout string may hold, for its diagnostics.
 const LAYOUT_SYNTAX: &str = "Megatron's layout syntax: E (embedding), t (layer), m (MTP module), \
     L (loss), | between chunks, X*n or (…)*n to repeat, e.g. \"Et*3|(tt|)*29,m|L\"";
@@ -300,6 +379,8 @@ pub struct Layout {
     pub schedule: Schedule,
     /// How the MoE all-to-alls overlap compute (outside DualPipe).
     pub moe_overlap: MoeOverlap,
+    /// The MoE token dispatcher, its token dropping and the shared experts' overlap.
+    pub moe_dispatch: MoeDispatch,
     /// Sequences per micro-batch.
     pub micro_batch: u64,
     /// Micro-batches per pipeline per step.
@@ -501,6 +582,17 @@ impl Layout {
                 ));
             }
         }
+        if model.moe.is_some() && p.tp > 1 && !p.sequence_parallel {
+            return Err(e(
+                "sequence_parallel",
+                format!("false with tp {} on a mixture-of-experts model", p.tp),
+                "true (Megatron-Core requires sequence parallelism for MoE with tensor \
+                 parallelism: each rank routes its own shard of the tokens to whole experts)"
+                    .into(),
+            ));
+        }
+        let moe_dispatch = moe_dispatch(p, model)
+            .map_err(|(key, found, expected)| e(key, found, expected.into()))?;
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",
@@ -522,6 +614,7 @@ impl Layout {
             split,
             schedule: p.schedule,
             moe_overlap: p.moe_overlap,
+            moe_dispatch,
             micro_batch: p.micro_batch,
             micro_batches: m,
             seq_len,
@@ -635,6 +728,7 @@ mod tests {
             split: PipelineSplit::Balanced,
             schedule: Schedule::OneFOneB,
             moe_overlap: MoeOverlap::None,
+            moe_dispatch: Default::default(),
             micro_batch: 1,
             micro_batches: 8,
             seq_len: 2048,

@@ -415,14 +415,23 @@ impl Model {
                     active: 1,
                     tp_split: None,
                 }];
-                v.extend(self.ffn_linears(
-                    "experts.gate_up",
-                    "experts.down",
-                    Part::RoutedExperts,
-                    m.expert_ffn,
-                    m.routed,
-                    m.topk,
-                ));
+                // Whole experts on each GPU of the expert-parallel group (expert tensor
+                // parallelism 1): not split over the tensor-parallel ranks.
+                v.extend(
+                    self.ffn_linears(
+                        "experts.gate_up",
+                        "experts.down",
+                        Part::RoutedExperts,
+                        m.expert_ffn,
+                        m.routed,
+                        m.topk,
+                    )
+                    .into_iter()
+                    .map(|l| Linear {
+                        tp_split: None,
+                        ..l
+                    }),
+                );
                 if m.shared > 0 {
                     v.extend(self.ffn_linears(
                         "shared.gate_up",

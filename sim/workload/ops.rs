@@ -217,6 +217,14 @@ impl<'a> Expander<'a> {
         self.layout.tokens_per_microbatch()
     }
 
+    /// Tokens a GPU routes to experts: its sequence-parallel shard. The expert-parallel group
+    /// spans the tensor-parallel ranks (expert tensor parallelism 1, as the placement and the
+    /// expert parameters have it), so each rank dispatches its own 1/tp of the tokens to
+    /// whole experts.
+    fn moe_tokens(&self) -> u64 {
+        self.tokens() / self.layout.tp
+    }
+
     /// GEMM data type of a linear: routers and the head stay BF16 under FP8 training
     /// (DeepSeek-V3 §3.3.1).
     fn dtype(&self, l: &Linear) -> Dtype {
@@ -252,7 +260,19 @@ impl<'a> Expander<'a> {
         let (m, groups) = if l.part == Part::RoutedExperts {
             let moe = self.model.moe.expect("routed experts imply MoE");
             let local = moe.routed / self.layout.ep;
-            ((t * moe.topk * self.layout.ep).div_ceil(moe.routed), local)
+            let ep = self.layout.ep;
+            let t = self.moe_tokens();
+            let m = match self.layout.moe_dispatch.capacity {
+                // Padded to capacity: from each of the group's GPUs, ⌈t·topk/E · factor⌉ rows.
+                Some(c) if self.layout.moe_dispatch.pad_to_capacity => {
+                    ep * ((t * moe.topk) as f64 / moe.routed as f64 * c.0).ceil() as u64
+                }
+                _ => (t * moe.topk * ep).div_ceil(moe.routed),
+            };
+            (m, local)
+        } else if l.part == Part::Router {
+            // The router scores the rank's own sequence-parallel shard.
+            (self.moe_tokens(), 1)
         } else if l.name == "kv_b_proj" && self.layout.cp > 1 {
             // Context parallelism with MLA passes the compressed latent, so every rank
             // up-projects the latents of the whole sequence (and back-propagates through them).
@@ -534,18 +554,50 @@ impl<'a> Expander<'a> {
         };
         let all_f: Vec<Comm> = attn.comm_fwd.iter().chain(&ffn.comm_fwd).cloned().collect();
         let all_b: Vec<Comm> = attn.comm_bwd.iter().chain(&ffn.comm_bwd).cloned().collect();
+        // Megatron's shared-expert overlap: the shared experts' first GEMM and activation on a
+        // side stream beside the dispatch, their second beside the combine; in the backward
+        // (autograd keeps each kernel's stream) the second's input gradient beside the combine's
+        // and the first's beside the dispatch's. Each all-to-all then runs beside its piece.
+        let overlap = self.layout.moe_dispatch.shared_expert_overlap
+            && kind == Some(LayerKind::Moe)
+            && self.layout.ep > 1;
+        let shared = |ks: &mut Vec<Kernel>, first: bool| -> Vec<Kernel> {
+            if !overlap {
+                return Vec::new();
+            }
+            let piece = |n: &str| {
+                !n.ends_with(".recompute")
+                    && if first {
+                        n.starts_with("shared.gate_up.") || n.starts_with("shared_swiglu.")
+                    } else {
+                        n.starts_with("shared.down.")
+                    }
+            };
+            let (taken, rest) = std::mem::take(ks).into_iter().partition(|k| piece(&k.name));
+            *ks = rest;
+            taken
+        };
+        let (fc1_f, fc2_f) = (shared(&mut ffn.fwd, true), shared(&mut ffn.fwd, false));
+        let (fc1_b, fc2_b) = (shared(&mut ffn.bwd, true), shared(&mut ffn.bwd, false));
+        // An all-to-all on the critical path, or beside its shared-expert piece.
+        let a2a = |piece: Vec<Kernel>, cs: Vec<Comm>| -> Vec<Seg> {
+            if piece.is_empty() {
+                return cs.into_iter().map(comm).collect();
+            }
+            std::iter::once(Seg::Compute(piece))
+                .chain(cs.into_iter().map(beside))
+                .collect()
+        };
         // Forward: attention [∥ cp ring] with its tp collectives, dispatch, experts/mlp with
         // theirs, combine.
         let mut b = BlockWork {
             fwd: self.part_fwd("attn", &attn_l, attn.fwd, pick(&all_f, "cp.kv_ring"), false),
             ..Default::default()
         };
-        b.fwd
-            .extend(pick(&all_f, "moe.dispatch").into_iter().map(comm));
+        b.fwd.extend(a2a(fc1_f, pick(&all_f, "moe.dispatch")));
         b.fwd
             .extend(self.part_fwd("mlp", &ffn_l, ffn.fwd, Vec::new(), false));
-        b.fwd
-            .extend(pick(&all_f, "moe.combine").into_iter().map(comm));
+        b.fwd.extend(a2a(fc2_f, pick(&all_f, "moe.combine")));
         // Backward: full recompute's forward, combine⁻¹, experts/mlp, dispatch⁻¹, attention
         // [∥ cp ring], each part with its tp collectives.
         if self.recompute == Recompute::Full && kind.is_some() {
@@ -563,12 +615,10 @@ impl<'a> Expander<'a> {
             b.bwd
                 .extend(self.part_fwd("mlp", &ffn_l, ffn_re, Vec::new(), true));
         }
-        b.bwd
-            .extend(pick(&all_b, "moe.combine.bwd").into_iter().map(comm));
+        b.bwd.extend(a2a(fc2_b, pick(&all_b, "moe.combine.bwd")));
         b.bwd
             .extend(self.part_bwd("mlp", &ffn_l, ffn.bwd, &mut ffn.wgrad, Vec::new()));
-        b.bwd
-            .extend(pick(&all_b, "moe.dispatch.bwd").into_iter().map(comm));
+        b.bwd.extend(a2a(fc1_b, pick(&all_b, "moe.dispatch.bwd")));
         b.bwd.extend(self.part_bwd(
             "attn",
             &attn_l,
@@ -756,21 +806,26 @@ impl<'a> Expander<'a> {
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
         match (kind, m.moe) {
             (LayerKind::Moe, Some(moe)) => {
-                let k = moe.topk as f64;
+                // Rows each expert computes and each GPU sends, against dropless balanced
+                // routing (the capacity where inputs are padded to it).
+                let pad = lay.moe_dispatch.padded_load();
+                let k = moe.topk as f64 * pad;
                 let f = moe.expert_ffn as f64;
+                // The rank's own tokens (its sequence-parallel shard), to whole experts.
+                let tm = self.moe_tokens() as f64;
                 // Router scores over the FP32 logits: the gate function reads and writes each
                 // (4 + 4 B), the top-k selection reads it again (4 B).
-                self.elementwise("router_topk", 12.0 * moe.routed as f64 * t, &mut w, full);
-                self.elementwise("moe_permute", k * h * t * 4.0, &mut w, full);
+                self.elementwise("router_topk", 12.0 * moe.routed as f64 * tm, &mut w, full);
+                self.elementwise("moe_permute", k * h * tm * 4.0, &mut w, full);
                 self.elementwise(
                     "experts_swiglu",
-                    gate * f * k * t + self.cast_bytes(f * k * t),
+                    gate * f * k * tm + self.cast_bytes(f * k * tm),
                     &mut w,
                     act,
                 );
                 self.elementwise(
                     "moe_unpermute_reduce",
-                    (2.0 * k + 2.0) * h * t,
+                    (2.0 * k + 2.0) * h * tm,
                     &mut w,
                     full,
                 );
@@ -793,9 +848,10 @@ impl<'a> Expander<'a> {
                         groups: moe.groups,
                         topk_groups: moe.topk_groups,
                         sms: lay.comm_sms,
+                        dispatcher: lay.moe_dispatch.dispatcher,
                     };
                     let span = lay.ep_span(self.gpus_per_node);
-                    let tokens = self.tokens();
+                    let tokens = self.moe_tokens();
                     let fp8_scales = |d: Dtype| {
                         if d == Dtype::Fp8 {
                             h / 128.0 * 4.0
@@ -803,9 +859,10 @@ impl<'a> Expander<'a> {
                             0.0
                         }
                     };
-                    let disp =
-                        h * self.precision.dispatch.bytes() + fp8_scales(self.precision.dispatch);
-                    let comb = h * 2.0;
+                    let disp = (h * self.precision.dispatch.bytes()
+                        + fp8_scales(self.precision.dispatch))
+                        * pad;
+                    let comb = h * 2.0 * pad;
                     let d = |bytes_per_token| CommOp::MoeDispatch {
                         tokens,
                         bytes_per_token,
@@ -1344,5 +1401,226 @@ pricing: {gpu_hour: \"$2\"}
         assert_eq!(act(m, false) - act(&plain.model, false), 2.0 * h);
         assert_eq!(act(m, true) - act(&plain.model, true), 2.0 * h / tp);
         assert!(try_gpt(&["workload.model.hidden_dropout=1.0"]).is_err());
+    }
+
+    /// DeepSeek-V3 cut to four layers on two H800 nodes (pp 2, ep 8), with `sets` on top.
+    fn moe(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
+        let t = Source::embedded(
+            "topologies/h800-16.yaml",
+            include_str!("../../topologies/h800-16.yaml"),
+        );
+        let w = Source::embedded(
+            crate::pipeline::DEFAULT_WORKLOAD.0,
+            crate::pipeline::DEFAULT_WORKLOAD.1,
+        );
+        let mut all: Vec<Override> = [
+            "workload.model.num_hidden_layers=4",
+            "workload.model.first_k_dense_replace=1",
+            "workload.training.global_batch=64",
+            "workload.parallelism.pp=2",
+            "workload.parallelism.ep=8",
+            "workload.training.phases=[{name: p, tokens: 1B}]",
+        ]
+        .iter()
+        .map(|s| Override::parse(s).unwrap())
+        .collect();
+        all.extend(sets.iter().map(|s| Override::parse(s).unwrap()));
+        load(&t, &w, &all)
+    }
+
+    fn gemm(segs: &[Seg], name: &str) -> crate::hw::GemmShape {
+        match kernel(segs, name).shape {
+            KernelShape::Gemm(g) => g,
+            _ => panic!("{name} is not a GEMM"),
+        }
+    }
+
+    /// The MoE all-to-alls a pass runs, with whether each runs beside compute.
+    fn a2as(segs: &[Seg]) -> Vec<(&CommOp, bool)> {
+        segs.iter()
+            .filter_map(|s| match s {
+                Seg::Comm { comm, parallel } if comm.kind == CommKind::Ep => {
+                    Some((&comm.op, *parallel))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The expert-parallel group spans the tensor-parallel ranks (expert tensor parallelism
+    /// 1): under TP 2 each rank routes its own half of the micro-batch's tokens to whole
+    /// experts, so it dispatches half the tokens and its expert GEMMs have half the rows and the
+    /// full width; the router scores the same half. Megatron-Core requires sequence
+    /// parallelism for that, and so does trainsim.
+    #[test]
+    fn expert_tensor_parallelism_is_one() {
+        let (_, w1) = moe(&[]).unwrap();
+        let (_, w2) = moe(&[
+            "workload.parallelism.tp=2",
+            "workload.parallelism.sequence_parallel=true",
+        ])
+        .unwrap();
+        let (b1, b2) = (
+            expander(&w1).block(LayerKind::Moe),
+            expander(&w2).block(LayerKind::Moe),
+        );
+        let tokens = |b: &BlockWork| match a2as(&b.fwd)[0].0 {
+            CommOp::MoeDispatch { tokens, .. } => *tokens,
+            op => panic!("{op:?}"),
+        };
+        assert_eq!(tokens(&b1), 4096);
+        assert_eq!(tokens(&b2), 2048);
+        let (g1, g2) = (
+            gemm(&b1.fwd, "experts.gate_up.fwd"),
+            gemm(&b2.fwd, "experts.gate_up.fwd"),
+        );
+        assert_eq!((g1.n, g1.k), (2 * 2048, 7168));
+        assert_eq!((g2.n, g2.k), (g1.n, g1.k));
+        assert_eq!(g1.m, 4096 * 8 * 8 / 256);
+        assert_eq!(g2.m, g1.m / 2);
+        assert_eq!(gemm(&b2.fwd, "router.fwd").m, 2048);
+        let e = moe(&["workload.parallelism.tp=2"]).unwrap_err();
+        assert_eq!(
+            e.path.as_deref(),
+            Some("parallelism.sequence_parallel"),
+            "{e:?}"
+        );
+    }
+
+    /// Token dropping padded to capacity (Megatron's all-to-all dispatcher with
+    /// `moe_pad_expert_input_to_capacity`): every expert computes ⌈t·k/E·c⌉ rows from each GPU
+    /// of its group and every GPU sends that many copies, so a capacity of 1.5 costs 1.5× the
+    /// balanced rows and bytes (t·k/E = 128 here); dropping alone changes neither. Settings
+    /// Megatron refuses are located diagnostics.
+    #[test]
+    fn padding_to_capacity_computes_and_sends_the_capacity() {
+        let block = |sets: &[&str]| {
+            let mut all = vec!["workload.parallelism.moe_dispatcher=alltoall"];
+            all.extend(sets);
+            let (_, w) = moe(&all).unwrap();
+            expander(&w).block(LayerKind::Moe)
+        };
+        let bytes = |b: &BlockWork| a2as(&b.fwd).iter().map(|(op, _)| op.bytes()).sum::<f64>();
+        let free = block(&[]);
+        let cap = "workload.parallelism.moe_expert_capacity_factor=1.5";
+        let dropped = block(&[cap]);
+        let padded = block(&[
+            cap,
+            "workload.parallelism.moe_pad_expert_input_to_capacity=true",
+        ]);
+        let rows = |b: &BlockWork| gemm(&b.fwd, "experts.down.fwd").m;
+        assert_eq!(rows(&free), 8 * 128);
+        assert_eq!(rows(&dropped), rows(&free));
+        assert_eq!(rows(&padded), 8 * 192);
+        assert_eq!(bytes(&dropped), bytes(&free));
+        assert!((bytes(&padded) / bytes(&free) - 1.5).abs() < 1e-12);
+        for (sets, key) in [
+            (vec![cap], "moe_expert_capacity_factor"),
+            (
+                vec![
+                    "workload.parallelism.moe_dispatcher=alltoall",
+                    "workload.parallelism.moe_expert_capacity_factor=0",
+                ],
+                "moe_expert_capacity_factor",
+            ),
+            (
+                vec![
+                    "workload.parallelism.moe_dispatcher=alltoall",
+                    "workload.parallelism.moe_pad_expert_input_to_capacity=true",
+                ],
+                "moe_pad_expert_input_to_capacity",
+            ),
+        ] {
+            let e = moe(&sets).unwrap_err();
+            let want = format!("parallelism.{key}");
+            assert_eq!(e.path.as_deref(), Some(want.as_str()), "{sets:?}: {e:?}");
+        }
+    }
+
+    /// Megatron's shared-expert overlap: the shared experts' first GEMM and activation form
+    /// the compute the dispatch runs beside, their second the compute the combine runs beside,
+    /// and in the backward the reverse; the block keeps every kernel it had. Without it the
+    /// all-to-alls wait for nothing and nothing waits beside them. DeepEP's dispatcher and the
+    /// schedules that pair passes refuse it.
+    #[test]
+    fn shared_experts_run_beside_the_all_to_alls() {
+        let alltoall = "workload.parallelism.moe_dispatcher=alltoall";
+        let one = "workload.parallelism.schedule=1f1b";
+        let (_, plain) = moe(&[alltoall, one]).unwrap();
+        let (_, over) = moe(&[
+            alltoall,
+            one,
+            "workload.parallelism.moe_shared_expert_overlap=true",
+        ])
+        .unwrap();
+        let (p, o) = (
+            expander(&plain).block(LayerKind::Moe),
+            expander(&over).block(LayerKind::Moe),
+        );
+        assert!(a2as(&p.fwd)
+            .iter()
+            .chain(&a2as(&p.bwd))
+            .all(|(_, beside)| !beside));
+        assert!(a2as(&o.fwd)
+            .iter()
+            .chain(&a2as(&o.bwd))
+            .all(|(_, beside)| *beside));
+        // The compute right before each all-to-all, by kernel names.
+        let before = |segs: &[Seg], comm: &str| -> Vec<String> {
+            let i = segs
+                .iter()
+                .position(|s| matches!(s, Seg::Comm { comm: c, .. } if c.name == comm))
+                .unwrap_or_else(|| panic!("no {comm}"));
+            match &segs[i - 1] {
+                Seg::Compute(ks) => ks.iter().map(|k| k.name.clone()).collect(),
+                s => panic!("{s:?}"),
+            }
+        };
+        // Each piece holds its GEMM and only that GEMM's kernels (activation, casts).
+        let piece = |segs: &[Seg], comm: &str, gemm: &str, first: bool| {
+            let ks = before(segs, comm);
+            assert!(ks.iter().any(|k| k == gemm), "{comm}: {ks:?}");
+            assert!(
+                ks.iter().all(|k| if first {
+                    k.starts_with("shared.gate_up.") || k.starts_with("shared_swiglu.")
+                } else {
+                    k.starts_with("shared.down.")
+                }),
+                "{comm}: {ks:?}"
+            );
+        };
+        piece(&o.fwd, "moe.dispatch", "shared.gate_up.fwd", true);
+        piece(&o.fwd, "moe.combine", "shared.down.fwd", false);
+        piece(&o.bwd, "moe.combine.bwd", "shared.down.dgrad", false);
+        piece(&o.bwd, "moe.dispatch.bwd", "shared.gate_up.dgrad", true);
+        let names = |b: &BlockWork| {
+            let mut v: Vec<String> = b
+                .fwd
+                .iter()
+                .chain(&b.bwd)
+                .chain(&b.wgrad)
+                .flat_map(|s| match s {
+                    Seg::Compute(ks) => ks.iter().map(|k| k.name.clone()).collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&p), names(&o));
+        for sets in [
+            vec![one, "workload.parallelism.moe_shared_expert_overlap=true"],
+            vec![
+                alltoall,
+                "workload.parallelism.moe_shared_expert_overlap=true",
+            ],
+        ] {
+            let e = moe(&sets).unwrap_err();
+            assert_eq!(
+                e.path.as_deref(),
+                Some("parallelism.moe_shared_expert_overlap"),
+                "{sets:?}: {e:?}"
+            );
+        }
     }
 }
