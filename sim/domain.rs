@@ -316,6 +316,13 @@ pub enum MoeOverlap {
         alias = "ep_a2a_overlap"
     )]
     Combined1f1b,
+    /// Two-micro-batch overlap, as serving runs it (SGLang's two-batch overlap, DeepSeek's
+    /// dual micro-batch overlap): each micro-batch is split into two halves of whole sequences
+    /// that go through every chunk together, layer by layer, one half's all-to-alls beside the
+    /// other half's compute, in the forward and in the backward. The pipeline moves the pair as
+    /// one micro-batch. Needs experts over several GPUs and an even micro-batch.
+    #[serde(rename = "two_micro_batch", alias = "tbo", alias = "two_batch_overlap")]
+    TwoMicroBatch,
 }
 
 /// Which kernels carry a mixture-of-experts layer's tokens to their experts and back.
@@ -391,6 +398,7 @@ impl MoeOverlap {
         match self {
             MoeOverlap::None => "none",
             MoeOverlap::Combined1f1b => "combined_1f1b",
+            MoeOverlap::TwoMicroBatch => "two_micro_batch",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `summary.json` (the contract of DESIGN §3) and the human summary.
 
 use crate::cost::{PhaseCost, RunCost};
+use crate::domain::{MoeDispatcher, MoeOverlap};
 use crate::step::{Breakdown, ChunkCost, StepResult};
 use crate::topo::Cluster;
 use crate::workload::layout::Layout;
@@ -212,22 +213,43 @@ impl Summary {
         serde_json::to_string_pretty(self).expect("summary serializes") + "\n"
     }
 
-    /// The parallel layout in one line: degrees, schedule, micro-batching, ZeRO stage.
+    /// The parallel layout in one line: degrees, schedule, micro-batching, ZeRO stage, and the
+    /// MoE settings that differ from the defaults.
     pub fn layout_line(&self) -> String {
         let l = &self.layout;
-        format!(
-            "TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens · ZeRO-{}",
+        let twin = l.moe_overlap == MoeOverlap::TwoMicroBatch;
+        let halves = if twin { 2 } else { 1 };
+        let mut s = format!(
+            "TP{} PP{} EP{} CP{} DP{} · {} · {} micro-batches of {} × {} tokens{} · ZeRO-{}",
             l.tp,
             l.pp,
             l.ep,
             l.cp,
             l.dp,
             l.schedule.name(),
-            l.micro_batches,
-            l.micro_batch,
+            l.micro_batches / halves,
+            l.micro_batch * halves,
             l.seq_len,
+            if twin { ", each as two halves" } else { "" },
             l.zero
-        )
+        );
+        if l.ep > 1 {
+            let d = &l.moe_dispatch;
+            if l.moe_overlap != MoeOverlap::None {
+                s += &format!(" · MoE overlap {}", l.moe_overlap.name());
+            }
+            if d.dispatcher != MoeDispatcher::Deepep {
+                s += &format!(" · {} dispatcher", d.dispatcher.name());
+            }
+            if let Some(c) = d.capacity {
+                let pad = if d.pad_to_capacity { ", padded" } else { "" };
+                s += &format!(" · capacity {}{pad}", c.0);
+            }
+            if d.shared_expert_overlap {
+                s += " · shared experts overlapped";
+            }
+        }
+        s
     }
 
     /// A short human summary.

@@ -27,7 +27,7 @@ use crate::config::topology::TopologySpec;
 use crate::config::workload::{DpSpec, ParallelismSpec, PricingSpec, WorkloadSpec};
 use crate::config::{parse_doc, Diagnostic, Source};
 use crate::cost::{self, RunCost};
-use crate::domain::{Recompute, Schedule};
+use crate::domain::{MoeOverlap, Recompute, Schedule};
 use crate::hw::Calibration;
 use crate::step::{analytic, des, memory_floor, Blocks, StepResult};
 use crate::topo::{self, Cluster};
@@ -424,11 +424,23 @@ fn parallelism(c: &Choice, base: &ParallelismSpec) -> ParallelismSpec {
         account_for_embedding_in_pipeline_split: base.account_for_embedding_in_pipeline_split,
         account_for_loss_in_pipeline_split: base.account_for_loss_in_pipeline_split,
         schedule: c.schedule,
-        // Megatron's combined 1F1B where the layout allows it (interleaved, or no pipeline).
-        moe_overlap: if c.schedule == Schedule::Interleaved || c.pp == 1 {
-            base.moe_overlap
-        } else {
-            Default::default()
+        // The workload's MoE overlap where the layout allows it: Megatron's combined 1F1B
+        // interleaved or without a pipeline, two-micro-batch overlap with one pass at a time
+        // and an even micro-batch.
+        moe_overlap: match base.moe_overlap {
+            MoeOverlap::Combined1f1b if c.schedule == Schedule::Interleaved || c.pp == 1 => {
+                base.moe_overlap
+            }
+            MoeOverlap::TwoMicroBatch
+                if c.micro_batch % 2 == 0
+                    && matches!(
+                        c.schedule,
+                        Schedule::Gpipe | Schedule::OneFOneB | Schedule::Interleaved
+                    ) =>
+            {
+                base.moe_overlap
+            }
+            _ => Default::default(),
         },
         // The dispatcher and its token dropping are the framework's, as the workload says.
         moe_dispatcher: base.moe_dispatcher,

@@ -37,6 +37,15 @@ pub(crate) fn paired_exposure(c: &ChunkCost) -> f64 {
     (f_comm - (c.bwd + c.wgrad)).max(0.0) + (total - f_comm - c.fwd).max(0.0)
 }
 
+/// Communication a two-micro-batch pair leaves exposed per half of chunk `c`: each half's
+/// forward communication hides behind the other half's forward compute, and its backward
+/// communication behind the other's backward (input and weight gradients).
+pub(crate) fn twin_exposure(c: &ChunkCost) -> f64 {
+    let total = c.comm_total();
+    let f_comm = c.comm_fwd.min(total);
+    (f_comm - c.fwd).max(0.0) + (total - f_comm - c.bwd - c.wgrad).max(0.0)
+}
+
 /// Estimates one step of `w` at `layout` on `cluster`.
 pub fn estimate(w: &Workload, layout: &Layout, cluster: &Cluster, cal: &Calibration) -> StepResult {
     let ab = AlphaBeta::new(cluster, cal);
@@ -75,12 +84,18 @@ fn staged(st: &Staging) -> StepResult {
     // DualPipe's F&B pairs, and Megatron-Core's combined 1F1B pairing its steady state alike.
     let overlapped = matches!(layout.schedule, Schedule::Dualpipe | Schedule::Dualpipev)
         || layout.moe_overlap == MoeOverlap::Combined1f1b;
+    // Two-micro-batch overlap: each micro-batch here is a half, and the pipeline moves pairs.
+    let twin = layout.moe_overlap == MoeOverlap::TwoMicroBatch;
     // Time of one micro-batch through a chunk (forward + backward), and the exposed part by kind.
     let pair = |c: &ChunkCost| -> (f64, BTreeMap<String, f64>) {
         let mut exposed = BTreeMap::new();
-        if overlapped {
+        if overlapped || twin {
             let total = c.comm_total();
-            let over = paired_exposure(c);
+            let over = if twin {
+                twin_exposure(c)
+            } else {
+                paired_exposure(c)
+            };
             for (k, v) in &c.comm {
                 exposed.insert(k.clone(), if total > 0.0 { over * v / total } else { 0.0 });
             }
@@ -137,6 +152,7 @@ fn staged(st: &Staging) -> StepResult {
         avg_pair += m * p / mbs;
     }
     bd.compute = bd.forward + bd.backward + bd.weight_grad;
+    // The pipeline fills and drains a pair of halves at a time.
     bd.bubble = schedule::bubble(
         layout.schedule,
         layout.pp,
@@ -144,7 +160,7 @@ fn staged(st: &Staging) -> StepResult {
         avg.bwd,
         avg.wgrad,
         avg_pair,
-    );
+    ) * if twin { 2.0 } else { 1.0 };
 
     // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
     let pp_exposed: f64 = (1..layout.pp)
@@ -223,12 +239,22 @@ fn staged(st: &Staging) -> StepResult {
     bd.optimizer = st.optimizer_time(params);
 
     // Memory: the fullest rank (the ends of a pipeline hold fewer layers).
-    let mut inflight = schedule::activations_in_flight(
-        layout.schedule,
-        layout.pp,
-        layout.vpp,
-        layout.micro_batches,
-    );
+    let mut inflight = if twin {
+        // Pairs in flight, each two halves.
+        2.0 * schedule::activations_in_flight(
+            layout.schedule,
+            layout.pp,
+            layout.vpp,
+            layout.micro_batches / 2,
+        )
+    } else {
+        schedule::activations_in_flight(
+            layout.schedule,
+            layout.pp,
+            layout.vpp,
+            layout.micro_batches,
+        )
+    };
     // Combined 1F1B warms up one chunk forward more.
     if layout.moe_overlap == MoeOverlap::Combined1f1b {
         let chunks_per_stage = layout.chunks() as f64 / layout.pp as f64;
@@ -244,6 +270,8 @@ fn staged(st: &Staging) -> StepResult {
     let per_stage = layout.chunks() as f64 / layout.pp as f64;
     let ends_held = if layout.schedule == Schedule::Gpipe {
         layout.micro_batches as f64
+    } else if twin {
+        2.0
     } else {
         1.0
     };

@@ -507,6 +507,7 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
         grad_sync_every_microbatch: l.state_zero() >= 2,
         grad_sync_after_backward: l.grad_reduce == GradReduce::AfterBackward,
         combined_1f1b: l.moe_overlap == MoeOverlap::Combined1f1b,
+        two_micro_batch: l.moe_overlap == MoeOverlap::TwoMicroBatch,
         dp_group: Group {
             size: (l.dp * l.cp) as u32,
             stride: l.tp as u32,
@@ -918,6 +919,7 @@ mod tests {
             grad_sync_every_microbatch: false,
             grad_sync_after_backward: false,
             combined_1f1b: false,
+            two_micro_batch: false,
             dp_group: Group { size: 1, stride: 1 },
             compute_sms: 132,
             dp_sms: 0,
@@ -956,6 +958,43 @@ mod tests {
                 (simulated - formula).abs() <= chunk,
                 "{s:?}: simulated {simulated} vs formula {formula}"
             );
+        }
+    }
+
+    /// Two-micro-batch overlap on one block of compute C, an all-to-all D and compute C, in
+    /// each direction: the halves' passes interleave, each all-to-all beside the other half's
+    /// compute, so a pair's forward takes 2C + 2·max(C, D) and so does its backward; run one
+    /// after the other the two halves take 2(2C + D) per direction.
+    #[test]
+    fn two_micro_batch_pairs_hide_each_halfs_all_to_all() {
+        let c = 1000u64;
+        for d in [c / 2, 2 * c] {
+            let seg = |kind, ps| SegPlan {
+                kind,
+                ps,
+                load_ps: 0,
+                detail: taskgraph::NO_DETAIL,
+            };
+            let a2a = SegKind::Comm {
+                kind: CommKind::Ep,
+                parallel: false,
+                group: Group { size: 1, stride: 1 },
+            };
+            let pass = vec![
+                seg(SegKind::Compute, c),
+                seg(a2a, d),
+                seg(SegKind::Compute, c),
+            ];
+            let run = |twin: bool| {
+                let (mut plan, _) = uniform(Schedule::OneFOneB, 1, 1, 2, 0, 0, 0);
+                plan.chunks[0].blocks[0].fwd = pass.clone();
+                plan.chunks[0].blocks[0].bwd = pass.clone();
+                plan.chunks[0].blocks[0].wgrad = Vec::new();
+                plan.two_micro_batch = twin;
+                exec::run(&taskgraph::build(&plan)).makespan
+            };
+            assert_eq!(run(true), 2 * (2 * c + 2 * c.max(d)), "D = {d}");
+            assert_eq!(run(false), 2 * 2 * (2 * c + d), "D = {d}");
         }
     }
 
@@ -1276,6 +1315,62 @@ mod scenario_tests {
             ],
         ] {
             let mut sets = vec!["workload.parallelism.moe_overlap=combined_1f1b"];
+            sets.extend(bad.iter().copied());
+            let d = try_small(&sets).unwrap_err();
+            assert_eq!(
+                d.path.as_deref(),
+                Some("parallelism.moe_overlap"),
+                "{bad:?}: {d:?}"
+            );
+        }
+    }
+
+    /// Two-micro-batch overlap hides each half's all-to-alls under the other half's compute in
+    /// both engines: less exposed expert-parallel time and a shorter step than the same
+    /// micro-batches run whole, holding the same activations (two halves of each micro-batch in
+    /// flight); layouts it cannot run on are located diagnostics.
+    #[test]
+    fn two_micro_batch_overlap_hides_the_all_to_alls() {
+        for engine in ["des", "analytic"] {
+            let run = |overlap: &str| {
+                let o = format!("workload.parallelism.moe_overlap={overlap}");
+                // Experts over both nodes: the all-to-alls cross InfiniBand.
+                let (c, w) = small(&[
+                    "workload.parallelism.schedule=1f1b",
+                    "workload.parallelism.micro_batch=2",
+                    "workload.parallelism.pp=1",
+                    "workload.parallelism.ep=16",
+                    &o,
+                ]);
+                let cal = crate::builtin::calibration();
+                if engine == "des" {
+                    estimate(&w, &w.layout, &c, &cal, false)
+                } else {
+                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+                }
+            };
+            let (none, twin) = (run("none"), run("two_micro_batch"));
+            let ep = |r: &StepResult| r.breakdown.exposed_comm_by_kind["ep"];
+            assert!(
+                ep(&twin) < 0.6 * ep(&none),
+                "{engine}: {} vs {}",
+                ep(&twin),
+                ep(&none)
+            );
+            assert!(twin.step_time_s < none.step_time_s, "{engine}");
+            let (a, b) = (twin.memory.activations, none.memory.activations);
+            assert!((a - b).abs() <= 0.02 * b, "{engine}: {a} vs {b}");
+        }
+        for bad in [
+            vec!["workload.parallelism.schedule=1f1b"],
+            vec!["workload.parallelism.micro_batch=2"],
+            vec![
+                "workload.parallelism.schedule=1f1b",
+                "workload.parallelism.micro_batch=2",
+                "workload.parallelism.ep=1",
+            ],
+        ] {
+            let mut sets = vec!["workload.parallelism.moe_overlap=two_micro_batch"];
             sets.extend(bad.iter().copied());
             let d = try_small(&sets).unwrap_err();
             assert_eq!(

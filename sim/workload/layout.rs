@@ -591,8 +591,45 @@ impl Layout {
                     .into(),
             ));
         }
+        let halves = if p.moe_overlap == MoeOverlap::TwoMicroBatch {
+            2
+        } else {
+            1
+        };
         let moe_dispatch = moe_dispatch(p, model)
             .map_err(|(key, found, expected)| e(key, found, expected.into()))?;
+        if p.moe_overlap == MoeOverlap::TwoMicroBatch {
+            let problem = if model.moe.is_none() || p.ep < 2 {
+                Some("experts spread over several GPUs (ep ≥ 2): there is no all-to-all to hide")
+            } else if p.micro_batch % 2 != 0 {
+                Some(
+                    "an even micro_batch: the two halves are whole sequences (splitting a sequence \
+                     is not modelled)",
+                )
+            } else if !matches!(
+                p.schedule,
+                Schedule::Gpipe | Schedule::OneFOneB | Schedule::Interleaved
+            ) {
+                Some(
+                    "gpipe, 1f1b or interleaved (ZB1P defers weight gradients, DualPipe pairs \
+                     its forwards and backwards itself)",
+                )
+            } else {
+                None
+            };
+            if let Some(expected) = problem {
+                return Err(e(
+                    "moe_overlap",
+                    format!(
+                        "two_micro_batch with ep {}, micro_batch {} and the {} schedule",
+                        p.ep,
+                        p.micro_batch,
+                        p.schedule.name()
+                    ),
+                    expected.into(),
+                ));
+            }
+        }
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",
@@ -615,8 +652,10 @@ impl Layout {
             schedule: p.schedule,
             moe_overlap: p.moe_overlap,
             moe_dispatch,
-            micro_batch: p.micro_batch,
-            micro_batches: m,
+            // Two-micro-batch overlap runs halves: each half is a micro-batch to the kernels and
+            // the memory, and the schedule moves them in pairs.
+            micro_batch: p.micro_batch / halves,
+            micro_batches: m * halves,
             seq_len,
             global_batch,
             comm_sms: p.comm_sms,

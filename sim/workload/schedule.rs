@@ -87,6 +87,13 @@ pub enum Op {
     W,
     /// A forward and a backward of different micro-batches, overlapped (DualPipe's F&B).
     FB { f: (u32, u32), b: (u32, u32) },
+    /// The two halves `mbs` of one micro-batch through `chunk` together, layer by layer
+    /// (two-micro-batch overlap): their forwards, or their backwards with weight gradients.
+    Twin {
+        chunk: u32,
+        mbs: (u32, u32),
+        backward: bool,
+    },
 }
 
 /// Model chunks a pipeline of `pp` ranks cuts the layers into: one per rank, `vpp` per rank
@@ -200,6 +207,32 @@ fn interleaved_pass(p: u32, v: u32, r: u32, k: u32, backward: bool) -> (u32, u32
     let stage = (k / p) % v;
     let stage = if backward { v - 1 - stage } else { stage };
     (stage * p + r, (k / (p * v)) * p + k % p)
+}
+
+/// The program of pipeline rank `rank` under two-micro-batch overlap: `schedule`'s own program
+/// over the `micro_batches / 2` pairs, each pass of pair `j` run as its halves `2j` and `2j+1`
+/// together.
+pub fn twin_program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
+    program(s, pp, vpp, micro_batches / 2, rank)
+        .into_iter()
+        .map(|op| match op {
+            Op::F { chunk, mb } => Op::Twin {
+                chunk,
+                mbs: (2 * mb, 2 * mb + 1),
+                backward: false,
+            },
+            Op::B {
+                chunk,
+                mb,
+                defer_w: false,
+            } => Op::Twin {
+                chunk,
+                mbs: (2 * mb, 2 * mb + 1),
+                backward: true,
+            },
+            other => panic!("{other:?} in a two-micro-batch program (checked by the layout)"),
+        })
+        .collect()
 }
 
 /// The program of pipeline rank `rank` under Megatron-Core's combined 1F1B
@@ -341,10 +374,14 @@ mod program_tests {
     /// and every deferred weight gradient is eventually run.
     #[test]
     fn programs_are_complete() {
-        for (s, pp, vpp, m, combined) in [
-            (Schedule::OneFOneB, 1, 1, 4, true),
-            (Schedule::Interleaved, 4, 2, 8, true),
-            (Schedule::Interleaved, 2, 4, 2, true),
+        // 0: the schedule's own program, 1: combined 1F1B, 2: two-micro-batch overlap.
+        for (s, pp, vpp, m, kind) in [
+            (Schedule::OneFOneB, 1, 1, 4, 1),
+            (Schedule::Interleaved, 4, 2, 8, 1),
+            (Schedule::Interleaved, 2, 4, 2, 1),
+            (Schedule::OneFOneB, 4, 1, 16, 2),
+            (Schedule::Gpipe, 4, 1, 8, 2),
+            (Schedule::Interleaved, 4, 2, 16, 2),
         ]
         .into_iter()
         .chain(
@@ -358,17 +395,17 @@ mod program_tests {
                 (Schedule::Dualpipe, 8, 1, 20),
                 (Schedule::Dualpipev, 4, 1, 10),
             ]
-            .map(|(s, pp, vpp, m)| (s, pp, vpp, m, false)),
+            .map(|(s, pp, vpp, m)| (s, pp, vpp, m, 0)),
         ) {
             let chunks = chunk_count(s, pp, vpp) as u32;
             let mut f_seen = vec![0u32; (chunks * m as u32) as usize];
             let mut b_seen = f_seen.clone();
             for r in 0..pp {
                 let mut deferred = 0i32;
-                let ops = if combined {
-                    combined_program(s, pp, vpp, m, r)
-                } else {
-                    program(s, pp, vpp, m, r)
+                let ops = match kind {
+                    1 => combined_program(s, pp, vpp, m, r),
+                    2 => twin_program(s, pp, vpp, m, r),
+                    _ => program(s, pp, vpp, m, r),
                 };
                 // A backward never comes before its own forward on the rank.
                 let mut fwd_done = std::collections::BTreeSet::new();
@@ -387,10 +424,24 @@ mod program_tests {
                                 "{s:?} rank {r}: B({chunk}, {mb}) before its F"
                             );
                         }
+                        Op::Twin {
+                            chunk,
+                            mbs,
+                            backward,
+                        } => {
+                            assert_eq!(mbs.1, mbs.0 + 1, "halves of one micro-batch");
+                            for mb in [mbs.0, mbs.1] {
+                                if backward {
+                                    assert!(fwd_done.contains(&(chunk, mb)), "{s:?} rank {r}");
+                                } else {
+                                    fwd_done.insert((chunk, mb));
+                                }
+                            }
+                        }
                         _ => {}
                     }
                 }
-                if combined && pp == 1 {
+                if kind == 1 && pp == 1 {
                     let f = |mb| Op::F { chunk: 0, mb };
                     let fb = |a, b| Op::FB {
                         f: (0, a),
@@ -426,6 +477,14 @@ mod program_tests {
                         Op::FB { f, b } => {
                             see(f.0, f.1, true);
                             see(b.0, b.1, false);
+                        }
+                        Op::Twin {
+                            chunk,
+                            mbs,
+                            backward,
+                        } => {
+                            see(chunk, mbs.0, !backward);
+                            see(chunk, mbs.1, !backward);
                         }
                     }
                 }

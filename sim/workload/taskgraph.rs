@@ -213,6 +213,9 @@ pub struct StepPlan {
     /// Megatron-Core's combined 1F1B: each rank's adjacent forward and backward of different
     /// micro-batches run as one overlapped pair ([`schedule::combined_program`]).
     pub combined_1f1b: bool,
+    /// Two-micro-batch overlap: micro-batches `2j` and `2j+1` are the halves of one, and go
+    /// through each chunk together ([`schedule::twin_program`]).
+    pub two_micro_batch: bool,
     /// Group of the data-parallel gradient sync.
     pub dp_group: Group,
     /// SMs compute kernels may use (the GPU's, less any reserved for expert-parallel traffic).
@@ -805,12 +808,92 @@ impl Builder {
         self.finish_backward(r, bc, bmb, &all);
     }
 
+    /// Two-micro-batch overlap: the halves `mbs` of one micro-batch through `chunk` together,
+    /// block by block and segment by segment (the first half's, then the second's), so each
+    /// half's communication runs beside the other's compute. A backward's weight gradients
+    /// follow each block's input gradients, half by half, as autograd computes them; the
+    /// pair's gradient bucket leaves after the second half's. Each half waits for its own input
+    /// and sends its own output.
+    fn twin(&mut self, r: &mut Rank, chunk: u32, mbs: (u32, u32), backward: bool) {
+        let halves = [mbs.0, mbs.1];
+        let mut blocks: Vec<(usize, BlockPlan)> = r
+            .chunk(chunk)
+            .blocks
+            .clone()
+            .into_iter()
+            .enumerate()
+            .collect();
+        if backward {
+            blocks.reverse();
+        }
+        let pass = if backward { Pass::Bwd } else { Pass::Fwd };
+        let mut after: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        let mut last: [Option<u32>; 2] = [None, None];
+        // Each half's latest task, weight gradients included.
+        let mut end: [Option<u32>; 2] = [None, None];
+        for (i, blk) in &blocks {
+            let segs = if backward { &blk.bwd } else { &blk.fwd };
+            let gathered = if backward {
+                None
+            } else {
+                self.param_wait(r, chunk, *i)
+            };
+            for (j, s) in segs.iter().enumerate() {
+                for h in 0..2 {
+                    self.at = Label::at(chunk, *i, halves[h]);
+                    let start = self.tasks.len() as u32;
+                    let (id, first) = self.emit_one(r, *s, pass, &mut after[h], &mut last[h]);
+                    if h == 0 && j == 0 {
+                        self.edges.extend(gathered.map(|g| (g, start)));
+                    }
+                    if first && backward {
+                        self.first_backward(r, id, chunk, halves[h]);
+                    } else if first {
+                        self.first_forward(r, id, chunk, halves[h]);
+                    }
+                    end[h] = Some(id);
+                }
+            }
+            if backward {
+                for h in 0..2 {
+                    self.at = Label::at(chunk, *i, halves[h]);
+                    let mut t = *after[h].iter().max().expect("a block's backward has tasks");
+                    for w in &blk.wgrad {
+                        t = self.wgrad(r, w, t);
+                    }
+                    end[h] = Some(t);
+                }
+                self.grads_ready(r, chunk, *i, end[1].expect("the second half ran"));
+            }
+        }
+        for h in 0..2 {
+            let mb = halves[h];
+            self.at = Label::at(chunk, usize::MAX, mb);
+            let done = end[h].expect("a pass has tasks");
+            if backward {
+                self.last_backward(r, done, chunk);
+                self.finish_backward(r, chunk, mb, &[done]);
+            } else {
+                let mut tail = after[h].clone();
+                tail.push(done);
+                self.finish_forward(r, chunk, mb, &tail);
+            }
+        }
+        if backward {
+            r.done[chunk as usize] += 1;
+        } else {
+            r.forwarded[chunk as usize] = true;
+        }
+    }
+
     /// A rank's whole program (gradient buckets leave as their weight gradients finish), then
     /// its optimizer and parameter gather.
     fn rank(&mut self, r: &mut Rank) {
         let p = r.plan;
         let program = if p.combined_1f1b {
             schedule::combined_program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64)
+        } else if p.two_micro_batch {
+            schedule::twin_program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64)
         } else {
             schedule::program(p.schedule, p.pp, p.vpp, p.micro_batches, r.rank as u64)
         };
@@ -825,7 +908,14 @@ impl Builder {
                     r.passes[bc as usize] += 1;
                     first_forwards.push(fc);
                 }
-                Op::F { chunk, .. } => first_forwards.push(chunk),
+                Op::F { chunk, .. }
+                | Op::Twin {
+                    chunk,
+                    backward: false,
+                    ..
+                } => first_forwards.push(chunk),
+                // The pair is one pass: its gradient buckets leave once.
+                Op::Twin { chunk, .. } => r.passes[chunk as usize] += 1,
                 Op::W => {}
             }
         }
@@ -883,6 +973,11 @@ impl Builder {
                     self.weights(r, chunk, last);
                 }
                 Op::FB { f, b } => self.overlapped(r, f, b),
+                Op::Twin {
+                    chunk,
+                    mbs,
+                    backward,
+                } => self.twin(r, chunk, mbs, backward),
             }
             if p.grad_sync_every_microbatch {
                 self.release_held(r);
