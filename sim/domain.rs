@@ -113,6 +113,13 @@ pub struct RecomputeModules {
     pub layernorm: bool,
     /// `moe_act` (or `mlp_act`): the gated activation of the experts and MLPs.
     pub act: bool,
+    /// `mlp`: a dense block's whole MLP, keeping only its input.
+    pub mlp: bool,
+    /// `moe`: an MoE block's whole feed-forward part (router, dispatch, experts, combine,
+    /// shared experts), keeping only its input; the backward re-runs its all-to-alls.
+    pub moe: bool,
+    /// `shared_experts`: the shared experts of an MoE block.
+    pub shared_experts: bool,
 }
 
 impl RecomputeModules {
@@ -126,12 +133,9 @@ impl RecomputeModules {
                 "mla_up_proj" => m.mla_up_proj = true,
                 "layernorm" => m.layernorm = true,
                 "moe_act" | "mlp_act" => m.act = true,
-                "mlp" | "moe" | "shared_experts" => {
-                    return Err(format!(
-                        "`{n}`: recomputing a whole feed-forward part is not modelled yet (use \
-                         recompute: full, or its activation with moe_act)"
-                    ))
-                }
+                "mlp" => m.mlp = true,
+                "moe" => m.moe = true,
+                "shared_experts" => m.shared_experts = true,
                 _ => return Err(format!("the unknown module `{n}`")),
             }
         }
@@ -188,6 +192,21 @@ impl Recompute {
             Recompute::Modules(m) => m.act,
             r => r.recomputes_cheap_ops(),
         }
+    }
+
+    /// Megatron's `mlp` module: a dense block's whole MLP is re-run in backward.
+    pub fn recomputes_mlp(self) -> bool {
+        matches!(self, Recompute::Modules(m) if m.mlp)
+    }
+
+    /// Megatron's `moe` module: an MoE block's whole feed-forward part is re-run in backward.
+    pub fn recomputes_moe(self) -> bool {
+        matches!(self, Recompute::Modules(m) if m.moe)
+    }
+
+    /// Megatron's `shared_experts` module (or `moe`, which re-runs them with the rest).
+    pub fn recomputes_shared_experts(self) -> bool {
+        matches!(self, Recompute::Modules(m) if m.shared_experts || m.moe)
     }
 
     /// Whether the backward re-runs the core attention's forward: Megatron's selective, and

@@ -1480,14 +1480,24 @@ mod scenario_tests {
                 "{engine}: {deepseek:?} {up:?} {none:?}"
             );
         }
-        for (bad, says) in [
-            (modules("[mlp]"), "not modelled yet"),
-            (modules("[attn]"), "the unknown module `attn`"),
-        ] {
-            let d = try_small(&[&bad]).unwrap_err();
-            assert_eq!(d.path.as_deref(), Some("training.recompute_modules"));
-            assert!(d.found.contains(says), "{}", d.found);
+        for engine in ["des", "analytic"] {
+            // Whole parts keep less and cost more: the MoE part re-runs its all-to-alls too.
+            let none = run(&["workload.training.recompute=none"], engine);
+            let shared = run(&[&modules("[shared_experts]")], engine);
+            let moe = run(&[&modules("[moe]")], engine);
+            let both = run(&[&modules("[mlp, moe]")], engine);
+            assert!(
+                none.1 > shared.1 && shared.1 > moe.1 && moe.1 > both.1,
+                "{engine}: {none:?} {shared:?} {moe:?} {both:?}"
+            );
+            assert!(
+                none.0 < shared.0 && shared.0 < moe.0 && moe.0 < both.0,
+                "{engine}: {none:?} {shared:?} {moe:?} {both:?}"
+            );
         }
+        let d = try_small(&[&modules("[attn]")]).unwrap_err();
+        assert_eq!(d.path.as_deref(), Some("training.recompute_modules"));
+        assert!(d.found.contains("the unknown module `attn`"), "{}", d.found);
         let d =
             try_small(&["workload.training.recompute=full", &modules("[core_attn]")]).unwrap_err();
         assert_eq!(d.path.as_deref(), Some("training.recompute_modules"));

@@ -654,13 +654,19 @@ impl Model {
             };
             copies * width / tp * (up + keep_out) * a
         };
+        // Megatron's `mlp`, `moe` and `shared_experts` recompute modules keep only the part's
+        // input (the normed block input above).
         match (kind, self.moe) {
+            (LayerKind::Moe, Some(_)) if recompute.recomputes_moe() => {}
             (LayerKind::Moe, Some(m)) => {
                 b += m.topk as f64 * h * a / tp; // dispatched copies of the token
                 b += ffn(m.expert_ffn as f64, m.topk as f64);
-                b += ffn(m.shared_ffn as f64, m.shared as f64);
+                if !recompute.recomputes_shared_experts() {
+                    b += ffn(m.shared_ffn as f64, m.shared as f64);
+                }
                 b += m.routed as f64 * 4.0 / tp; // router probabilities (FP32)
             }
+            _ if recompute.recomputes_mlp() => {}
             _ => b += ffn(self.dense_ffn as f64, 1.0),
         }
         // Dropout masks of the two residual branches, one byte per element.

@@ -598,22 +598,39 @@ impl<'a> Expander<'a> {
         b.fwd
             .extend(self.part_fwd("mlp", &ffn_l, ffn.fwd, Vec::new(), false));
         b.fwd.extend(a2a(fc2_f, pick(&all_f, "moe.combine")));
-        // Backward: full recompute's forward, combine⁻¹, experts/mlp, dispatch⁻¹, attention
+        // Backward: the recomputed forward (full recompute's whole layer, or Megatron's `mlp` /
+        // `moe` module's feed-forward part, an MoE layer's dispatch and combine included, as
+        // its checkpoint re-runs them), combine⁻¹, experts/mlp, dispatch⁻¹, attention
         // [∥ cp ring], each part with its tp collectives.
-        if self.recompute == Recompute::Full && kind.is_some() {
-            let (attn_re, attn_b) = attn
-                .bwd
-                .into_iter()
-                .partition(|k| k.name.ends_with(".recompute"));
+        let full = self.recompute == Recompute::Full;
+        if kind.is_some() && (full || self.recomputes_ffn(kind)) {
+            let again = |cs: Vec<Comm>| -> Vec<Seg> {
+                cs.into_iter()
+                    .map(|c| {
+                        comm(Comm {
+                            name: format!("{}.recompute", c.name),
+                            ..c
+                        })
+                    })
+                    .collect()
+            };
+            if full {
+                let (attn_re, attn_b) = attn
+                    .bwd
+                    .into_iter()
+                    .partition(|k| k.name.ends_with(".recompute"));
+                attn.bwd = attn_b;
+                b.bwd = self.part_fwd("attn", &attn_l, attn_re, Vec::new(), true);
+            }
             let (ffn_re, ffn_b) = ffn
                 .bwd
                 .into_iter()
                 .partition(|k| k.name.ends_with(".recompute"));
-            attn.bwd = attn_b;
             ffn.bwd = ffn_b;
-            b.bwd = self.part_fwd("attn", &attn_l, attn_re, Vec::new(), true);
+            b.bwd.extend(again(pick(&all_f, "moe.dispatch")));
             b.bwd
                 .extend(self.part_fwd("mlp", &ffn_l, ffn_re, Vec::new(), true));
+            b.bwd.extend(again(pick(&all_f, "moe.combine")));
         }
         b.bwd.extend(a2a(fc2_b, pick(&all_b, "moe.combine.bwd")));
         b.bwd
@@ -675,6 +692,19 @@ impl<'a> Expander<'a> {
             })
             .sum();
         w.bwd.push(Kernel::memory(name, bytes));
+    }
+
+    /// Whether the backward re-runs a block's whole feed-forward part (full recompute, or
+    /// Megatron's `mlp` module on a dense block and `moe` on an MoE block).
+    fn recomputes_ffn(&self, kind: Option<LayerKind>) -> bool {
+        let r = self.recompute;
+        match kind {
+            None => false,
+            Some(LayerKind::Moe) if self.model.moe.is_some() => {
+                r == Recompute::Full || r.recomputes_moe()
+            }
+            Some(_) => r == Recompute::Full || r.recomputes_mlp(),
+        }
     }
 
     /// One transformer block.
@@ -801,6 +831,11 @@ impl<'a> Expander<'a> {
         self.elementwise("ffn_cast", self.cast_bytes(h * ts), &mut w, full);
 
         let attn = std::mem::take(&mut w);
+        // What the backward re-runs of the feed-forward part: all of it, or (Megatron's
+        // `shared_experts`) the shared experts.
+        let ffn_re = self.recomputes_ffn(Some(kind));
+        let shared_re = ffn_re || self.recompute.recomputes_shared_experts();
+        let (full, act) = (ffn_re, act || ffn_re);
         self.hidden_dropout("mlp_dropout", h * ts, &mut w);
         self.bias_grads("mlp_bias_grad", m.mlp_bias, &m.ffn_linears_of(kind), &mut w);
         let gate = if m.gated_ffn { 6.0 } else { 4.0 };
@@ -835,11 +870,16 @@ impl<'a> Expander<'a> {
                         "shared_swiglu",
                         gate * fs * t + self.cast_bytes(fs * t),
                         &mut w,
-                        act,
+                        act || shared_re,
                     );
                 }
                 for l in m.ffn_linears_of(kind) {
-                    self.gemms(&l, &mut w, full);
+                    let re = if l.part == Part::SharedExperts {
+                        shared_re
+                    } else {
+                        full
+                    };
+                    self.gemms(&l, &mut w, re);
                 }
                 if lay.ep > 1 {
                     let route = MoeRoute {
@@ -1622,5 +1662,80 @@ pricing: {gpu_hour: \"$2\"}
                 "{sets:?}: {e:?}"
             );
         }
+    }
+
+    /// Megatron's whole-part recompute modules re-run the part's forward in backward, as its
+    /// checkpoint does: `moe` every kernel of an MoE block's feed-forward part and its dispatch
+    /// and combine (before their backward), `mlp` a dense block's MLP, `shared_experts` the
+    /// shared experts alone; full recompute re-runs the all-to-alls too. Nothing else is
+    /// recomputed.
+    #[test]
+    fn whole_part_recompute_reruns_the_part() {
+        let names = |segs: &[Seg]| -> Vec<String> {
+            segs.iter()
+                .flat_map(|s| match s {
+                    Seg::Compute(ks) => ks.iter().map(|k| k.name.clone()).collect(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let comms = |segs: &[Seg]| -> Vec<String> {
+            segs.iter()
+                .filter_map(|s| match s {
+                    Seg::Comm { comm, .. } if comm.kind == CommKind::Ep => Some(comm.name.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let block = |list: &str, kind| {
+            let (_, w) = moe(&[&format!("workload.training.recompute_modules={list}")]).unwrap();
+            expander(&w).block(kind)
+        };
+        // The forward kernels a recompute repeats, by the part they belong to.
+        let ffn = |n: &str| {
+            ["router", "experts", "moe_", "shared", "mlp"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        };
+        let recomputed = |b: &BlockWork| -> Vec<String> {
+            let mut v: Vec<String> = names(&b.bwd)
+                .into_iter()
+                .filter_map(|n| n.strip_suffix(".recompute").map(String::from))
+                .collect();
+            v.sort();
+            v
+        };
+        let forward = |b: &BlockWork, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+            let mut v: Vec<String> = names(&b.fwd)
+                .into_iter()
+                .filter(|n| keep(n))
+                .filter_map(|n| n.strip_suffix(".fwd").map(String::from))
+                .collect();
+            v.sort();
+            v
+        };
+        let m = block("[moe]", LayerKind::Moe);
+        assert_eq!(recomputed(&m), forward(&m, &ffn));
+        assert_eq!(
+            comms(&m.bwd),
+            [
+                "moe.dispatch.recompute",
+                "moe.combine.recompute",
+                "moe.combine.bwd",
+                "moe.dispatch.bwd"
+            ]
+        );
+        let s = block("[shared_experts]", LayerKind::Moe);
+        assert_eq!(recomputed(&s), forward(&s, &|n| n.starts_with("shared")));
+        assert_eq!(comms(&s.bwd), ["moe.combine.bwd", "moe.dispatch.bwd"]);
+        let d = block("[mlp]", LayerKind::Dense);
+        assert_eq!(recomputed(&d), forward(&d, &|n| n.starts_with("mlp")));
+        assert!(recomputed(&block("[mlp]", LayerKind::Moe)).is_empty());
+        let (_, w) = moe(&["workload.training.recompute=full"]).unwrap();
+        let f = expander(&w).block(LayerKind::Moe);
+        assert_eq!(
+            comms(&f.bwd)[..2],
+            ["moe.dispatch.recompute", "moe.combine.recompute"]
+        );
     }
 }
