@@ -14,6 +14,9 @@ pub struct PhaseCost {
     pub steps: f64,
     /// Step time of the phase's main segment (after any batch ramp).
     pub step_time_s: f64,
+    /// GPUs the phase runs on (its own cluster size where it sets one; a reported phase: the
+    /// run's).
+    pub gpus: u64,
     pub gpu_hours: f64,
     pub cost_usd: f64,
     pub days: f64,
@@ -61,6 +64,7 @@ pub fn phases_cost(
                 tokens: 0.0,
                 steps: 0.0,
                 step_time_s: 0.0,
+                gpus,
                 gpu_hours: *gpu_hours,
                 cost_usd: gpu_hours * price,
                 days: gpu_hours / gpus as f64 / 24.0,
@@ -68,7 +72,7 @@ pub fn phases_cost(
             },
             PhaseKind::Simulated(segs) => {
                 let (mut tokens, mut steps, mut secs, mut main) = (0.0, 0.0, 0.0, 0.0);
-                let mut gpu_secs = 0.0;
+                let (mut gpu_secs, mut on) = (0.0, gpus);
                 for s in segs {
                     let st = step_time(&s.layout);
                     tokens += s.tokens;
@@ -77,6 +81,7 @@ pub fn phases_cost(
                     // The phase's own GPUs: its layout spans them (a phase may set its nodes).
                     gpu_secs += s.steps * st * s.layout.gpus() as f64;
                     main = st;
+                    on = s.layout.gpus();
                 }
                 let gpu_hours = gpu_secs / 3600.0;
                 PhaseCost {
@@ -85,6 +90,7 @@ pub fn phases_cost(
                     tokens,
                     steps,
                     step_time_s: main,
+                    gpus: on,
                     gpu_hours,
                     cost_usd: gpu_hours * price,
                     days: secs / 86400.0,

@@ -437,6 +437,7 @@ fn phases(i: &Input) -> Section {
                 } else {
                     "—".into()
                 },
+                thousands(p.gpus as f64),
                 thousands(p.gpu_hours),
                 thousands(p.cost_usd),
                 format!("{:.1}", p.days),
@@ -453,6 +454,7 @@ fn phases(i: &Input) -> Section {
                     "tokens",
                     "steps",
                     "step time (s)",
+                    "GPUs",
                     "GPU-hours",
                     "cost (USD)",
                     "days",

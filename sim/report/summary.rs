@@ -306,10 +306,12 @@ impl Summary {
                 format!("{:.0}K", p.gpu_hours / 1e3),
                 format!("${:.3}M", p.cost_usd / 1e6),
                 p.days,
-                if p.simulated {
-                    ""
+                if !p.simulated {
+                    "  (reported, not simulated)".to_string()
+                } else if p.gpus != self.gpus {
+                    format!("  on {} GPUs", p.gpus)
                 } else {
-                    "  (reported, not simulated)"
+                    String::new()
                 }
             );
         }

@@ -219,8 +219,21 @@ fn csv_tables_carry_units_and_add_up() {
     assert!(
         head.contains(&"gpu_hours (GPU-h)".to_string()) && head.contains(&"cost (USD)".to_string())
     );
-    let hours: f64 = rows.iter().map(|r| r[5].parse::<f64>().unwrap()).sum();
+    let col = |name: &str| head.iter().position(|h| h == name).expect(name);
+    let hours: f64 = rows
+        .iter()
+        .map(|r| r[col("gpu_hours (GPU-h)")].parse::<f64>().unwrap())
+        .sum();
     assert!((hours - num(&summary, "gpu_hours")).abs() < 1e-6 * hours);
+    // Each simulated phase's GPU-hours are its GPUs over its days.
+    for r in &rows {
+        let (gpus, days): (f64, f64) = (
+            r[col("gpus")].parse().unwrap(),
+            r[col("days (d)")].parse().unwrap(),
+        );
+        let h: f64 = r[col("gpu_hours (GPU-h)")].parse().unwrap();
+        assert!((gpus * days * 24.0 - h).abs() <= 1e-6 * h, "{r:?}");
+    }
     let (head, rows) = read_csv(&out.join("stages.csv"));
     assert!(
         head.iter().all(|h| !h.ends_with("_s")),

@@ -405,6 +405,7 @@ fn a_phase_runs_on_its_own_cluster_size() {
     assert!((days / 2.0 - 1.0).abs() < 0.03, "days {days}");
     assert!((hours - 1.0).abs() < 0.03, "GPU-hours {hours}");
     assert!((g(&half, "gpu_hours") - g(a, "gpu_hours") - g(b, "gpu_hours")).abs() < 1.0);
+    assert_eq!((g(a, "gpus"), g(b, "gpus")), (1024.0, 2048.0));
     for (bad, at) in [
         (phases(", nodes: 0"), "training.phases.0.nodes"),
         (
