@@ -426,8 +426,14 @@ pub fn step_plan(st: &Staging, replicas: u32) -> StepPlan {
                 details,
             ));
         }
-        for _ in 0..r.mtp {
-            blocks.push(block_plan(st, &st.blocks.mtp, mtp, None, details));
+        for i in 0..r.mtp {
+            // The first MTP module carries the chunk's copy of the embedding, if it keeps one.
+            let params = if i == 0 && st.holds_embedding_copy(c) {
+                (mtp.0 + embedding.0, mtp.1)
+            } else {
+                mtp
+            };
+            blocks.push(block_plan(st, &st.blocks.mtp, params, None, details));
         }
         if r.loss {
             blocks.push(block_plan(st, &st.blocks.loss, loss, None, details));

@@ -913,10 +913,34 @@ impl<'a> Staging<'a> {
     /// Parameters held for chunk `c`: (replicated weights, routed-expert weights), per GPU.
     pub fn chunk_params(&self, c: usize) -> (f64, f64) {
         let r = &self.runs[c];
+        let mut extras = self.extras_params(c);
+        if self.holds_embedding_copy(c) {
+            extras.0 += embedding_params(&self.w.model, self.layout).0;
+        }
         self.kinds[r.blocks.0..r.blocks.1]
             .iter()
             .map(|&k| self.block_params(k))
-            .fold(self.extras_params(c), |acc, p| (acc.0 + p.0, acc.1 + p.1))
+            .fold(extras, |acc, p| (acc.0 + p.0, acc.1 + p.1))
+    }
+
+    /// Whether chunk `c` keeps its own copy of the embedding: it runs MTP modules (each embeds
+    /// the next tokens with the main model's embedding) on a rank that does not hold the
+    /// embedding's chunk. Megatron keeps such a copy on the last stage, its gradients
+    /// all-reduced with the first stage's; DualPipe's ranks hold both ends and share it
+    /// (DeepSeek-V3 §2.2).
+    pub fn holds_embedding_copy(&self, c: usize) -> bool {
+        let r = &self.runs[c];
+        if r.mtp == 0 || r.embedding {
+            return false;
+        }
+        let Some(home) = self.runs.iter().position(|x| x.embedding) else {
+            return false;
+        };
+        (0..self.layout.pp).any(|d| {
+            let held = self.layout.device_chunks(d);
+            held.iter().any(|&(x, _)| x as usize == c)
+                && !held.iter().any(|&(x, _)| x as usize == home)
+        })
     }
 
     /// Parameters of chunk `c`'s embedding, MTP modules and loss, per GPU.
@@ -1179,6 +1203,33 @@ mod tests {
     /// chunk, `even` is Megatron's layers/chunks on each, and `balanced` (the default) never
     /// leaves the slowest chunk slower than either, nor the step in the DES; bad lists are
     /// located diagnostics.
+    /// MTP modules embed the next tokens with the main model's embedding. On a rank that does
+    /// not hold the embedding (1F1B's last stage) the MTP chunk keeps a copy: exactly
+    /// vocab × hidden more parameters than the same chunk where DualPipe puts both ends on one
+    /// rank; without MTP there is no copy.
+    #[test]
+    fn mtp_keeps_an_embedding_copy_away_from_the_embedding() {
+        let cal = crate::builtin::calibration();
+        let last = |sets: &[&str]| {
+            let mut all = vec!["workload.parallelism.pipeline_layout=\"Ett|ttmL\""];
+            all.extend(sets);
+            let (c, w) = crate::workload::ops::tests::moe(&all).unwrap();
+            let ab = AlphaBeta::new(&c, &cal);
+            let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
+            (st.holds_embedding_copy(1), st.chunk_params(1).0)
+        };
+        let (copy, one) = last(&["workload.parallelism.schedule=1f1b"]);
+        let (shared, dual) = last(&[]);
+        assert!(copy && !shared);
+        assert_eq!(one - dual, (129280 * 7168) as f64);
+        let (none, _) = last(&[
+            "workload.parallelism.schedule=1f1b",
+            "workload.parallelism.pipeline_layout=\"Ett|ttL\"",
+            "workload.model.num_nextn_predict_layers=0",
+        ]);
+        assert!(!none);
+    }
+
     #[test]
     fn pipeline_splits_cut_where_they_say() {
         let cal = crate::builtin::calibration();

@@ -1444,7 +1444,7 @@ pricing: {gpu_hour: \"$2\"}
     }
 
     /// DeepSeek-V3 cut to four layers on two H800 nodes (pp 2, ep 8), with `sets` on top.
-    fn moe(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
+    pub(crate) fn moe(sets: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
         let t = Source::embedded(
             "topologies/h800-16.yaml",
             include_str!("../../topologies/h800-16.yaml"),
