@@ -1234,10 +1234,6 @@ mod tests {
 #[cfg(test)]
 mod scenario_tests {
     use super::*;
-    use crate::config::{Override, Source};
-    use crate::pipeline::{load, DEFAULT_WORKLOAD};
-
-    const SMALL: &str = include_str!("../../topologies/h800-16.yaml");
 
     /// DeepSeek-V3's layer design cut to 4 layers on two H800 nodes: PP2 × EP8, DualPipe.
     fn small(extra: &[&str]) -> (Cluster, Workload) {
@@ -1245,21 +1241,28 @@ mod scenario_tests {
     }
 
     fn try_small(extra: &[&str]) -> Result<(Cluster, Workload), crate::config::Diagnostic> {
-        let t = Source::embedded("topologies/h800-16.yaml", SMALL);
-        let w = Source::embedded(DEFAULT_WORKLOAD.0, DEFAULT_WORKLOAD.1);
-        let mut sets: Vec<Override> = [
-            "workload.model.num_hidden_layers=4",
-            "workload.model.first_k_dense_replace=1",
-            "workload.training.global_batch=64",
-            "workload.parallelism.pp=2",
-            "workload.parallelism.ep=8",
-            "workload.training.phases=[{name: p, tokens: 1B}]",
-        ]
-        .iter()
-        .map(|s| Override::parse(s).unwrap())
-        .collect();
-        sets.extend(extra.iter().map(|s| Override::parse(s).unwrap()));
-        load(&t, &w, &sets)
+        crate::workload::ops::tests::moe(extra)
+    }
+
+    /// One step of the small case with `sets`, in `engine` ("des" or "analytic").
+    fn step_in(engine: &str, sets: &[&str]) -> StepResult {
+        let (c, w) = small(sets);
+        let cal = crate::builtin::calibration();
+        if engine == "des" {
+            estimate(&w, &w.layout, &c, &cal, false)
+        } else {
+            crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
+        }
+    }
+
+    /// Each of `bad` added to `base` is refused with a diagnostic located at `path`.
+    fn refused_at(base: &str, bad: &[&[&str]], path: &str) {
+        for b in bad {
+            let mut sets = vec![base];
+            sets.extend(b.iter().copied());
+            let d = try_small(&sets).unwrap_err();
+            assert_eq!(d.path.as_deref(), Some(path), "{b:?}: {d:?}");
+        }
     }
 
     /// Megatron-Core's combined 1F1B hides the all-to-alls under the paired pass's compute, in
@@ -1283,13 +1286,7 @@ mod scenario_tests {
                     let mut sets = layout.to_vec();
                     let o = format!("workload.parallelism.moe_overlap={overlap}");
                     sets.push(&o);
-                    let (c, w) = small(&sets);
-                    let cal = crate::builtin::calibration();
-                    if engine == "des" {
-                        estimate(&w, &w.layout, &c, &cal, false)
-                    } else {
-                        crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
-                    }
+                    step_in(engine, &sets)
                 };
                 let (none, comb) = (run("none"), run("combined_1f1b"));
                 let ep = |r: &StepResult| r.breakdown.exposed_comm_by_kind["ep"];
@@ -1311,24 +1308,19 @@ mod scenario_tests {
                 );
             }
         }
-        for bad in [
-            vec!["workload.parallelism.schedule=1f1b"],
-            vec!["workload.parallelism.schedule=dualpipe"],
-            vec![
-                "workload.parallelism.schedule=1f1b",
-                "workload.parallelism.pp=1",
-                "workload.parallelism.ep=1",
+        refused_at(
+            "workload.parallelism.moe_overlap=combined_1f1b",
+            &[
+                &["workload.parallelism.schedule=1f1b"],
+                &["workload.parallelism.schedule=dualpipe"],
+                &[
+                    "workload.parallelism.schedule=1f1b",
+                    "workload.parallelism.pp=1",
+                    "workload.parallelism.ep=1",
+                ],
             ],
-        ] {
-            let mut sets = vec!["workload.parallelism.moe_overlap=combined_1f1b"];
-            sets.extend(bad.iter().copied());
-            let d = try_small(&sets).unwrap_err();
-            assert_eq!(
-                d.path.as_deref(),
-                Some("parallelism.moe_overlap"),
-                "{bad:?}: {d:?}"
-            );
-        }
+            "parallelism.moe_overlap",
+        );
     }
 
     /// Two-micro-batch overlap hides each half's all-to-alls under the other half's compute in
@@ -1341,19 +1333,14 @@ mod scenario_tests {
             let run = |overlap: &str| {
                 let o = format!("workload.parallelism.moe_overlap={overlap}");
                 // Experts over both nodes: the all-to-alls cross InfiniBand.
-                let (c, w) = small(&[
+                let sets = [
                     "workload.parallelism.schedule=1f1b",
                     "workload.parallelism.micro_batch=2",
                     "workload.parallelism.pp=1",
                     "workload.parallelism.ep=16",
                     &o,
-                ]);
-                let cal = crate::builtin::calibration();
-                if engine == "des" {
-                    estimate(&w, &w.layout, &c, &cal, false)
-                } else {
-                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
-                }
+                ];
+                step_in(engine, &sets)
             };
             let (none, twin) = (run("none"), run("two_micro_batch"));
             let ep = |r: &StepResult| r.breakdown.exposed_comm_by_kind["ep"];
@@ -1367,24 +1354,19 @@ mod scenario_tests {
             let (a, b) = (twin.memory.activations, none.memory.activations);
             assert!((a - b).abs() <= 0.02 * b, "{engine}: {a} vs {b}");
         }
-        for bad in [
-            vec!["workload.parallelism.schedule=1f1b"],
-            vec!["workload.parallelism.micro_batch=2"],
-            vec![
-                "workload.parallelism.schedule=1f1b",
-                "workload.parallelism.micro_batch=2",
-                "workload.parallelism.ep=1",
+        refused_at(
+            "workload.parallelism.moe_overlap=two_micro_batch",
+            &[
+                &["workload.parallelism.schedule=1f1b"],
+                &["workload.parallelism.micro_batch=2"],
+                &[
+                    "workload.parallelism.schedule=1f1b",
+                    "workload.parallelism.micro_batch=2",
+                    "workload.parallelism.ep=1",
+                ],
             ],
-        ] {
-            let mut sets = vec!["workload.parallelism.moe_overlap=two_micro_batch"];
-            sets.extend(bad.iter().copied());
-            let d = try_small(&sets).unwrap_err();
-            assert_eq!(
-                d.path.as_deref(),
-                Some("parallelism.moe_overlap"),
-                "{bad:?}: {d:?}"
-            );
-        }
+            "parallelism.moe_overlap",
+        );
     }
 
     /// The shared experts beside the all-to-alls shorten the step in both engines, by no more
@@ -1399,13 +1381,7 @@ mod scenario_tests {
                     "workload.parallelism.moe_dispatcher=alltoall",
                 ];
                 sets.extend(extra);
-                let (c, w) = small(&sets);
-                let cal = crate::builtin::calibration();
-                if engine == "des" {
-                    estimate(&w, &w.layout, &c, &cal, false)
-                } else {
-                    crate::step::analytic::estimate(&w, &w.layout, &c, &cal)
-                }
+                step_in(engine, &sets)
             };
             let plain = run(&[]);
             let over = run(&["workload.parallelism.moe_shared_expert_overlap=true"]);

@@ -351,6 +351,41 @@ fn moe_dispatch(
     })
 }
 
+/// Why the layout cannot run its MoE overlap mode, if it cannot: what it needs instead.
+fn moe_overlap_problem(p: &ParallelismSpec, model: &Model) -> Option<&'static str> {
+    let none = p.moe_overlap == MoeOverlap::None;
+    if !none && (model.moe.is_none() || p.ep < 2) {
+        return Some("experts spread over several GPUs (ep ≥ 2): there is no all-to-all to hide");
+    }
+    match p.moe_overlap {
+        MoeOverlap::Combined1f1b
+            if !(p.schedule == Schedule::Interleaved
+                || (p.pp == 1 && p.schedule == Schedule::OneFOneB)) =>
+        {
+            Some(
+                "the interleaved schedule, or 1F1B without pipeline parallelism (Megatron-Core's \
+                 combined 1F1B; DualPipe pairs its forwards and backwards itself)",
+            )
+        }
+        MoeOverlap::TwoMicroBatch if p.micro_batch % 2 != 0 => Some(
+            "an even micro_batch: the two halves are whole sequences (splitting a sequence is \
+             not modelled)",
+        ),
+        MoeOverlap::TwoMicroBatch
+            if !matches!(
+                p.schedule,
+                Schedule::Gpipe | Schedule::OneFOneB | Schedule::Interleaved
+            ) =>
+        {
+            Some(
+                "gpipe, 1f1b or interleaved (ZB1P defers weight gradients, DualPipe pairs its \
+                 forwards and backwards itself)",
+            )
+        }
+        _ => None,
+    }
+}
+
 /// Whether the schedule runs a forward and a backward as one overlapped pair.
 pub fn pairs_passes(p: &ParallelismSpec) -> bool {
     matches!(p.schedule, Schedule::Dualpipe | Schedule::Dualpipev)
@@ -556,31 +591,19 @@ impl Layout {
                     .into(),
             ));
         }
-        if p.moe_overlap == MoeOverlap::Combined1f1b {
-            let problem = if model.moe.is_none() || p.ep < 2 {
-                Some("experts spread over several GPUs (ep ≥ 2): there is no all-to-all to hide")
-            } else if !(p.schedule == Schedule::Interleaved
-                || (p.pp == 1 && p.schedule == Schedule::OneFOneB))
-            {
-                Some(
-                    "the interleaved schedule, or 1F1B without pipeline parallelism (Megatron-Core's \
-                     combined 1F1B; DualPipe pairs its forwards and backwards itself)",
-                )
-            } else {
-                None
-            };
-            if let Some(expected) = problem {
-                return Err(e(
-                    "moe_overlap",
-                    format!(
-                        "combined_1f1b with ep {} and the {} schedule at pp {}",
-                        p.ep,
-                        p.schedule.name(),
-                        p.pp
-                    ),
-                    expected.into(),
-                ));
-            }
+        if let Some(expected) = moe_overlap_problem(p, model) {
+            return Err(e(
+                "moe_overlap",
+                format!(
+                    "{} with ep {}, micro_batch {} and the {} schedule at pp {}",
+                    p.moe_overlap.name(),
+                    p.ep,
+                    p.micro_batch,
+                    p.schedule.name(),
+                    p.pp
+                ),
+                expected.into(),
+            ));
         }
         if model.moe.is_some() && p.tp > 1 && !p.sequence_parallel {
             return Err(e(
@@ -598,38 +621,6 @@ impl Layout {
         };
         let moe_dispatch = moe_dispatch(p, model)
             .map_err(|(key, found, expected)| e(key, found, expected.into()))?;
-        if p.moe_overlap == MoeOverlap::TwoMicroBatch {
-            let problem = if model.moe.is_none() || p.ep < 2 {
-                Some("experts spread over several GPUs (ep ≥ 2): there is no all-to-all to hide")
-            } else if p.micro_batch % 2 != 0 {
-                Some(
-                    "an even micro_batch: the two halves are whole sequences (splitting a sequence \
-                     is not modelled)",
-                )
-            } else if !matches!(
-                p.schedule,
-                Schedule::Gpipe | Schedule::OneFOneB | Schedule::Interleaved
-            ) {
-                Some(
-                    "gpipe, 1f1b or interleaved (ZB1P defers weight gradients, DualPipe pairs \
-                     its forwards and backwards itself)",
-                )
-            } else {
-                None
-            };
-            if let Some(expected) = problem {
-                return Err(e(
-                    "moe_overlap",
-                    format!(
-                        "two_micro_batch with ep {}, micro_batch {} and the {} schedule",
-                        p.ep,
-                        p.micro_batch,
-                        p.schedule.name()
-                    ),
-                    expected.into(),
-                ));
-            }
-        }
         if p.tp_comm_overlap && !p.sequence_parallel {
             return Err(e(
                 "tp_comm_overlap",
