@@ -1,12 +1,17 @@
-//! The documents compiled into the binary: the GPU catalog (`topologies/gpus.yaml`) and the
-//! calibration (`topologies/calibration.yaml`), and the parsers that turn such documents into
+//! The documents compiled into the binary: the GPU catalog (`topologies/gpus.yaml`), the
+//! calibration (`topologies/calibration.yaml`) and the export-control rules
+//! (`topologies/export-rules.yaml`), and the parsers that turn such documents into
 //! `hw` types. `hw` itself knows no file format; this is where its data meets YAML.
 
 use crate::config::{parse_doc, Diagnostic, Source};
+use crate::hw::export::ExportRules;
 use crate::hw::{Calibration, Catalog};
 
 /// The catalog as shipped.
 pub const GPUS_YAML: &str = include_str!("../topologies/gpus.yaml");
+
+/// The export-control rules as shipped.
+pub const EXPORT_RULES_YAML: &str = include_str!("../topologies/export-rules.yaml");
 
 /// The calibration as shipped.
 pub const CALIBRATION_YAML: &str = include_str!("../topologies/calibration.yaml");
@@ -19,6 +24,20 @@ pub fn catalog() -> Catalog {
         .get_or_init(|| {
             parse_catalog(&Source::embedded("topologies/gpus.yaml", GPUS_YAML))
                 .expect("embedded GPU catalog is valid (checked by tests)")
+        })
+        .clone()
+}
+
+/// The embedded export-control rules, parsed and checked once per process (checked by tests,
+/// so failure here is a build defect).
+pub fn export_rules() -> ExportRules {
+    static PARSED: std::sync::OnceLock<ExportRules> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            let src = Source::embedded("topologies/export-rules.yaml", EXPORT_RULES_YAML);
+            let r: ExportRules = parse_doc(&src, &[]).expect("embedded export rules parse");
+            r.check().expect("embedded export rules are consistent");
+            r
         })
         .clone()
 }

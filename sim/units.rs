@@ -173,6 +173,12 @@ quantity!(
 ]);
 
 quantity!(
+    /// An area in square metres: a die's `"814 mm^2"` (also `mm2`, `mm²`, `cm^2`).
+    Area, m2, "area", "814 mm^2", [
+    "mm^2" => 1e-6, "mm2" => 1e-6, "mm²" => 1e-6, "cm^2" => 1e-4, "cm2" => 1e-4, "cm²" => 1e-4,
+]);
+
+quantity!(
     /// Electrical power in watts.
     Power, watts, "power", "700 W", ["W" => 1.0, "kW" => 1e3, "MW" => 1e6]);
 

@@ -1,6 +1,7 @@
 //! Command-line interface (clap): the [`Cli`] and its subcommands, one file each. Thin: parse,
 //! read files, call the pipeline or a scenario, print, write, set the exit code.
 
+mod chips;
 mod collective;
 mod plan;
 mod run;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub use chips::ChipsArgs;
 pub use collective::CollectiveArgs;
 pub use plan::PlanArgs;
 pub use run::RunArgs;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Search layouts and cluster sizes for a workload: the ranked table, the Pareto front of
     /// days against dollars, and a planning report.
     Plan(PlanArgs),
+    /// Every catalog chip's export-control metrics (TPP, performance density, I/O, HBM) and
+    /// its status under each rule; `--derive` a hypothetical capped chip.
+    Chips(ChipsArgs),
 }
 
 /// Reads a YAML document from a file; relative paths inside it resolve against its directory.
@@ -162,6 +167,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => run::run(a),
         Command::Collective(a) => collective::collective(a),
+        Command::Chips(a) => chips::chips(a),
         Command::Sweep(a) => sweep::sweep(a),
         Command::Plan(a) => match plan::plan(a) {
             Ok(true) => Ok(()),

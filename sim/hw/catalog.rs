@@ -4,7 +4,7 @@
 //! carries `source` and `secondary` (true where only a secondary source, or arithmetic, backs it).
 
 use crate::domain::Dtype;
-use crate::units::{Bandwidth, ByteSize, FlopRate, Frequency, LinkBandwidth, Power};
+use crate::units::{Area, Bandwidth, ByteSize, FlopRate, Frequency, LinkBandwidth, Power};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,6 +49,13 @@ pub struct GpuSpec {
     pub scale_up: Sourced<LinkBandwidth>,
     pub nic: Sourced<LinkBandwidth>,
     pub tdp: Sourced<Power>,
+    /// Area of the logic dies (HBM stacks excluded), for export rules' performance density.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub die_area: Option<Sourced<Area>>,
+    /// Aggregate chip I/O to other ICs (scale-up links and host interface), for the 2022
+    /// export criterion; absent: the scale-up bandwidth alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_bandwidth: Option<Sourced<LinkBandwidth>>,
 }
 
 impl GpuSpec {

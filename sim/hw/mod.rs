@@ -1,7 +1,9 @@
-//! Hardware: the GPU catalog, the calibration file and the kernel timing model.
+//! Hardware: the GPU catalog, the calibration file, the kernel timing model, and export-control
+//! rules with the chip metrics they read.
 
 pub mod calibration;
 pub mod catalog;
+pub mod export;
 pub mod kernel;
 
 pub use calibration::Calibration;

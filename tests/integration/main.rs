@@ -1,6 +1,7 @@
 //! The one integration-test binary: runs the `trainsim` executable as a user would.
 
 mod architecture;
+mod chips;
 mod collective;
 mod diagnostics;
 mod network;
