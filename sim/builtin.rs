@@ -3,6 +3,7 @@
 //! (`topologies/export-rules.yaml`), and the parsers that turn such documents into
 //! `hw` types. `hw` itself knows no file format; this is where its data meets YAML.
 
+use crate::config::topology::TopologySpec;
 use crate::config::{parse_doc, Diagnostic, Source};
 use crate::hw::export::ExportRules;
 use crate::hw::{Calibration, Catalog};
@@ -40,6 +41,42 @@ pub fn export_rules() -> ExportRules {
             r
         })
         .clone()
+}
+
+/// The catalog a topology builds on: the embedded one and the topology's own `chips`. A chip
+/// there may not reuse a catalog name or alias; a malformed one is located at `chips`.
+pub fn catalog_for(spec: &TopologySpec, file: &str) -> Result<Catalog, Diagnostic> {
+    let mut cat = catalog();
+    let Some(chips) = &spec.chips else {
+        return Ok(cat);
+    };
+    let mut doc = serde_yaml::Mapping::new();
+    doc.insert("gpus".into(), chips.clone());
+    let extra: Catalog = serde_yaml::from_value(serde_yaml::Value::Mapping(doc)).map_err(|e| {
+        Diagnostic::new(
+            file,
+            format!("a chip that does not read ({e})"),
+            "chips in the catalog's format: NAME: { description, architecture, sms, clock, peak, \
+             hbm_capacity, hbm_bandwidth, scale_up, nic, tdp } (as `trainsim chips --derive` \
+             writes them)",
+        )
+        .at("chips")
+    })?;
+    for (name, g) in extra.gpus {
+        if let Some((known, _)) = std::iter::once(&name)
+            .chain(&g.aliases)
+            .find_map(|n| cat.get(n))
+        {
+            return Err(Diagnostic::new(
+                file,
+                format!("the chip `{name}`, a name the catalog gives {known}"),
+                "a name of its own",
+            )
+            .at(format!("chips.{name}")));
+        }
+        cat.gpus.insert(name, g);
+    }
+    Ok(cat)
 }
 
 /// A GPU catalog document.

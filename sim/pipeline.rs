@@ -81,7 +81,8 @@ pub fn load(
 ) -> Result<(Cluster, Workload), Diagnostic> {
     let of = |doc: &str| sets.iter().filter(|o| o.doc == doc).collect::<Vec<_>>();
     let tspec: TopologySpec = parse_doc(topology, &of("topology"))?;
-    let catalog = crate::builtin::catalog();
+    let catalog = crate::builtin::catalog_for(&tspec, &topology.name)
+        .map_err(|d| d.locate_in(&topology.text))?;
     let cluster =
         topo::build(&tspec, &catalog, &topology.name).map_err(|d| d.locate_in(&topology.text))?;
     let wspec: WorkloadSpec = parse_doc(workload, &of("workload"))?;
@@ -117,7 +118,9 @@ fn phase_clusters(
         }
         spec.nodes = u32::try_from(nodes)
             .map_err(|_| Diagnostic::new(&w.name, nodes.to_string(), "a node count below 2^32"))?;
-        let c = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
+        let catalog = crate::builtin::catalog_for(&spec, &topology.name)
+            .map_err(|d| d.locate_in(&topology.text))?;
+        let c = topo::build(&spec, &catalog, &topology.name)
             .map_err(|d| d.locate_in(&topology.text))?;
         out.push((gpus, c));
     }

@@ -25,9 +25,15 @@ pub struct ChipsArgs {
     /// Name of the derived chip (default: the chip's name and its caps).
     #[arg(long)]
     pub name: Option<String>,
-    /// Write the derived chip as a catalog entry (the `topologies/gpus.yaml` format) to FILE.
+    /// Write the derived chip as a catalog entry (the `topologies/gpus.yaml` format) to FILE;
+    /// with --topology, a copy of that topology running the derived chip.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A topology to carry the derived chip (its `chips` section, `gpu` set to it, and any
+    /// scale-up or NIC bandwidth it states lowered to the caps): written to --out, ready for
+    /// run, sweep and plan.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
 }
 
 /// One chip's row.
@@ -67,11 +73,33 @@ pub(super) fn chips(a: &ChipsArgs) -> Result<(), Diagnostic> {
             let derived_name = a.name.clone().unwrap_or_else(|| format!("{name}-capped"));
             let desc = format!("{name} with {}", a.cap.join(", "));
             let d = derive(chip, caps, &desc);
+            if a.topology.is_some() && a.out.is_none() {
+                return Err(Diagnostic::new(
+                    "--topology",
+                    "--topology without --out",
+                    "--out FILE for the topology to write",
+                ));
+            }
             if let Some(path) = &a.out {
-                let yaml = catalog_entry(&derived_name, &d);
-                // The entry must read back as a catalog.
-                crate::builtin::parse_catalog(&Source::embedded("derived", &yaml))
-                    .expect("a derived chip is a valid catalog entry");
+                let entry = chip_value(&d);
+                let yaml = match &a.topology {
+                    None => {
+                        let mut gpus = Mapping::new();
+                        gpus.insert(derived_name.clone().into(), entry);
+                        let mut doc = Mapping::new();
+                        doc.insert("gpus".into(), Value::Mapping(gpus));
+                        let yaml = format!(
+                            "# A hypothetical chip derived by `trainsim chips --derive` (catalog \
+                             format).\n{}",
+                            serde_yaml::to_string(&doc).expect("a catalog entry serialises")
+                        );
+                        // The entry must read back as a catalog.
+                        crate::builtin::parse_catalog(&Source::embedded("derived", &yaml))
+                            .expect("a derived chip is a valid catalog entry");
+                        yaml
+                    }
+                    Some(t) => topology_with(&super::read_source(t)?, &derived_name, entry, &d)?,
+                };
                 let dir = path.parent().unwrap_or(std::path::Path::new("."));
                 let file = path
                     .file_name()
@@ -169,8 +197,8 @@ fn table(rules: &ExportRules, rows: &[Row]) -> String {
     s
 }
 
-/// `name: spec` as a catalog document, every figure a unit string with its source.
-fn catalog_entry(name: &str, g: &GpuSpec) -> String {
+/// A chip in the catalog's format, every figure a unit string with its source.
+fn chip_value(g: &GpuSpec) -> Value {
     fn sourced(v: Value, s: &Sourced<impl Sized>) -> Value {
         let mut m = Mapping::new();
         m.insert("value".into(), v);
@@ -179,16 +207,7 @@ fn catalog_entry(name: &str, g: &GpuSpec) -> String {
         Value::Mapping(m)
     }
     let tflops = |f: f64| Value::from(format!("{} TFLOPS", f / 1e12));
-    let link = |l: crate::units::LinkBandwidth| {
-        Value::from(match l.direction {
-            crate::units::Direction::Bidirectional => {
-                format!("{} GB/s bidirectional", l.stated.bytes_per_s / 1e9)
-            }
-            crate::units::Direction::PerDirection => {
-                format!("{} GB/s per direction", l.stated.bytes_per_s / 1e9)
-            }
-        })
-    };
+    let link = |l: crate::units::LinkBandwidth| Value::from(link_text(l));
     let mut peak = Mapping::new();
     if let Some(p) = &g.peak.fp8 {
         peak.insert("fp8".into(), sourced(tflops(p.value.flops), p));
@@ -245,12 +264,60 @@ fn catalog_entry(name: &str, g: &GpuSpec) -> String {
     if let Some(io) = &g.io_bandwidth {
         m.insert("io_bandwidth".into(), sourced(link(io.value), io));
     }
-    let mut gpus = Mapping::new();
-    gpus.insert(name.into(), Value::Mapping(m));
-    let mut doc = Mapping::new();
-    doc.insert("gpus".into(), Value::Mapping(gpus));
-    format!(
-        "# A hypothetical chip derived by `trainsim chips --derive` (catalog format).\n{}",
-        serde_yaml::to_string(&doc).expect("a catalog entry serialises")
-    )
+    Value::Mapping(m)
+}
+
+/// `template` running chip `name` (`entry`, as `chip` has it): the chip in its `chips`, `gpu`
+/// set to it, a scale-up or NIC bandwidth the template states lowered to the chip's. The
+/// result must read back as a topology whose catalog holds the chip.
+fn topology_with(
+    template: &Source,
+    name: &str,
+    entry: Value,
+    chip: &GpuSpec,
+) -> Result<String, Diagnostic> {
+    let bad = |e: String| Diagnostic::new(&template.name, e, "a topology document");
+    let mut doc: Value = serde_yaml::from_str(&template.text).map_err(|e| bad(e.to_string()))?;
+    let m = doc
+        .as_mapping_mut()
+        .ok_or_else(|| bad("not a mapping".into()))?;
+    m.insert("gpu".into(), name.into());
+    let mut chips = Mapping::new();
+    chips.insert(name.into(), entry);
+    m.insert("chips".into(), Value::Mapping(chips));
+    let lower = |m: &mut Mapping, section: &str, key: &str, to: crate::units::LinkBandwidth| {
+        if let Some(Value::Mapping(sec)) = m.get_mut(section) {
+            if let Some(v) = sec.get(key).and_then(Value::as_str) {
+                let stated = crate::units::LinkBandwidth::parse(v).ok();
+                let per = |l: crate::units::LinkBandwidth| l.per_direction().bytes_per_s;
+                if stated.is_some_and(|s| per(s) > per(to)) {
+                    sec.insert(key.into(), link_text(to).into());
+                }
+            }
+        }
+    };
+    lower(m, "scale_up", "bandwidth", chip.scale_up.value);
+    lower(m, "scale_out", "nic_bandwidth", chip.nic.value);
+    let text = format!(
+        "# {} running {name}, derived by `trainsim chips --derive` from {}.\n{}",
+        template.name,
+        chip.description,
+        serde_yaml::to_string(&doc).expect("a topology serialises")
+    );
+    let src = Source::embedded("derived topology", &text);
+    let spec: crate::config::topology::TopologySpec =
+        crate::config::parse_doc(&src, &[]).expect("the written topology parses");
+    crate::builtin::catalog_for(&spec, &src.name).expect("its chip reads");
+    Ok(text)
+}
+
+fn link_text(l: crate::units::LinkBandwidth) -> String {
+    match l.direction {
+        crate::units::Direction::Bidirectional => {
+            format!("{} GB/s bidirectional", l.stated.bytes_per_s / 1e9)
+        }
+        crate::units::Direction::PerDirection => {
+            format!("{} GB/s per direction", l.stated.bytes_per_s / 1e9)
+        }
+    }
 }

@@ -9,8 +9,12 @@ pub struct TopologySpec {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// A chip name or alias from the hardware catalog (`topologies/gpus.yaml`).
+    /// A chip name or alias from the hardware catalog (`topologies/gpus.yaml`), or of `chips`.
     pub gpu: String,
+    /// Chips beside the catalog's, in its format (`NAME: { description, architecture, sms, … }`):
+    /// a hypothetical chip `trainsim chips --derive` wrote, for example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chips: Option<serde_yaml::Value>,
     pub nodes: u32,
     pub gpus_per_node: u32,
     pub scale_up: ScaleUpSpec,

@@ -114,8 +114,10 @@ pub fn run(
         ));
     }
     let spec = parse_doc(topology, &sets.iter().collect::<Vec<_>>())?;
-    let cluster = topo::build(&spec, &crate::builtin::catalog(), &topology.name)
+    let catalog = crate::builtin::catalog_for(&spec, &topology.name)
         .map_err(|d| d.locate_in(&topology.text))?;
+    let cluster =
+        topo::build(&spec, &catalog, &topology.name).map_err(|d| d.locate_in(&topology.text))?;
     let co = Collectives::new(&cluster, cal);
     let n = match (op, moe) {
         (CollectiveOp::MoeDispatch | CollectiveOp::MoeCombine, Some(m)) => m.ep,

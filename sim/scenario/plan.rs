@@ -386,14 +386,14 @@ fn candidate(
     pricing: PricingSpec,
     price_label: String,
 ) -> Candidate {
-    let catalog = crate::builtin::catalog();
     Candidate {
         name: ts.name.clone(),
         chip: ts.gpu.clone(),
         gpus,
         topology: src.name.clone(),
         topology_text: src.text.clone(),
-        cluster: topo::build(ts, &catalog, &src.name)
+        cluster: crate::builtin::catalog_for(ts, &src.name)
+            .and_then(|catalog| topo::build(ts, &catalog, &src.name))
             .map_err(|d| format!("{}: {}", d.path.unwrap_or_default(), d.found)),
         pricing,
         price_label,
@@ -1934,9 +1934,12 @@ pub fn view<'a>(plan: &Plan, outcome: &'a Outcome) -> View<'a> {
                 gpus: c.gpus,
                 topology: c.topology.clone(),
                 price: c.price_label.clone(),
-                hbm_gib: crate::builtin::catalog()
-                    .get(&c.chip)
-                    .map_or(0.0, |(_, g)| g.hbm_capacity.value.bytes / GIB),
+                hbm_gib: match &c.cluster {
+                    Ok(cl) => cl.gpu.hbm_capacity.value.bytes / GIB,
+                    Err(_) => crate::builtin::catalog()
+                        .get(&c.chip)
+                        .map_or(0.0, |(_, g)| g.hbm_capacity.value.bytes / GIB),
+                },
             })
             .collect(),
         outcome,

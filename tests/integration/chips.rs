@@ -73,3 +73,69 @@ fn derived_chip_reads_back_as_a_catalog_entry() {
         );
     }
 }
+
+/// A derived chip runs: written into a copy of a topology (`--topology`), a run on it prices the
+/// cap. A cap above the chip's own figures changes nothing; an NVLink cap moves only the
+/// tensor-parallel traffic (the compute is the same, the exposed TP time grows, the step with
+/// it); a cap on HBM bandwidth moves the compute, not the traffic's standalone cost. A chip
+/// that takes a catalog name is a located diagnostic.
+#[test]
+fn a_derived_chip_runs_and_moves_what_it_caps() {
+    let dir = fresh_dir("chips-topology");
+    std::fs::create_dir_all(&dir).unwrap();
+    let workload = "workloads/dense/dgxc-h100-llama3.1-70b.yaml";
+    let run = |caps: &[&str], name: &str| -> serde_json::Value {
+        let topo = dir.join(format!("{name}.yaml"));
+        let mut args = vec!["chips", "--derive", "H100", "--name", name];
+        for c in caps {
+            args.extend(["--cap", c]);
+        }
+        let t = topo.to_str().unwrap();
+        args.extend(["--topology", "topologies/h100-64.yaml", "--out", t]);
+        let o = trainsim(&args);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let out = dir.join(format!("{name}-out"));
+        let o = trainsim(&[
+            "run",
+            "--quiet",
+            "--no-band",
+            "--topology",
+            t,
+            "--workload",
+            workload,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+    };
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    let b = |v: &serde_json::Value, k: &str| v["breakdown_s"][k].as_f64().unwrap();
+    let tp = |v: &serde_json::Value| {
+        v["breakdown_s"]["exposed_comm_by_kind"]["tp"]
+            .as_f64()
+            .unwrap()
+    };
+    let same = run(&[], "H100-SAME");
+    let above = run(
+        &["scale_up=2TB/s", "tpp=99999", "hbm=9TB/s", "nic=800Gb/s"],
+        "H100-ABOVE",
+    );
+    assert_eq!(f(&same, "step_time_s"), f(&above, "step_time_s"));
+    let nv = run(&["scale_up=400GB/s"], "H100-NV400");
+    assert!((b(&nv, "compute") - b(&same, "compute")).abs() < 1e-3 * b(&same, "compute"));
+    assert!(tp(&nv) > tp(&same) && f(&nv, "step_time_s") > f(&same, "step_time_s"));
+    let hbm = run(&["hbm=2TB/s"], "H100-HBM2");
+    assert!(b(&hbm, "compute") > b(&same, "compute"));
+    let topo = dir.join("clash.yaml");
+    std::fs::write(
+        &topo,
+        std::fs::read_to_string(dir.join("H100-SAME.yaml"))
+            .unwrap()
+            .replace("H100-SAME", "H800"),
+    )
+    .unwrap();
+    let o = trainsim(&["run", "--topology", topo.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("at:       chips.H800"), "{}", o.stderr);
+}
