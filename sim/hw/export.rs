@@ -205,26 +205,8 @@ pub struct Status {
 impl Criterion {
     fn holds(&self, m: &Metrics) -> Option<bool> {
         match self {
-            Criterion::All { all } => {
-                let v: Vec<Option<bool>> = all.iter().map(|c| c.holds(m)).collect();
-                if v.contains(&Some(false)) {
-                    Some(false)
-                } else if v.iter().all(|x| *x == Some(true)) {
-                    Some(true)
-                } else {
-                    None
-                }
-            }
-            Criterion::Any { any } => {
-                let v: Vec<Option<bool>> = any.iter().map(|c| c.holds(m)).collect();
-                if v.contains(&Some(true)) {
-                    Some(true)
-                } else if v.iter().all(|x| *x == Some(false)) {
-                    Some(false)
-                } else {
-                    None
-                }
-            }
+            Criterion::All { all } => decide(all.iter().map(|c| c.holds(m)), false),
+            Criterion::Any { any } => decide(any.iter().map(|c| c.holds(m)), true),
             Criterion::Test(t) => {
                 let x = m.get(t.metric)?;
                 let lo = t
@@ -239,6 +221,20 @@ impl Criterion {
             }
         }
     }
+}
+
+/// Three-valued AND (`decisive` false) or OR (true): one `decisive` value decides, else all
+/// known values give the other, else unknown.
+fn decide(v: impl Iterator<Item = Option<bool>>, decisive: bool) -> Option<bool> {
+    let mut unknown = false;
+    for x in v {
+        match x {
+            Some(b) if b == decisive => return Some(decisive),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(!decisive)
 }
 
 /// What the rules read from a chip.
@@ -520,5 +516,24 @@ mod tests {
         let s = rules.classify("capped", &c);
         assert_eq!(s[1].status, "not controlled");
         assert_eq!(rules.classify("nvlink", &nv)[0].status, "not controlled");
+        // Without a die area the density is unknown: a B200 capped to TPP 2,000 may or may not
+        // reach 3A090.a's density tier, and the rule refining it says so.
+        let b200 = cat.get("B200").unwrap().1;
+        let low = derive(
+            b200,
+            Caps {
+                tpp: Some(2000.0),
+                ..Caps::default()
+            },
+            "low",
+        );
+        let s = rules.classify("low", &low);
+        assert_eq!(s[1].controlled, None);
+        assert!(s[1].status.starts_with("unknown"), "{}", s[1].status);
+        assert_eq!(s[4].controlled, None);
+        assert_eq!(decide([Some(true), None].into_iter(), true), Some(true));
+        assert_eq!(decide([Some(true), None].into_iter(), false), None);
+        assert_eq!(decide([Some(false), None].into_iter(), false), Some(false));
+        assert_eq!(decide(std::iter::empty(), false), Some(true));
     }
 }
