@@ -223,6 +223,103 @@ impl Criterion {
     }
 }
 
+/// A box `[x_lo, x_hi, y_lo, y_hi]` in two metrics' units (bounds may be infinite).
+pub type Box2 = [f64; 4];
+
+impl Criterion {
+    /// Where the criterion holds in the plane of metrics `x` and `y`, as a union of boxes;
+    /// `None` if it reads another metric.
+    pub fn boxes(&self, x: Metric, y: Metric) -> Option<Vec<Box2>> {
+        let all = [
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+        ];
+        match self {
+            Criterion::Any { any } => {
+                let mut v = Vec::new();
+                for c in any {
+                    v.extend(c.boxes(x, y)?);
+                }
+                Some(v)
+            }
+            Criterion::All { all: cs } => {
+                let mut v = vec![all];
+                for c in cs {
+                    let b = c.boxes(x, y)?;
+                    v = v
+                        .iter()
+                        .flat_map(|a| b.iter().map(move |b| meet(a, b)))
+                        .filter(|r| r[0] < r[1] && r[2] < r[3])
+                        .collect();
+                }
+                Some(v)
+            }
+            Criterion::Test(t) => {
+                let lo = t
+                    .at_least
+                    .as_ref()
+                    .map_or(f64::NEG_INFINITY, |b| b.value(t.metric).expect("checked"));
+                let hi = t
+                    .below
+                    .as_ref()
+                    .map_or(f64::INFINITY, |b| b.value(t.metric).expect("checked"));
+                let mut r = all;
+                if t.metric == x {
+                    (r[0], r[1]) = (lo, hi);
+                } else if t.metric == y {
+                    (r[2], r[3]) = (lo, hi);
+                } else {
+                    return None;
+                }
+                Some(vec![r])
+            }
+        }
+    }
+}
+
+/// The part of `boxes` outside every box of `minus`, as disjoint boxes (a union drawn box by
+/// box then shades each point once).
+pub fn difference(boxes: &[Box2], minus: &[Box2]) -> Vec<Box2> {
+    let mut out: Vec<Box2> = Vec::new();
+    for b in boxes {
+        // Each box less what is already covered: earlier ones of its own union and `minus`.
+        let mut pieces = vec![*b];
+        for m in minus.iter().chain(out.clone().iter()) {
+            pieces = pieces.iter().flat_map(|p| cut(p, m)).collect();
+        }
+        out.extend(pieces);
+    }
+    out
+}
+
+/// `a` less `m`: up to four boxes (left, right, then below and above within the overlap's x).
+fn cut(a: &Box2, m: &Box2) -> Vec<Box2> {
+    let i = meet(a, m);
+    if !(i[0] < i[1] && i[2] < i[3]) {
+        return vec![*a];
+    }
+    [
+        [a[0], i[0], a[2], a[3]],
+        [i[1], a[1], a[2], a[3]],
+        [i[0], i[1], a[2], i[2]],
+        [i[0], i[1], i[3], a[3]],
+    ]
+    .into_iter()
+    .filter(|r| r[0] < r[1] && r[2] < r[3])
+    .collect()
+}
+
+fn meet(a: &Box2, b: &Box2) -> Box2 {
+    [
+        a[0].max(b[0]),
+        a[1].min(b[1]),
+        a[2].max(b[2]),
+        a[3].min(b[3]),
+    ]
+}
+
 /// Three-valued AND (`decisive` false) or OR (true): one `decisive` value decides, else all
 /// known values give the other, else unknown.
 fn decide(v: impl Iterator<Item = Option<bool>>, decisive: bool) -> Option<bool> {
@@ -535,5 +632,56 @@ mod tests {
         assert_eq!(decide([Some(true), None].into_iter(), false), None);
         assert_eq!(decide([Some(false), None].into_iter(), false), Some(false));
         assert_eq!(decide(std::iter::empty(), false), Some(true));
+    }
+
+    /// A rule's outcome as boxes in the TPP–PD plane: 3A090.a of 2023 is TPP ≥ 4,800, or
+    /// TPP ≥ 1,600 with PD ≥ 5.92; the 2022 rule reads chip I/O and has none there.
+    #[test]
+    fn outcomes_are_boxes_in_the_plane() {
+        let rules = crate::builtin::export_rules();
+        let inf = f64::INFINITY;
+        let a = rules.rules[1].outcomes[0]
+            .when
+            .boxes(Metric::Tpp, Metric::Pd)
+            .unwrap();
+        assert_eq!(a, vec![[4800.0, inf, -inf, inf], [1600.0, inf, 5.92, inf]]);
+        assert!(rules.rules[0].outcomes[0]
+            .when
+            .boxes(Metric::Tpp, Metric::Pd)
+            .is_none());
+        let b = rules.rules[1].outcomes[1]
+            .when
+            .boxes(Metric::Tpp, Metric::Pd)
+            .unwrap();
+        assert_eq!(
+            b,
+            vec![[2400.0, 4800.0, 1.6, 5.92], [1600.0, inf, 3.2, 5.92]]
+        );
+        // What .b adds where .a does not already hold, as disjoint boxes: their areas (over a
+        // finite window) add up to the union's.
+        let clip = |v: Vec<Box2>| -> Vec<Box2> {
+            v.into_iter()
+                .map(|r| [r[0], r[1].min(2e4), r[2].max(0.0), r[3].min(30.0)])
+                .collect()
+        };
+        let area = |v: &[Box2]| v.iter().map(|r| (r[1] - r[0]) * (r[3] - r[2])).sum::<f64>();
+        let (a, b) = (clip(a), clip(b));
+        let only_b = difference(&b, &a);
+        let want = (4800.0 - 2400.0) * (5.92 - 1.6) + (2400.0 - 1600.0) * (5.92 - 3.2);
+        assert!((area(&only_b) - want).abs() < 1e-9, "{only_b:?}");
+        let overlaps = |x: &Box2, y: &Box2| {
+            let m = meet(x, y);
+            m[0] < m[1] && m[2] < m[3]
+        };
+        for (i, p) in only_b.iter().enumerate() {
+            assert!(
+                a.iter().chain(&only_b[..i]).all(|q| !overlaps(p, q)),
+                "{only_b:?}"
+            );
+        }
+        let whole = difference(&a, &[]);
+        assert!(
+            (area(&whole) - (2e4 - 4800.0) * 30.0 - (4800.0 - 1600.0) * (30.0 - 5.92)).abs() < 1e-6
+        );
     }
 }

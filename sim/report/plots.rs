@@ -539,6 +539,23 @@ pub enum Mark {
     Highlight,
 }
 
+/// A dashed limit line of a scatter: its value and legend name.
+pub type Limit<'a> = Option<(f64, &'a str)>;
+
+/// A shaded region of a scatter plot: its legend name and the boxes `[x_lo, x_hi, y_lo, y_hi]`
+/// it covers (infinite bounds reach the plot's edge).
+pub struct Region {
+    pub name: String,
+    pub boxes: Vec<[f64; 4]>,
+}
+
+/// Fill colours of regions, in order, drawn translucent under the points.
+const REGION_FILLS: [RGBColor; 3] = [
+    RGBColor(0xE4, 0x1A, 0x1C),
+    RGBColor(0xFF, 0x7F, 0x00),
+    RGBColor(0x37, 0x7E, 0xB8),
+];
+
 /// A scatter plot of `layers` on linear axes, with optional limits drawn as dashed red lines
 /// (`x_limit`: a vertical one, `y_limit`: a horizontal one, each with its legend name).
 /// Points that are not finite are left out; with none left, the "no data" SVG.
@@ -550,13 +567,42 @@ pub fn scatter(
     x_limit: Option<(f64, &str)>,
     y_limit: Option<(f64, &str)>,
 ) -> String {
+    scatter_regions(title, x_label, y_label, layers, (x_limit, y_limit), &[])
+}
+
+/// [`scatter`] over shaded `regions` (each in the legend; their finite edges inside the axes).
+pub fn scatter_regions(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    layers: &[Layer],
+    (x_limit, y_limit): (Limit, Limit),
+    regions: &[Region],
+) -> String {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && p.0.abs() <= 1e300;
     let pts = || layers.iter().flat_map(|l| l.points.iter().filter(finite));
     if pts().next().is_none() {
         return no_data(title);
     }
-    let (x_lo, x_hi) = y_range(pts().map(|p| p.0).chain(x_limit.map(|l| l.0)));
-    let (y_lo, y_hi) = y_range(pts().map(|p| p.1).chain(y_limit.map(|l| l.0)));
+    let edges = |i: usize| {
+        regions
+            .iter()
+            .flat_map(|r| r.boxes.iter())
+            .flat_map(move |b| [b[i], b[i + 1]])
+            .filter(|v| v.is_finite())
+    };
+    let (x_lo, x_hi) = y_range(
+        pts()
+            .map(|p| p.0)
+            .chain(x_limit.map(|l| l.0))
+            .chain(edges(0)),
+    );
+    let (y_lo, y_hi) = y_range(
+        pts()
+            .map(|p| p.1)
+            .chain(y_limit.map(|l| l.0))
+            .chain(edges(2)),
+    );
     let plot_h = LINE_PLOT_H;
     let yt = y_ticks(y_lo, y_hi, plot_h);
     let y_tick_w = yt
@@ -601,6 +647,16 @@ pub fn scatter(
     for (_, name) in x_limit.iter().chain(y_limit.iter()) {
         items.push((name.to_string(), REFERENCE));
     }
+    let fills: Vec<RGBColor> = (0..regions.len())
+        .map(|i| REGION_FILLS[i % REGION_FILLS.len()])
+        .collect();
+    let n_lines = items.len();
+    items.extend(
+        regions
+            .iter()
+            .zip(&fills)
+            .map(|(r, c)| (r.name.clone(), *c)),
+    );
     let legend = legend_layout(&items, left);
     let (legend_top, height) = below_axis(&legend, plot_bottom);
     svg_of((WIDTH, height as u32), title, |root| {
@@ -626,6 +682,16 @@ pub fn scatter(
                 vec![(x, plot_bottom), (x, plot_bottom + 5)],
                 INK,
             ))?;
+        }
+        for (r, c) in regions.iter().zip(&fills) {
+            for b in &r.boxes {
+                let cx = |v: f64| map_x(v.clamp(x_lo, x_hi));
+                let cy = |v: f64| map_y(v.clamp(y_lo, y_hi));
+                let (x0, x1, y0, y1) = (cx(b[0]), cx(b[1]), cy(b[3]), cy(b[2]));
+                if x1 > x0 && y1 > y0 {
+                    root.draw(&Rectangle::new([(x0, y0), (x1, y1)], c.mix(0.18).filled()))?;
+                }
+            }
         }
         draw_axes(root, (left, plot_top), (left + plot_w, plot_bottom))?;
         let dashed = |a: (i32, i32), b: (i32, i32)| -> Vec<PathElement<(i32, i32)>> {
@@ -728,10 +794,15 @@ pub fn scatter(
                         root.draw(&Circle::new((cx, cy), MARKER_R - 1, c.filled()))?;
                     }
                 }
-            } else {
+            } else if i < n_lines {
                 root.draw(&PathElement::new(
                     vec![(*x, cy), (x + SWATCH, cy)],
                     c.stroke_width(2),
+                ))?;
+            } else {
+                root.draw(&Rectangle::new(
+                    [(*x, cy - SWATCH / 2), (x + SWATCH, cy + SWATCH / 2)],
+                    c.mix(0.35).filled(),
                 ))?;
             }
             root.draw_text(text, &legend_style, (x + SWATCH + 5, cy))?;
@@ -1883,6 +1954,58 @@ mod tests {
     }
 
     // ---- scatter ----
+
+    /// Shaded regions: one translucent rectangle per box, an infinite bound reaching the
+    /// plot's edge and the axes reaching every finite edge (so a box below the data still
+    /// shows), each region once in the legend with a swatch; no text overlaps.
+    #[test]
+    fn scatter_regions_structure() {
+        let inf = f64::INFINITY;
+        let layers = [Layer {
+            name: "A100, A800".into(),
+            style: Mark::Highlight,
+            points: vec![(4992.0, 6.0)],
+        }];
+        let regions = [
+            Region {
+                name: "controlled".into(),
+                boxes: vec![[4800.0, inf, -inf, inf], [1600.0, 4800.0, 5.92, inf]],
+            },
+            Region {
+                name: "notified".into(),
+                boxes: vec![[2400.0, 4800.0, 1.6, 5.92], [-inf, -1.0, -inf, -1.0]],
+            },
+        ];
+        let svg = scatter_regions(
+            "Chips",
+            "TPP",
+            "density (TPP per mm²)",
+            &layers,
+            (None, None),
+            &regions,
+        );
+        let els = parse(&svg);
+        let t = texts(&els);
+        for s in [
+            "Chips",
+            "TPP",
+            "density (TPP per mm²)",
+            "A100, A800",
+            "controlled",
+            "notified",
+        ] {
+            assert_eq!(t.iter().filter(|x| **x == s).count(), 1, "{s}");
+        }
+        // Four boxes and two legend swatches, all translucent.
+        let translucent = els
+            .iter()
+            .filter(|e| e.name == "rect" && e.attr("opacity").is_some_and(|o| o != "1"))
+            .count();
+        assert_eq!(translucent, 4 + 2, "{svg}");
+        // The box below the data pulls the y axis under zero.
+        assert!(t.iter().any(|x| x.starts_with('-')), "{t:?}");
+        assert_no_text_overlap(&svg);
+    }
 
     /// A cloud drawn one dot per pixel, a front as one line with its markers, a ringed pick,
     /// dashed limits, and every layer and limit in the legend once; axis labels with units.

@@ -139,3 +139,32 @@ fn a_derived_chip_runs_and_moves_what_it_caps() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("at:       chips.H800"), "{}", o.stderr);
 }
+
+/// `--plot` writes the two scatters of the catalog against the rules' thresholds: every chip
+/// with a die area on the density plot (Blackwell has none), every chip on the bandwidth plot,
+/// each rule outcome in the legend.
+#[test]
+fn chips_plot_writes_the_two_scatters() {
+    let dir = fresh_dir("chips-plot");
+    let o = trainsim(&["chips", "--plot", dir.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let pd = std::fs::read_to_string(dir.join("chips-tpp-pd.svg")).unwrap();
+    let hbm = std::fs::read_to_string(dir.join("chips-tpp-hbm.svg")).unwrap();
+    for s in [
+        "H20",
+        "A100-SXM-80GB, A800-SXM-80GB",
+        "3A090-2023: 3A090.a",
+        "performance density",
+    ] {
+        assert!(pd.contains(s), "{s}");
+    }
+    assert!(!pd.contains("B200"));
+    for s in [
+        "B200",
+        "GB200",
+        "case-by-case-2026: case-by-case review",
+        "DRAM bandwidth (TB/s)",
+    ] {
+        assert!(hbm.contains(s), "{s}");
+    }
+}
