@@ -162,12 +162,19 @@ fn staged(st: &Staging) -> StepResult {
         avg_pair,
     ) * if twin { 2.0 } else { 1.0 };
 
-    // Pipeline fill and drain: one activation send and one gradient send per stage boundary.
+    // Pipeline fill and drain: one activation send and one gradient send per stage boundary,
+    // each carrying the MTP hidden states that travel past their module with the main ones.
     let pp_exposed: f64 = (1..layout.pp)
         .map(|s| {
-            let (pf, pb) = st
+            let (mut pf, mut pb) = st
                 .ex
                 .p2p(layout.stages_cross_nodes(s - 1, s, st.gpus_per_node));
+            let streams = st.p2p_streams(s as usize - 1) as f64;
+            for c in [&mut pf, &mut pb] {
+                if let crate::net::CommOp::P2p { bytes, .. } = &mut c.op {
+                    *bytes *= streams;
+                }
+            }
             st.ab.time(&pf.op) + st.ab.time(&pb.op)
         })
         .sum();
@@ -332,6 +339,37 @@ mod tests {
         // Both covered: nothing exposed, and both short: the sum of the two excesses.
         assert_eq!(paired_exposure(&c(2.0, 3.0, 1.0, 2.0, 2.0)), 0.0);
         assert_eq!(paired_exposure(&c(1.0, 1.0, 0.0, 3.0, 4.0)), 5.0);
+    }
+
+    /// A pipeline send past an MTP module carries the main and the MTP hidden states: with the
+    /// MTP module before the boundary ("Etttt,m|L") the fill and drain's sends move twice the
+    /// bytes of the same split with MTP after it ("Etttt|mL").
+    #[test]
+    fn sends_past_an_mtp_module_carry_its_stream() {
+        let cal = crate::builtin::calibration();
+        let pp = |layout: &str| {
+            let l = format!("workload.parallelism.pipeline_layout=\"{layout}\"");
+            let (c, w) =
+                crate::workload::ops::tests::moe(&["workload.parallelism.schedule=1f1b", &l])
+                    .unwrap();
+            let ab = AlphaBeta::new(&c, &cal);
+            let st = Staging::new(&w, &w.layout, &c, &cal, &ab);
+            let (pf, _) = st
+                .ex
+                .p2p(w.layout.stages_cross_nodes(0, 1, st.gpus_per_node));
+            let one = ab.time(&pf.op);
+            (
+                estimate(&w, &w.layout, &c, &cal)
+                    .breakdown
+                    .exposed_comm_by_kind["pp"],
+                one,
+            )
+        };
+        let (before, one) = pp("Etttt,m|L");
+        let (after, _) = pp("Etttt|mL");
+        // The fill's forward send and the drain's backward send each gain one stream's bytes.
+        assert!(before > after, "{before} vs {after}");
+        assert!(before - after < 2.0 * one, "{before} {after} {one}");
     }
 
     /// Buckets that fit under their compute expose only the last; comm-bound ones expose all

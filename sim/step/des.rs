@@ -344,11 +344,8 @@ fn p2p_comm(
         .any(|&(a, b)| l.stages_cross_nodes(a, b, st.gpus_per_node));
     let (pf, pb) = st.ex.p2p(cross);
     let mut c = if forward { pf } else { pb };
-    // Past an MTP module the main and every depth's hidden states travel on together
-    // (Megatron concatenates them) to the loss.
-    let streams = 1 + st.runs[..=from.min(to)].iter().map(|r| r.mtp).sum::<u64>();
     if let CommOp::P2p { bytes, .. } = &mut c.op {
-        *bytes *= streams as f64;
+        *bytes *= st.p2p_streams(from.min(to)) as f64;
     }
     Some(c)
 }

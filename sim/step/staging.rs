@@ -923,6 +923,13 @@ impl<'a> Staging<'a> {
             .fold(extras, |acc, p| (acc.0 + p.0, acc.1 + p.1))
     }
 
+    /// Hidden-state streams a pipeline send after chunk `c` carries: past an MTP module the
+    /// main and every depth's hidden states travel on together (Megatron concatenates them) to
+    /// the loss.
+    pub fn p2p_streams(&self, c: usize) -> u64 {
+        1 + self.runs[..=c].iter().map(|r| r.mtp).sum::<u64>()
+    }
+
     /// Whether chunk `c` keeps its own copy of the embedding: it runs MTP modules (each embeds
     /// the next tokens with the main model's embedding) on a rank that does not hold the
     /// embedding's chunk. Megatron keeps such a copy on the last stage, its gradients
