@@ -602,8 +602,8 @@ impl<'a> Expander<'a> {
         // `moe` module's feed-forward part, an MoE layer's dispatch and combine included, as
         // its checkpoint re-runs them), combine⁻¹, experts/mlp, dispatch⁻¹, attention
         // [∥ cp ring], each part with its tp collectives.
-        let full = self.recompute == Recompute::Full;
-        if kind.is_some() && (full || self.recomputes_ffn(kind)) {
+        if self.recomputes_ffn(kind) {
+            let full = self.recompute == Recompute::Full;
             let again = |cs: Vec<Comm>| -> Vec<Seg> {
                 cs.into_iter()
                     .map(|c| {
