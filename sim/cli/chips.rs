@@ -123,7 +123,8 @@ pub(super) fn chips(a: &ChipsArgs) -> Result<(), Diagnostic> {
         }
     };
     if let Some(dir) = &a.plot {
-        super::write_files(dir, plots(&rules, &rows))?;
+        let chips: Vec<_> = rows.iter().map(|r| (r.chip.clone(), r.metrics)).collect();
+        super::write_files(dir, crate::report::export::chip_scatters(&rules, &chips))?;
     }
     if a.json {
         println!(
@@ -134,85 +135,6 @@ pub(super) fn chips(a: &ChipsArgs) -> Result<(), Diagnostic> {
         print!("{}", table(&rules, &rows));
     }
     Ok(())
-}
-
-/// The two scatters: chips at identical points share a legend entry.
-fn plots(rules: &ExportRules, rows: &[Row]) -> Vec<(String, String)> {
-    use crate::hw::export::Metric;
-    use crate::report::plots::{scatter_regions, Layer, Mark, Region};
-    let plot = |rule: &str, y: Metric, y_unit: f64, file: &str, title: &str, y_label: &str| {
-        let r = rules
-            .rules
-            .iter()
-            .find(|r| r.id == rule)
-            .expect("a shipped rule");
-        // Outcomes in order, each where no earlier one holds, its boxes disjoint.
-        let mut taken = Vec::new();
-        let regions: Vec<Region> = r
-            .outcomes
-            .iter()
-            .filter_map(|o| {
-                let boxes = crate::hw::export::difference(&o.when.boxes(Metric::Tpp, y)?, &taken);
-                taken.extend(boxes.iter().copied());
-                Some(Region {
-                    name: format!("{}: {}", r.id, o.status),
-                    boxes: boxes
-                        .into_iter()
-                        .map(|b| [b[0], b[1], b[2] / y_unit, b[3] / y_unit])
-                        .collect(),
-                })
-            })
-            .collect();
-        let mut layers: Vec<Layer> = Vec::new();
-        for row in rows {
-            let yv = match y {
-                Metric::Pd => row.metrics.pd,
-                _ => Some(row.metrics.hbm_bandwidth),
-            };
-            let Some(yv) = yv else { continue };
-            let p = (row.metrics.tpp, yv / y_unit);
-            // Within 0.1% is the same point on the plot (H100's 1,978.9 against 1,979 TFLOPS).
-            let near = |a: f64, b: f64| (a - b).abs() <= 1e-3 * a.abs().max(b.abs());
-            match layers
-                .iter_mut()
-                .find(|l| near(l.points[0].0, p.0) && near(l.points[0].1, p.1))
-            {
-                Some(l) => l.name += &format!(", {}", row.chip),
-                None => layers.push(Layer {
-                    name: row.chip.clone(),
-                    style: Mark::Highlight,
-                    points: vec![p],
-                }),
-            }
-        }
-        let svg = scatter_regions(
-            title,
-            "TPP (2 × MacTOPS × bit length, dense)",
-            y_label,
-            &layers,
-            (None, None),
-            &regions,
-        );
-        (file.to_string(), svg)
-    };
-    vec![
-        plot(
-            "3A090-2023",
-            Metric::Pd,
-            1.0,
-            "chips-tpp-pd.svg",
-            "Chips against 3A090 (2023): TPP and performance density",
-            "performance density (TPP per mm² of logic die; chips without a die area left out)",
-        ),
-        plot(
-            "case-by-case-2026",
-            Metric::HbmBandwidth,
-            1e12,
-            "chips-tpp-hbm.svg",
-            "Chips against the 2026 case-by-case line (for chips 3A090.a controls)",
-            "DRAM bandwidth (TB/s)",
-        ),
-    ]
 }
 
 fn row(rules: &ExportRules, name: &str, g: &GpuSpec) -> Row {

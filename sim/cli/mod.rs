@@ -3,6 +3,7 @@
 
 mod chips;
 mod collective;
+mod export;
 mod plan;
 mod run;
 mod sweep;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 pub use chips::ChipsArgs;
 pub use collective::CollectiveArgs;
+pub use export::ExportArgs;
 pub use plan::PlanArgs;
 pub use run::RunArgs;
 pub use sweep::SweepArgs;
@@ -50,6 +52,9 @@ pub enum Command {
     /// Every catalog chip's export-control metrics (TPP, performance density, I/O, HBM) and
     /// its status under each rule; `--derive` a hypothetical capped chip.
     Chips(ChipsArgs),
+    /// Price a training run on chips and on capped chips (export-control scenarios), on the
+    /// fixed layout and re-planned: cost multiples, thresholds, and a brief.
+    Export(ExportArgs),
 }
 
 /// Reads a YAML document from a file; relative paths inside it resolve against its directory.
@@ -168,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Collective(a) => collective::collective(a),
         Command::Chips(a) => chips::chips(a),
+        Command::Export(a) => export::export(a),
         Command::Sweep(a) => sweep::sweep(a),
         Command::Plan(a) => match plan::plan(a) {
             Ok(true) => Ok(()),

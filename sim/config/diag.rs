@@ -107,7 +107,10 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                     seen += 1;
                 }
             }
-            let i = hit?;
+            // A flow list (`[a, b]`) has no item lines: its key's line is the nearest.
+            let Some(i) = hit else {
+                return found;
+            };
             found = Some((i + 1, indent(lines[i]) + 1));
             from = i;
             min_indent = indent(lines[i]);

@@ -5,6 +5,7 @@
 //! are turned into validated domain objects (`topo`, `workload`).
 
 pub mod diag;
+pub mod export;
 pub mod model;
 pub mod pipeline_layout;
 pub mod plan;

@@ -6,6 +6,7 @@
 //! name and renamed, so a crash never leaves half a file.
 
 pub mod document;
+pub mod export;
 pub mod plan;
 pub mod plots;
 pub mod summary;

@@ -171,7 +171,7 @@ pub struct Outcome {
 
 use super::document::{render_doc, table, thousands, Block, InputFile, Section};
 use super::plots::{self, Layer, Mark};
-use super::tables::finish;
+use super::tables::{finish, table_csv};
 use std::fmt::Write;
 
 /// How to reproduce a plan.
@@ -614,15 +614,6 @@ pub fn priced_csv(v: &View) -> String {
             _ => r.extend(std::iter::repeat_n(String::new(), 5)),
         }
         w.write_record(&r).expect("CSV");
-    }
-    finish(w)
-}
-
-fn table_csv(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(head).expect("CSV");
-    for r in rows {
-        w.write_record(r).expect("CSV");
     }
     finish(w)
 }

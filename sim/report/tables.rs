@@ -21,6 +21,16 @@ pub fn breakdown_rows(s: &Summary) -> Vec<(String, f64)> {
     rows
 }
 
+/// A CSV table: the header, then the rows.
+pub(crate) fn table_csv(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(head).expect("CSV");
+    for r in rows {
+        w.write_record(r).expect("CSV");
+    }
+    finish(w)
+}
+
 pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> String {
     String::from_utf8(w.into_inner().expect("writing to memory cannot fail"))
         .expect("CSV of UTF-8 fields is UTF-8")

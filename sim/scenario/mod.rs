@@ -7,11 +7,15 @@
 //! - [`sweep`]: one scenario at every point of a grid of overrides, in parallel and in shards.
 //! - [`plan`]: the layout and cluster-size search behind a capacity plan.
 //!
-//! Export-control scenarios come here too. Scenarios do no
+//! - [`export`]: a run priced on chips and on capped chips, fixed and re-planned: what an export
+//!   cap costs once the trainer adapts.
+//!
+//! Scenarios do no
 //! I/O: the CLI hands them documents and a way to read the files they name.
 
 pub mod band;
 pub mod collective;
+pub mod export;
 pub mod plan;
 pub mod sweep;
 pub mod validate;

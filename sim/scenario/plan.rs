@@ -125,33 +125,12 @@ fn beside(from: &Source, rel: &str) -> std::path::PathBuf {
     }
 }
 
-/// Reads and checks a plan: the workload, the candidates' topologies, prices and constraints.
-/// `workload` overrides the plan's own `workload:` key (as `--workload` does).
-pub fn prepare(
-    spec: &PlanSpec,
-    plan_src: &Source,
-    workload: Option<Source>,
-    read: ReadSource,
-) -> Result<Plan, Diagnostic> {
-    let file = plan_src.name.as_str();
-    let err = |at: String, found: String, expected: &str| {
-        Diagnostic::new(file, found, expected)
-            .at(at)
-            .locate_in(&plan_src.text)
-    };
-    let wsrc = match (workload, &spec.workload) {
-        (Some(w), _) => w,
-        (None, Some(p)) => read(&beside(plan_src, p))?,
-        (None, None) => {
-            return Err(err(
-                "workload".into(),
-                "no workload".into(),
-                "a workload file (the `workload:` key or --workload)",
-            ))
-        }
-    };
-    let wspec: WorkloadSpec = parse_doc(&wsrc, &[])?;
-    let model = Model::from_spec(&resolve_model(&wspec.model, &wsrc)?, &wsrc.name)
+/// A workload ready to plan: its spec, its model, and its main phase (the simulated phase at
+/// the training section's own sequence length and batch, which the search lays out). A phase
+/// with a node count of its own is refused: the search sizes the cluster.
+pub fn load_workload(wsrc: &Source) -> Result<(WorkloadSpec, Model, usize), Diagnostic> {
+    let wspec: WorkloadSpec = parse_doc(wsrc, &[])?;
+    let model = Model::from_spec(&resolve_model(&wspec.model, wsrc)?, &wsrc.name)
         .map_err(|d| d.locate_in(&wsrc.text))?;
     // A layout search sizes the cluster itself: a phase's own node count has no place in it.
     if let Some((i, p)) = wspec
@@ -187,6 +166,35 @@ pub fn prepare(
             )
             .at("training.phases")
         })?;
+    Ok((wspec, model, main_phase))
+}
+
+/// Reads and checks a plan: the workload, the candidates' topologies, prices and constraints.
+/// `workload` overrides the plan's own `workload:` key (as `--workload` does).
+pub fn prepare(
+    spec: &PlanSpec,
+    plan_src: &Source,
+    workload: Option<Source>,
+    read: ReadSource,
+) -> Result<Plan, Diagnostic> {
+    let file = plan_src.name.as_str();
+    let err = |at: String, found: String, expected: &str| {
+        Diagnostic::new(file, found, expected)
+            .at(at)
+            .locate_in(&plan_src.text)
+    };
+    let wsrc = match (workload, &spec.workload) {
+        (Some(w), _) => w,
+        (None, Some(p)) => read(&beside(plan_src, p))?,
+        (None, None) => {
+            return Err(err(
+                "workload".into(),
+                "no workload".into(),
+                "a workload file (the `workload:` key or --workload)",
+            ))
+        }
+    };
+    let (wspec, model, main_phase) = load_workload(&wsrc)?;
     if spec.candidates.is_empty() {
         return Err(err(
             "candidates".into(),
@@ -334,7 +342,17 @@ fn pricing(
     base: &PricingSpec,
     err: &dyn Fn(String, String, &str) -> Diagnostic,
 ) -> Result<PricingSpec, Diagnostic> {
-    Ok(match &cs.price {
+    pricing_of(cs.price.as_ref(), base)
+        .map_err(|(found, expected)| err(format!("candidates.{i}.price"), found, expected))
+}
+
+/// What a GPU-hour costs at `price` (the workload's `base` where absent): a rate, or ownership
+/// spread over its years plus electricity. Err: (found, expected).
+pub fn pricing_of(
+    price: Option<&PriceSpec>,
+    base: &PricingSpec,
+) -> Result<PricingSpec, (String, &'static str)> {
+    Ok(match price {
         None => base.clone(),
         Some(PriceSpec::Rate(m)) => PricingSpec {
             gpu_hour: *m,
@@ -342,8 +360,7 @@ fn pricing(
         },
         Some(PriceSpec::Owned(o)) => {
             if !(o.amortization_years > 0.0 && o.amortization_years.is_finite()) || o.pue < 1.0 {
-                return Err(err(
-                    format!("candidates.{i}.price"),
+                return Err((
                     format!(
                         "amortization_years {} and pue {}",
                         o.amortization_years, o.pue
@@ -363,7 +380,7 @@ fn pricing(
     })
 }
 
-fn price_label(p: Option<&PriceSpec>, pricing: &PricingSpec) -> String {
+pub fn price_label(p: Option<&PriceSpec>, pricing: &PricingSpec) -> String {
     match p {
         Some(PriceSpec::Owned(o)) => format!(
             "${:.0}/GPU over {} y (${:.2}/GPU-h) + ${:.3}/kWh × PUE {}",
@@ -386,14 +403,39 @@ fn candidate(
     pricing: PricingSpec,
     price_label: String,
 ) -> Candidate {
+    let catalog = crate::builtin::catalog_for(ts, &src.name);
+    match catalog {
+        Ok(c) => candidate_on(ts, &c, src, gpus, pricing, price_label),
+        Err(d) => Candidate {
+            name: ts.name.clone(),
+            chip: ts.gpu.clone(),
+            gpus,
+            topology: src.name.clone(),
+            topology_text: src.text.clone(),
+            cluster: Err(format!("{}: {}", d.path.unwrap_or_default(), d.found)),
+            pricing,
+            price_label,
+        },
+    }
+}
+
+/// A candidate on topology `ts` with chips from `catalog` (a hypothetical chip added to it, for
+/// example).
+pub fn candidate_on(
+    ts: &TopologySpec,
+    catalog: &crate::hw::Catalog,
+    src: &Source,
+    gpus: u64,
+    pricing: PricingSpec,
+    price_label: String,
+) -> Candidate {
     Candidate {
         name: ts.name.clone(),
         chip: ts.gpu.clone(),
         gpus,
         topology: src.name.clone(),
         topology_text: src.text.clone(),
-        cluster: crate::builtin::catalog_for(ts, &src.name)
-            .and_then(|catalog| topo::build(ts, &catalog, &src.name))
+        cluster: topo::build(ts, catalog, &src.name)
             .map_err(|d| format!("{}: {}", d.path.unwrap_or_default(), d.found)),
         pricing,
         price_label,
@@ -1303,10 +1345,78 @@ fn des_figures(
     sides_des: &SidePhases,
     cal: &Calibration,
 ) -> (Figures, Status) {
-    let cand = &plan.candidates[p.candidate];
     let (cluster, wl, phase) = row_phase(plan, p, memo);
+    des_priced(
+        plan,
+        &plan.candidates[p.candidate],
+        cluster,
+        wl,
+        &phase,
+        sides_des,
+        cal,
+    )
+}
+
+/// One layout on candidate `ci`, priced by the discrete-event engine as a run prices it
+/// (whether or not a search would keep it: over HBM, outside the search's bounds): `choice`, or
+/// the workload's own layout where `None`. The other simulated phases run at their fastest
+/// layouts (analytic search, DES-priced). Err: why the layout cannot run there.
+pub fn price_des(
+    plan: &Plan,
+    ci: usize,
+    choice: Option<&Choice>,
+    cal: &Calibration,
+) -> Result<(Figures, Status), String> {
+    let cand = &plan.candidates[ci];
+    let cluster = cand.cluster.as_ref().map_err(|e| e.clone())?;
+    let w = &plan.workload_spec;
+    let recompute = choice.map_or(w.training.recompute, |c| c.recompute);
+    let why = |d: Diagnostic| format!("{}: {}", d.path.unwrap_or_default(), d.found);
+    let works = workloads(plan, cluster, &[recompute], &placeholder(plan, cluster)).map_err(why)?;
+    let wl = &works[&recompute];
+    let (spec, par) = match choice {
+        Some(c) => (
+            spec_for(plan, plan.main_phase, c.recompute, c.global_batch),
+            parallelism(c, &w.parallelism),
+        ),
+        None => (w.clone(), w.parallelism.clone()),
+    };
+    let phase = wl
+        .phase_at(&spec, plan.main_phase, &par, cluster, &plan.workload_file)
+        .map_err(why)?;
+    let mut record = Record::default();
+    let sides = side_phases(plan, cluster, &works, cal, &mut record)?;
+    let dw = &works[&w.training.recompute];
+    let sides: SidePhases = sides
+        .into_iter()
+        .map(|(i, ph, t)| {
+            let t2 = t
+                .iter()
+                .map(|(l, _)| {
+                    (
+                        l.clone(),
+                        des::estimate(dw, l, cluster, cal, false).step_time_s,
+                    )
+                })
+                .collect();
+            (i, ph, t2)
+        })
+        .collect();
+    Ok(des_priced(plan, cand, cluster, wl, &phase, &sides, cal))
+}
+
+/// The main phase `phase` of `wl` on `cluster` priced by the DES, with the side phases `sides`.
+fn des_priced(
+    plan: &Plan,
+    cand: &Candidate,
+    cluster: &Cluster,
+    wl: &Workload,
+    phase: &Phase,
+    sides: &SidePhases,
+    cal: &Calibration,
+) -> (Figures, Status) {
     let PhaseKind::Simulated(segs) = &phase.kind else {
-        unreachable!()
+        unreachable!("the main phase is simulated")
     };
     let mut times = Vec::new();
     let mut main = None;
@@ -1318,7 +1428,7 @@ fn des_figures(
         main = Some(r);
     }
     let main = main.expect("a segment");
-    let cost = run_cost(plan, cand, cluster, &phase, &times, sides_des);
+    let cost = run_cost(plan, cand, cluster, phase, &times, sides);
     let main_layout = &segs.last().expect("a segment").layout;
     let f = figures(wl, cluster, main_layout, &main, &cost, mem);
     let capacity = cluster.gpu.hbm_capacity.value.bytes / GIB;
@@ -1378,6 +1488,17 @@ pub fn price_analytic(
 /// Searches every candidate, re-ranks the best with the DES, picks, and tests the pick's
 /// sensitivity. `progress(done, total)` ticks per candidate and per DES re-rank.
 pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) + Sync)) -> Outcome {
+    search_with(plan, cal, progress, true)
+}
+
+/// [`search`], with the pick's sensitivity tested or not (a scenario that runs many searches
+/// and reports none of their sensitivities skips it).
+pub fn search_with(
+    plan: &Plan,
+    cal: &Calibration,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    with_sensitivity: bool,
+) -> Outcome {
     let n = plan.candidates.len();
     let total = n + plan.search.top_k;
     let t0 = std::time::Instant::now();
@@ -1601,15 +1722,19 @@ pub fn search(plan: &Plan, cal: &Calibration, progress: &(dyn Fn(usize, usize) +
         }
     }
 
-    let sensitivity = sensitivity(
-        plan,
-        &priced,
-        &des_priced,
-        &feasible_a,
-        &order_a,
-        cal,
-        &memos,
-    );
+    let sensitivity = if !with_sensitivity {
+        Vec::new()
+    } else {
+        sensitivity(
+            plan,
+            &priced,
+            &des_priced,
+            &feasible_a,
+            &order_a,
+            cal,
+            &memos,
+        )
+    };
     let infeasible = pick.is_none().then(|| explain(plan, &records, &priced));
     Outcome {
         priced,

@@ -4,6 +4,7 @@ mod architecture;
 mod chips;
 mod collective;
 mod diagnostics;
+mod export;
 mod network;
 mod outputs;
 mod plan;
