@@ -7,22 +7,11 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::Path;
 use trainsim::config::plan::PlanSpec;
-use trainsim::config::{parse_doc, Diagnostic, Source};
-use trainsim::scenario::plan;
+use trainsim::config::{parse_doc, Source};
 
-fn read(p: &Path) -> Result<Source, Diagnostic> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = if p.is_relative() {
-        root.join(p)
-    } else {
-        p.to_path_buf()
-    };
-    Ok(Source {
-        name: p.display().to_string(),
-        text: std::fs::read_to_string(&path).expect("a shipped file"),
-        dir: path.parent().map(Path::to_path_buf),
-    })
-}
+mod common;
+use common::read;
+use trainsim::scenario::plan;
 
 fn bench(c: &mut Criterion) {
     let cal = trainsim::builtin::calibration();

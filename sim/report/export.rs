@@ -368,34 +368,6 @@ fn rows(o: &Outcome) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn aligned(head: &[&str], rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..head.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([head[c].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| -> String {
-        let mut s = String::new();
-        for (c, cell) in cells.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            s += cell;
-            if c + 1 < cells.len() {
-                s += &" ".repeat(pad + 2);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut t = line(head.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        t += &line(r.clone());
-    }
-    t
-}
-
 /// The reference's answer as a sentence.
 fn reference_line(o: &Outcome) -> String {
     let r = &o.points[0];
@@ -477,7 +449,7 @@ fn key_lines(o: &Outcome) -> Vec<String> {
 pub fn text(o: &Outcome, meta: &Meta) -> String {
     let mut t = format!("trainsim export · {} · {}\n", o.name, o.target);
     let _ = writeln!(t, "reference   {}", reference_line(o));
-    t += &aligned(
+    t += &super::tables::aligned(
         &HEAD[..11],
         &rows(o)
             .into_iter()

@@ -453,32 +453,7 @@ pub fn text(v: &View, meta: &Meta) -> String {
         o.priced.iter().filter(|p| p.des.is_some()).count(),
         o.des_s
     );
-    let rows = ranked_rows(v);
-    let widths: Vec<usize> = (0..RANKED_HEAD.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([RANKED_HEAD[c].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    t.push_str(&line(RANKED_HEAD.iter().map(|s| s.to_string()).collect()));
-    t.push('\n');
-    for r in rows {
-        t.push_str(&line(r));
-        t.push('\n');
-    }
+    t += &super::tables::aligned(&RANKED_HEAD, &ranked_rows(v));
     let _ = writeln!(t, "{}", headline(v));
     for l in own_lines(v) {
         let _ = writeln!(t, "{l}");

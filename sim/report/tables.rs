@@ -21,6 +21,36 @@ pub fn breakdown_rows(s: &Summary) -> Vec<(String, f64)> {
     rows
 }
 
+/// A terminal table: the header, then the rows, each column padded to its widest cell, two
+/// spaces between columns, every line ending in a newline.
+pub(crate) fn aligned(head: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([head[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    let mut t = line(&head.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for r in rows {
+        t += &line(r);
+    }
+    t
+}
+
 /// A CSV table: the header, then the rows.
 pub(crate) fn table_csv(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());

@@ -1298,6 +1298,30 @@ fn row_phase<'a>(
     (cluster, wl, phase)
 }
 
+/// Side phases with each segment's step re-priced by the DES (on the workload `wd`).
+fn des_side_times(
+    sides: &SidePhases,
+    wd: &Workload,
+    cluster: &Cluster,
+    cal: &Calibration,
+) -> SidePhases {
+    sides
+        .iter()
+        .map(|(i, ph, t)| {
+            let t2 = t
+                .iter()
+                .map(|(l, _)| {
+                    (
+                        l.clone(),
+                        des::estimate(wd, l, cluster, cal, false).step_time_s,
+                    )
+                })
+                .collect();
+            (*i, ph.clone(), t2)
+        })
+        .collect()
+}
+
 /// The side phases of each candidate re-priced by the DES (for the candidates `rows` touch).
 fn des_sides(
     plan: &Plan,
@@ -1314,24 +1338,12 @@ fn des_sides(
             }
             let cluster = plan.candidates[ci].cluster.as_ref().ok()?;
             let (works, sides) = memos[ci].as_ref()?;
-            let wd = &works[&plan.workload_spec.training.recompute];
-            Some(
-                sides
-                    .iter()
-                    .map(|(i, ph, t)| {
-                        let t2 = t
-                            .iter()
-                            .map(|(l, _)| {
-                                (
-                                    l.clone(),
-                                    des::estimate(wd, l, cluster, cal, false).step_time_s,
-                                )
-                            })
-                            .collect();
-                        (*i, ph.clone(), t2)
-                    })
-                    .collect(),
-            )
+            Some(des_side_times(
+                sides,
+                &works[&plan.workload_spec.training.recompute],
+                cluster,
+                cal,
+            ))
         })
         .collect()
 }
@@ -1386,22 +1398,7 @@ pub fn price_des(
         .map_err(why)?;
     let mut record = Record::default();
     let sides = side_phases(plan, cluster, &works, cal, &mut record)?;
-    let dw = &works[&w.training.recompute];
-    let sides: SidePhases = sides
-        .into_iter()
-        .map(|(i, ph, t)| {
-            let t2 = t
-                .iter()
-                .map(|(l, _)| {
-                    (
-                        l.clone(),
-                        des::estimate(dw, l, cluster, cal, false).step_time_s,
-                    )
-                })
-                .collect();
-            (i, ph, t2)
-        })
-        .collect();
+    let sides = des_side_times(&sides, &works[&w.training.recompute], cluster, cal);
     Ok(des_priced(plan, cand, cluster, wl, &phase, &sides, cal))
 }
 

@@ -97,7 +97,8 @@ fn the_scenario_writes_the_brief_curves_scatters_and_tables() {
     use sha2::Digest;
     let sha = format!("{:x}", sha2::Sha256::digest(scenario.as_bytes()));
     assert!(md.contains(&sha), "the brief hashes the scenario file");
-    // Plots are inline in the page and linked from the Markdown.
+    // The page is self-contained; plots are inline in it and linked from the Markdown.
+    crate::outputs::check_self_contained(&html);
     assert!(html.matches("<svg").count() >= 6);
     assert!(md.contains("(export-scale_up.svg)"));
     // The curves' axes say what they are.

@@ -243,7 +243,7 @@ fn csv_tables_carry_units_and_add_up() {
 }
 
 /// `report.html` is one self-contained file: inline SVG and CSS, no script, nothing fetched.
-fn check_self_contained(html: &str) {
+pub(crate) fn check_self_contained(html: &str) {
     let lower = html.to_ascii_lowercase();
     for bad in ["<script", "<link", "<img", "<iframe", "@import", "src="] {
         assert!(!lower.contains(bad), "report.html contains {bad}");
