@@ -593,7 +593,7 @@ pub fn chip_scatters(rules: &ExportRules, chips: &[(String, Metrics)]) -> Vec<(S
     ]
 }
 
-const CSV_HEAD: [&str; 28] = [
+const CSV_HEAD: [&str; 30] = [
     "point",
     "kind",
     "chip",
@@ -609,6 +609,7 @@ const CSV_HEAD: [&str; 28] = [
     "fixed_days",
     "fixed_x_gpu_hours",
     "fixed_x_dollars",
+    "fixed_x_days",
     "fixed_same_days_gpus",
     "fixed_status",
     "replanned_layout",
@@ -618,6 +619,7 @@ const CSV_HEAD: [&str; 28] = [
     "replanned_days",
     "replanned_x_gpu_hours",
     "replanned_x_dollars",
+    "replanned_x_days",
     "replanned_same_days_gpus",
     "replanned_status",
     "binds",
@@ -628,7 +630,7 @@ fn csv_rows(o: &Outcome) -> Vec<Vec<String>> {
     let num = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     let answer = |a: Option<&Answer>| -> Vec<String> {
         let Some(a) = a else {
-            return vec![String::new(); 9];
+            return vec![String::new(); 10];
         };
         let f = a.feasible();
         vec![
@@ -639,6 +641,7 @@ fn csv_rows(o: &Outcome) -> Vec<Vec<String>> {
             num(f.map(|f| f.days)),
             num(a.multiple.map(|m| m.gpu_hours)),
             num(a.multiple.map(|m| m.dollars)),
+            num(a.multiple.map(|m| m.days)),
             a.same_days.as_ref().map_or(String::new(), |s| {
                 let mut t = format!("{}{}", if s.met { "" } else { ">" }, s.gpus);
                 if let Some(w) = &s.why {
