@@ -22,6 +22,9 @@ pub const DEFAULT_WORKLOAD: (&str, &str) = (
     include_str!("../workloads/deepseek-v3.yaml"),
 );
 
+/// The most micro-batches per pipeline replica the discrete-event engine simulates.
+pub const MAX_DES_MICRO_BATCHES: u64 = 65_536;
+
 /// Which engine produces the step time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -46,6 +49,38 @@ impl Engine {
             Engine::Des { full } => des::estimate(w, l, c, cal, full),
         }
     }
+}
+
+/// A step past the engine's horizon (or not a finite number) is refused, naming what took the
+/// time.
+fn check_horizon(e: &StepResult, phase: &str, file: &str) -> Result<(), Diagnostic> {
+    if !e.beyond_horizon && e.step_time_s.is_finite() {
+        return Ok(());
+    }
+    let b = &e.breakdown;
+    let mut parts: Vec<(String, f64)> = vec![
+        ("compute".into(), b.compute),
+        ("pipeline bubble".into(), b.bubble),
+        ("optimizer".into(), b.optimizer),
+    ];
+    parts.extend(
+        b.exposed_comm_by_kind
+            .iter()
+            .map(|(k, v)| (format!("exposed {k} communication"), *v)),
+    );
+    let top = parts
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(k, v)| format!("{k} {v:.3e} s"))
+        .unwrap_or_default();
+    Err(Diagnostic::new(
+        file,
+        format!(
+            "a step in {phase} past the simulator's horizon of {:.0} days of simulated time (the largest part: {top})",
+            crate::units::HORIZON_S / 86400.0
+        ),
+        "inputs that keep one step under the horizon: check the bandwidths and latencies of the links that part uses (scale_up, scale_out, pcie), or the chip's compute and memory bandwidth",
+    ))
 }
 
 /// Peak memory above HBM is an error that shows where the bytes go.
@@ -81,18 +116,13 @@ pub fn load(
 ) -> Result<(Cluster, Workload), Diagnostic> {
     let of = |doc: &str| sets.iter().filter(|o| o.doc == doc).collect::<Vec<_>>();
     let tspec: TopologySpec = parse_doc(topology, &of("topology"))?;
-    let catalog = crate::builtin::catalog_for(&tspec, &topology.name)
-        .map_err(|d| d.locate_in(&topology.text))?;
-    let cluster =
-        topo::build(&tspec, &catalog, &topology.name).map_err(|d| d.locate_in(&topology.text))?;
+    let tsets = of("topology");
+    let at = |d: Diagnostic| crate::config::attribute(d, topology, &tsets);
+    let catalog = crate::builtin::catalog_for(&tspec, &topology.name).map_err(at)?;
+    let cluster = topo::build(&tspec, &catalog, &topology.name).map_err(at)?;
     let wspec: WorkloadSpec = parse_doc(workload, &of("workload"))?;
-    let w = Workload::new(&wspec, workload, &cluster).map_err(|d| {
-        if d.file == workload.name {
-            d.locate_in(&workload.text)
-        } else {
-            d
-        }
-    })?;
+    let w = Workload::new(&wspec, workload, &cluster)
+        .map_err(|d| crate::config::attribute(d, workload, &of("workload")))?;
     Ok((cluster, w))
 }
 
@@ -172,6 +202,83 @@ pub fn run_detailed(
         }
     }
     let total = layouts.len();
+    // Compute keeps SMs beside communication: the chip's, less the communication SMs, less the
+    // SMs Transformer Engine's userbuffers take from an overlapped GEMM.
+    for l in &layouts {
+        let margin = if l.tp_comm_overlap {
+            cal.network.userbuffers_sms.value
+        } else {
+            0
+        };
+        if u64::from(l.comm_sms) + u64::from(margin) >= u64::from(cluster.gpu.sms.value) {
+            return Err(crate::config::attribute(
+                Diagnostic::new(
+                    &workload.name,
+                    format!(
+                        "{} SMs for communication{} on a chip of {}",
+                        l.comm_sms,
+                        if margin > 0 {
+                            format!(" and {margin} for TP overlap (userbuffers)")
+                        } else {
+                            String::new()
+                        },
+                        cluster.gpu.sms.value
+                    ),
+                    "fewer SMs for communication, so that compute keeps at least one",
+                )
+                .at("parallelism.comm_sms"),
+                workload,
+                &sets
+                    .iter()
+                    .filter(|o| o.doc == "workload")
+                    .collect::<Vec<_>>(),
+            ));
+        }
+    }
+    // The DES builds every micro-batch's tasks (about 16 KB each per replica).
+    if matches!(engine, Engine::Des { .. }) {
+        for l in &layouts {
+            if l.micro_batches > MAX_DES_MICRO_BATCHES {
+                return Err(crate::config::attribute(
+                    Diagnostic::new(
+                        &workload.name,
+                        format!(
+                            "{} micro-batches per pipeline replica (global batch {} over DP {} at micro-batch {})",
+                            l.micro_batches, l.global_batch, l.dp, l.micro_batch
+                        ),
+                        format!(
+                            "at most {MAX_DES_MICRO_BATCHES} for the discrete-event engine (it simulates each one): a larger micro-batch or more data parallelism, or --engine analytic"
+                        ),
+                    )
+                    .at("training.global_batch"),
+                    workload,
+                    &sets.iter().filter(|o| o.doc == "workload").collect::<Vec<_>>(),
+                ));
+            }
+        }
+    }
+    // Before any task is built: a layout whose memory floor is above HBM cannot fit (the
+    // floor is never above either engine's peak), and a large model would take long to build.
+    for l in &layouts {
+        let floor = crate::step::memory_floor(&w, l, u64::from(cluster.gpus_per_node));
+        let hbm = cluster.gpu.hbm_capacity.value.bytes;
+        if floor > hbm {
+            let gib = |b: f64| b / 1073741824.0;
+            return Err(Diagnostic::new(
+                &workload.name,
+                format!(
+                    "at least {:.1} GiB per GPU on TP{} PP{} EP{} CP{} DP{} (the memory floor, before any kernel is timed)",
+                    gib(floor),
+                    l.tp, l.pp, l.ep, l.cp, l.dp
+                ),
+                format!(
+                    "at most the {:.1} GiB of HBM: more pipeline or expert parallelism, a higher ZeRO stage, or more recomputation",
+                    gib(hbm)
+                ),
+            )
+            .at("parallelism"));
+        }
+    }
     let (main, kept) = match engine {
         Engine::Des { full } if timeline => {
             let (r, t) = des::simulate(&w, &w.layout, &cluster, cal, full);
@@ -180,6 +287,7 @@ pub fn run_detailed(
         _ => (engine.estimate(&w, &w.layout, &cluster, cal), None),
     };
     progress(1, total);
+    check_horizon(&main, "training", &workload.name)?;
     check_memory(&main, "training", &workload.name)?;
     // Each distinct layout of the run's phases is estimated once, on its phase's cluster.
     let others = phase_clusters(topology, sets, &w)?;
@@ -195,6 +303,7 @@ pub fn run_detailed(
             for s in segs {
                 if !seen.iter().any(|(k, _)| k == &s.layout) {
                     let e = engine.estimate(&w, &s.layout, cluster_of(&s.layout), cal);
+                    check_horizon(&e, &format!("phase {}", ph.name), &workload.name)?;
                     check_memory(&e, &format!("phase {}", ph.name), &workload.name)?;
                     seen.push((s.layout.clone(), e.step_time_s));
                     progress(seen.len(), total);

@@ -13,6 +13,10 @@ use std::fmt;
 /// Picoseconds per second.
 pub const PS_PER_S: f64 = 1e12;
 
+/// The discrete-event engine's horizon in seconds (`engine::HORIZON`, 2^63 ps, about 107
+/// days): a step longer than this is refused by both engines alike.
+pub const HORIZON_S: f64 = 9_223_372.036_854_776;
+
 /// Error from parsing a quantity: what was found and what is accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("found {found}, expected {expected}")]
@@ -28,7 +32,30 @@ pub trait Quantity: Sized {
     const EXAMPLE: &'static str;
     /// Whether a bare number (no unit) is accepted, as for plain counts.
     const ALLOW_BARE: bool = false;
+    /// The values trainsim accepts, in the base unit (inclusive), and how messages write them:
+    /// far outside physical ranges the simulation would overflow or mean nothing.
+    const RANGE: (f64, f64, &'static str);
     fn from_base(v: f64) -> Self;
+
+    /// `v` (base units) inside [`Self::RANGE`], or what to say instead.
+    fn in_range(v: f64, found: String) -> Result<Self, UnitError> {
+        let (lo, hi, text) = Self::RANGE;
+        if !v.is_finite() || v < lo || v > hi {
+            return Err(UnitError {
+                found,
+                expected: format!(
+                    "{} {} from {text}",
+                    if Self::KIND.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    },
+                    Self::KIND
+                ),
+            });
+        }
+        Ok(Self::from_base(v))
+    }
 
     fn expected() -> String {
         let names: Vec<&str> = Self::UNITS.iter().map(|(u, _)| *u).collect();
@@ -58,7 +85,7 @@ pub trait Quantity: Sized {
                 expected: format!("a non-negative {}", Self::KIND),
             });
         }
-        Ok(Self::from_base(num * factor))
+        Self::in_range(num * factor, format!("\"{s}\""))
     }
 }
 
@@ -84,10 +111,10 @@ fn split_number(s: &str) -> Option<(f64, &str)> {
 }
 
 macro_rules! quantity {
-    ($(#[$m:meta])* $name:ident, $field:ident, $kind:expr, $example:expr, [$($u:expr => $f:expr),+ $(,)?]) => {
-        quantity!($(#[$m])* $name, $field, $kind, $example, false, [$($u => $f),+]);
+    ($(#[$m:meta])* $name:ident, $field:ident, $kind:expr, $example:expr, $range:expr, [$($u:expr => $f:expr),+ $(,)?]) => {
+        quantity!($(#[$m])* $name, $field, $kind, $example, false, $range, [$($u => $f),+]);
     };
-    ($(#[$m:meta])* $name:ident, $field:ident, $kind:expr, $example:expr, $bare:expr, [$($u:expr => $f:expr),+ $(,)?]) => {
+    ($(#[$m:meta])* $name:ident, $field:ident, $kind:expr, $example:expr, $bare:expr, $range:expr, [$($u:expr => $f:expr),+ $(,)?]) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, serde::Serialize)]
         pub struct $name {
@@ -98,6 +125,7 @@ macro_rules! quantity {
             const EXAMPLE: &'static str = $example;
             const UNITS: &'static [(&'static str, f64)] = &[$(($u, $f)),+];
             const ALLOW_BARE: bool = $bare;
+            const RANGE: (f64, f64, &'static str) = $range;
             fn from_base(v: f64) -> Self {
                 Self { $field: v }
             }
@@ -121,7 +149,7 @@ struct QuantityVisitor<Q>(std::marker::PhantomData<Q>);
 impl<Q: Quantity> QuantityVisitor<Q> {
     fn bare<E: de::Error>(v: f64) -> Result<Q, E> {
         if Q::ALLOW_BARE && v >= 0.0 {
-            return Ok(Q::from_base(v));
+            return Q::in_range(v, format!("{v}")).map_err(E::custom);
         }
         Err(E::custom(UnitError {
             found: format!("the bare number {v}"),
@@ -151,7 +179,7 @@ impl<'de, Q: Quantity> Visitor<'de> for QuantityVisitor<Q> {
 
 quantity!(
     /// A data rate in bytes per second. Bits (`Gb/s`) and bytes (`GB/s`) are both accepted.
-    Bandwidth, bytes_per_s, "bandwidth", "400 Gb/s", [
+    Bandwidth, bytes_per_s, "bandwidth", "400 Gb/s", (125e3, 1e15, "1 Mb/s to 1 PB/s"), [
     "b/s" => 0.125, "kb/s" => 125.0, "Mb/s" => 125e3, "Gb/s" => 125e6, "Tb/s" => 125e9,
     "bps" => 0.125, "Kbps" => 125.0, "Mbps" => 125e3, "Gbps" => 125e6, "Tbps" => 125e9,
     "B/s" => 1.0, "kB/s" => 1e3, "MB/s" => 1e6, "GB/s" => 1e9, "TB/s" => 1e12,
@@ -160,46 +188,46 @@ quantity!(
 
 quantity!(
     /// A size in bytes. Decimal (`GB`) and binary (`GiB`) prefixes are distinct.
-    ByteSize, bytes, "size", "80 GiB", [
+    ByteSize, bytes, "size", "80 GiB", (0.0, 1e18, "0 B to 1,000 PB"), [
     "B" => 1.0, "kB" => 1e3, "MB" => 1e6, "GB" => 1e9, "TB" => 1e12, "PB" => 1e15,
     "KiB" => 1024.0, "MiB" => 1048576.0, "GiB" => 1073741824.0, "TiB" => 1099511627776.0,
 ]);
 
 quantity!(
     /// A compute rate in FLOP/s.
-    FlopRate, flops, "compute rate", "989 TFLOPS", [
+    FlopRate, flops, "compute rate", "989 TFLOPS", (1e9, 1e18, "1 GFLOPS to 1,000 PFLOPS"), [
     "FLOPS" => 1.0, "GFLOPS" => 1e9, "TFLOPS" => 1e12, "PFLOPS" => 1e15,
     "FLOP/s" => 1.0, "GFLOP/s" => 1e9, "TFLOP/s" => 1e12, "PFLOP/s" => 1e15,
 ]);
 
 quantity!(
     /// An area in square metres: a die's `"814 mm^2"` (also `mm2`, `mm²`, `cm^2`).
-    Area, m2, "area", "814 mm^2", [
+    Area, m2, "area", "814 mm^2", (0.0, 1e-2, "0 to 10,000 mm^2"), [
     "mm^2" => 1e-6, "mm2" => 1e-6, "mm²" => 1e-6, "cm^2" => 1e-4, "cm2" => 1e-4, "cm²" => 1e-4,
 ]);
 
 quantity!(
     /// Electrical power in watts.
-    Power, watts, "power", "700 W", ["W" => 1.0, "kW" => 1e3, "MW" => 1e6]);
+    Power, watts, "power", "700 W", (0.0, 1e6, "0 W to 1 MW"), ["W" => 1.0, "kW" => 1e3, "MW" => 1e6]);
 
 quantity!(
     /// A clock frequency in hertz.
-    Frequency, hz, "frequency", "1830 MHz", ["Hz" => 1.0, "kHz" => 1e3, "MHz" => 1e6, "GHz" => 1e9]);
+    Frequency, hz, "frequency", "1830 MHz", (1e6, 1e11, "1 MHz to 100 GHz"), ["Hz" => 1.0, "kHz" => 1e3, "MHz" => 1e6, "GHz" => 1e9]);
 
 quantity!(
     /// An amount of money in US dollars: `"$2"`, `"2 USD"`, `"$1.5M"`.
-    Money, usd, "amount of money", "$2", ["" => 1.0, "USD" => 1.0, "k" => 1e3, "M" => 1e6, "kUSD" => 1e3, "MUSD" => 1e6]);
+    Money, usd, "amount of money", "$2", (0.0, 1e15, "$0 to $1e15"), ["" => 1.0, "USD" => 1.0, "k" => 1e3, "M" => 1e6, "kUSD" => 1e3, "MUSD" => 1e6]);
 
 quantity!(
     /// A wall-clock span in seconds (a deadline): `"60 d"`, `"8 weeks"`, `"36 h"`.
-    Duration, secs, "duration", "60 d", [
+    Duration, secs, "duration", "60 d", (0.0, 3.2e10, "0 s to 1,000 years"), [
     "s" => 1.0, "min" => 60.0, "h" => 3600.0, "d" => 86400.0, "day" => 86400.0, "days" => 86400.0,
     "week" => 604800.0, "weeks" => 604800.0,
 ]);
 
 quantity!(
     /// A count with an optional SI suffix: `"14.8T"` tokens, `"469B"`, `"62914560"`.
-    Count, value, "count", "14.8T", true, ["" => 1.0, "K" => 1e3, "M" => 1e6, "B" => 1e9, "T" => 1e12]);
+    Count, value, "count", "14.8T", true, (0.0, 1e18, "0 to 1e18"), ["" => 1.0, "K" => 1e3, "M" => 1e6, "B" => 1e9, "T" => 1e12]);
 
 impl Count {
     /// The count rounded to an integer.
@@ -248,6 +276,7 @@ impl Time {
 impl Quantity for Time {
     const KIND: &'static str = "time";
     const EXAMPLE: &'static str = "3.7 us";
+    const RANGE: (f64, f64, &'static str) = (0.0, 10.0, "0 s to 10 s");
     const UNITS: &'static [(&'static str, f64)] = &[
         ("ps", 1e-12),
         ("ns", 1e-9),
@@ -314,9 +343,14 @@ impl LinkBandwidth {
                 expected: Self::expected(),
             });
         };
-        let stated = Bandwidth::parse(body).map_err(|_| UnitError {
+        let stated = Bandwidth::parse(body).map_err(|e| UnitError {
             found: format!("\"{s}\""),
-            expected: Self::expected(),
+            // A number and unit that parse but lie outside the range say so.
+            expected: if e.expected.starts_with("a bandwidth from") {
+                e.expected
+            } else {
+                Self::expected()
+            },
         })?;
         Ok(LinkBandwidth { stated, direction })
     }
@@ -392,6 +426,11 @@ mod tests {
         );
         assert_eq!(ByteSize::parse("80 GB").unwrap().bytes, 80e9);
         assert_eq!(ByteSize::parse("1.5KiB").unwrap().bytes, 1536.0);
+    }
+
+    #[test]
+    fn the_horizon_is_the_engines() {
+        assert_eq!(HORIZON_S * PS_PER_S, crate::engine::HORIZON as f64);
     }
 
     #[test]

@@ -127,12 +127,12 @@ pub(super) fn chips(a: &ChipsArgs) -> Result<(), Diagnostic> {
         super::write_files(dir, crate::report::export::chip_scatters(&rules, &chips))?;
     }
     if a.json {
-        println!(
-            "{}",
+        super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&rows).expect("rows serialise")
-        );
+        ))?;
     } else {
-        print!("{}", table(&rules, &rows));
+        super::emit(&table(&rules, &rows))?;
     }
     Ok(())
 }

@@ -153,9 +153,9 @@ pub(super) fn collective(a: &CollectiveArgs) -> Result<(), Diagnostic> {
         } else {
             serde_json::to_string_pretty(&serde_json::json!({ "results": rows }))
         };
-        println!("{}", v.expect("rows serialize"));
+        super::emit(&format!("{}\n", v.expect("rows serialize")))?;
     } else {
-        print!("{}", measure::table(&rows));
+        super::emit(&measure::table(&rows))?;
     }
     Ok(())
 }

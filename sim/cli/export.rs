@@ -97,7 +97,7 @@ pub(super) fn export(a: &ExportArgs) -> Result<(), Diagnostic> {
         version: super::version(),
         inputs,
     };
-    print!("{}", out::text(&outcome, &meta));
+    super::emit(&out::text(&outcome, &meta))?;
     eprintln!(
         "trainsim export: {} points in {wall:.1} s",
         outcome.points.len()

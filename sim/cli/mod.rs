@@ -59,11 +59,38 @@ pub enum Command {
 
 /// Reads a YAML document from a file; relative paths inside it resolve against its directory.
 pub fn read_source(path: &Path) -> Result<Source, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    let cannot = |e: String| {
         Diagnostic::new(
             path.display().to_string(),
             format!("a file that cannot be read ({e})"),
             "a readable YAML file",
+        )
+    };
+    // Read at most one byte past the limit: `/dev/zero` or a runaway file stops there.
+    let limit = crate::config::MAX_INPUT_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() > limit {
+        return Err(Diagnostic::new(
+            path.display().to_string(),
+            format!("a file of more than {} MiB", limit >> 20),
+            format!(
+                "an input of at most {} MiB (trainsim's limit on one document)",
+                limit >> 20
+            ),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::new(
+            path.display().to_string(),
+            format!(
+                "bytes that are not UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+            "a UTF-8 text file",
         )
     })?;
     Ok(Source {
@@ -144,6 +171,23 @@ pub(crate) fn calibration_of(
     match path {
         Some(_) => crate::builtin::parse_calibration(src),
         None => Ok(crate::builtin::calibration()),
+    }
+}
+
+/// Writes `text` to standard output. A closed pipe (`trainsim run | head`) ends the program
+/// quietly with success, as the reader asked for no more; any other failure (a full disk) is a
+/// diagnostic.
+pub(crate) fn emit(text: &str) -> Result<(), Diagnostic> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Diagnostic::new(
+            "standard output",
+            format!("output that cannot be written ({e})"),
+            "a writable standard output (a terminal, a file on a disk with space, a pipe)",
+        )),
     }
 }
 

@@ -222,7 +222,7 @@ pub fn plan(a: &PlanArgs) -> Result<bool, Diagnostic> {
         inputs,
     };
     let view = plan::view(&p, &outcome);
-    print!("{}", out::text(&view, &meta));
+    super::emit(&out::text(&view, &meta))?;
     super::write_files(&a.out, out::files(&view, &meta))?;
     Ok(outcome.pick.is_some())
 }

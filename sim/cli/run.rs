@@ -216,9 +216,9 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         )
     })?;
     if a.json {
-        print!("{json}");
+        super::emit(&json)?;
     } else {
-        print!("{}", summary.human());
+        super::emit(&summary.human())?;
         for (p, _) in &files {
             eprintln!("wrote {}", p.display());
         }

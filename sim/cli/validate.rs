@@ -80,9 +80,9 @@ pub(super) fn validate(a: &ValidateArgs) -> Result<bool, Diagnostic> {
         })?;
     }
     if a.json {
-        println!("{}", validate::json(&results));
+        super::emit(&format!("{}\n", validate::json(&results)))?;
     } else {
-        print!("{table}");
+        super::emit(&table)?;
     }
     eprintln!(
         "trainsim validate: {:.1} s",

@@ -172,6 +172,43 @@ impl std::error::Error for Diagnostic {}
 /// Splits a deserializer message into (found, expected), dropping a trailing location and a
 /// leading path that the YAML library adds itself.
 pub fn split_message(msg: &str, path: &str) -> (String, String) {
+    let (found, expected) = split_raw(msg, path);
+    (plain(&found), plain(&expected))
+}
+
+/// Rust's type names, as serde writes them, in words.
+fn plain(s: &str) -> String {
+    let mut out = s.to_string();
+    for (rust, words) in [
+        ("u8", "a whole number"),
+        ("u16", "a whole number"),
+        ("u32", "a whole number"),
+        ("u64", "a whole number"),
+        ("usize", "a whole number"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a list"),
+        ("a map", "a mapping"),
+        ("a string", "text"),
+    ] {
+        if out == rust {
+            return words.to_string();
+        }
+        out = out.replace(&format!("expected {rust}"), &format!("expected {words}"));
+    }
+    if out.starts_with("struct ") {
+        return "a mapping of keys (see README: writing a topology / workload)".into();
+    }
+    if out.starts_with("enum ") {
+        return "one of the values this key takes (see README)".into();
+    }
+    out
+}
+
+fn split_raw(msg: &str, path: &str) -> (String, String) {
     let mut m = strip_locations(msg.trim());
     if !path.is_empty() {
         if let Some(rest) = m.strip_prefix(&format!("{path}: ")) {
@@ -188,13 +225,13 @@ pub fn split_message(msg: &str, path: &str) -> (String, String) {
         let (key, exp) = rest
             .split_once(", expected ")
             .unwrap_or((rest, "a known key"));
-        let exp = exp
-            .strip_prefix("one of ")
-            .map(|e| format!("one of the keys {e}"));
-        return (
-            format!("the unknown key {key}"),
-            exp.unwrap_or_else(|| "no keys here".into()),
-        );
+        let exp = match exp.strip_prefix("one of ") {
+            Some(e) => format!("one of the keys {e}"),
+            None if exp.starts_with('`') => format!("the key {exp}"),
+            None => "no keys here".into(),
+        };
+        let key = key.split(", there are no fields").next().unwrap_or(key);
+        return (format!("the unknown key {key}"), exp);
     }
     if let Some(rest) = m.strip_prefix("unknown variant ") {
         let (v, exp) = rest
@@ -249,13 +286,35 @@ mod tests {
         assert_eq!(locate(text, "nothing.here"), None);
     }
 
+    /// Rust's type names never reach a user; a struct with one key names it.
+    #[test]
+    fn messages_speak_yaml_not_rust() {
+        let (_, e) = split_message("invalid type: string \"x\", expected u32", "");
+        assert_eq!(e, "a whole number");
+        let (_, e) = split_message(
+            "invalid type: integer `7`, expected struct ParallelismSpec",
+            "",
+        );
+        assert!(!e.contains("ParallelismSpec"), "{e}");
+        let (f, e) = split_message("unknown field `x`, expected `only`", "");
+        assert_eq!(
+            (f.as_str(), e.as_str()),
+            ("the unknown key `x`", "the key `only`")
+        );
+        let (f, e) = split_message("unknown field `x`, there are no fields", "");
+        assert_eq!(
+            (f.as_str(), e.as_str()),
+            ("the unknown key `x`", "no keys here")
+        );
+    }
+
     #[test]
     fn split_known_shapes() {
         let (f, e) = split_message(
             "ep: invalid type: string \"x\", expected u32 at line 2 column 5",
             "ep",
         );
-        assert_eq!((f.as_str(), e.as_str()), ("string \"x\"", "u32"));
+        assert_eq!((f.as_str(), e.as_str()), ("string \"x\"", "a whole number"));
         let (f, e) = split_message("missing field `gpu`", "");
         assert_eq!(
             (f.as_str(), e.as_str()),

@@ -14,6 +14,12 @@ use std::collections::BinaryHeap;
 /// Key for events that can never be cancelled.
 pub const NO_KEY: u32 = u32::MAX;
 
+/// The latest time the engine simulates faithfully: 2^63 ps, about 107 days. Times past it
+/// saturate instead of wrapping ([`Sim::later`]), and the simulator remembers that one was
+/// reached ([`Sim::beyond_horizon`]) so that its caller can refuse the result. `u64::MAX`
+/// stays free as "never".
+pub const HORIZON: u64 = 1 << 63;
+
 struct Entry<P> {
     time: u64,
     seq: u64,
@@ -48,6 +54,7 @@ pub struct Sim<P> {
     gens: Vec<u32>,
     processed: u64,
     stale: u64,
+    beyond: bool,
 }
 
 impl<P> Sim<P> {
@@ -58,6 +65,7 @@ impl<P> Sim<P> {
             seq: 0,
             heap: BinaryHeap::new(),
             gens: vec![0; keys],
+            beyond: false,
             processed: 0,
             stale: 0,
         }
@@ -90,8 +98,32 @@ impl<P> Sim<P> {
         self.heap.len()
     }
 
+    /// `delay` picoseconds from now, saturating below `u64::MAX` (never) instead of wrapping.
+    pub fn later(&self, delay: u64) -> u64 {
+        self.now.saturating_add(delay).min(u64::MAX - 1)
+    }
+
+    /// [`Sim::later`] for a delay in (fractional) picoseconds, rounded up; a delay that is not
+    /// finite, or beyond any time, saturates.
+    pub fn later_f(&self, delay_ps: f64) -> u64 {
+        let d = delay_ps.ceil();
+        if d.is_finite() && d >= 0.0 && d < u64::MAX as f64 {
+            self.later(d as u64)
+        } else {
+            u64::MAX - 1
+        }
+    }
+
+    /// Whether any event was scheduled past [`HORIZON`] (and not at "never").
+    pub fn beyond_horizon(&self) -> bool {
+        self.beyond
+    }
+
     /// Schedules `payload` at absolute time `at` (not before now) under `key` (or [`NO_KEY`]).
     pub fn schedule(&mut self, at: u64, key: u32, payload: P) {
+        if at > HORIZON && at != u64::MAX {
+            self.beyond = true;
+        }
         assert!(
             at >= self.now,
             "event scheduled in the past: {at} < {}",

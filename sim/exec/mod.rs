@@ -24,6 +24,8 @@ use crate::workload::taskgraph::{Pass, Task, TaskGraph, COMPUTE, SOLO, STREAMS, 
 pub struct Outcome {
     /// Time the last task ends, picoseconds.
     pub makespan: u64,
+    /// Some time passed the engine's horizon: the times saturated and mean nothing.
+    pub beyond_horizon: bool,
     pub events: u64,
     pub cancelled: u64,
     pub start: Vec<u64>,
@@ -169,7 +171,7 @@ impl<'g> State<'g> {
             self.start_job(sim, members, work, route);
         } else if !is_compute(lead.stream) {
             for &t in members {
-                sim.schedule(sim.now() + work, t, t);
+                sim.schedule(sim.later(work), t, t);
             }
         }
     }
@@ -267,7 +269,7 @@ impl<'g> State<'g> {
         let slow = n / self.rate(gpu);
         for a in act.into_iter().filter(|&a| a != NONE) {
             sim.cancel(a);
-            let at = sim.now() + (self.remaining[a as usize] * slow).ceil() as u64;
+            let at = sim.later_f(self.remaining[a as usize] * slow);
             sim.schedule(at, a, a);
         }
     }
@@ -362,8 +364,12 @@ pub fn run_on(g: &TaskGraph, links: &Links) -> Outcome {
             st.done, t.pass, t.gpu, t.stream
         );
     }
+    let makespan = st.end.iter().copied().max().unwrap_or(0);
     Outcome {
-        makespan: st.end.iter().copied().max().unwrap_or(0),
+        makespan,
+        beyond_horizon: sim.beyond_horizon()
+            || st.net.beyond_horizon()
+            || makespan > crate::engine::HORIZON,
         events: sim.processed() + st.net.events(),
         cancelled: sim.stale(),
         start: st.start,

@@ -152,6 +152,11 @@ impl FlowNet {
         self.sim.processed()
     }
 
+    /// Whether a drain was scheduled past the engine's horizon.
+    pub fn beyond_horizon(&self) -> bool {
+        self.sim.beyond_horizon()
+    }
+
     /// Starts a transfer of `bytes` over `route` now. An empty route (a GPU to itself) is a
     /// transfer of zero time.
     pub fn start(&mut self, route: Vec<LinkId>, bytes: f64, tag: u32) {
@@ -229,7 +234,7 @@ impl FlowNet {
             });
         if settled && fits {
             let cap = fl.cap;
-            let drain = self.sim.now() + (fl.remaining / cap).ceil() as u64;
+            let drain = self.sim.later_f(fl.remaining / cap);
             for i in 0..self.flows[id as usize].route.len() {
                 let l = self.flows[id as usize].route[i] as usize;
                 self.load[l] += cap * self.flows[id as usize].weight(i);
@@ -314,7 +319,7 @@ impl FlowNet {
             let drain = if fl.remaining <= 0.0 {
                 now
             } else if rate > 0.0 {
-                now + (fl.remaining / rate).ceil() as u64
+                self.sim.later_f(fl.remaining / rate)
             } else {
                 u64::MAX
             };
@@ -445,7 +450,7 @@ impl FlowNet {
         fl.remaining = 0.0;
         let arrival = Arrival {
             tag: fl.tag,
-            at: self.sim.now() + fl.latency,
+            at: self.sim.now().saturating_add(fl.latency),
         };
         let route = std::mem::take(&mut fl.route);
         let slots = std::mem::take(&mut fl.slot);

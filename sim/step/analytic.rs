@@ -296,23 +296,17 @@ fn staged(st: &Staging) -> StepResult {
             mem = m;
         }
     }
+    let step_time_s =
+        steady + bd.bubble + pp_exposed + rs + ag + g3_f + g3_b + slow_b + slow_f + bd.optimizer;
     StepResult {
-        step_time_s: steady
-            + bd.bubble
-            + pp_exposed
-            + rs
-            + ag
-            + g3_f
-            + g3_b
-            + slow_b
-            + slow_f
-            + bd.optimizer,
+        step_time_s,
         breakdown: bd,
         memory: mem,
         chunks: chunks.clone(),
         bottleneck_rank: rank,
         kernels_per_step: st.kernels_per_step(),
         events: 0,
+        beyond_horizon: step_time_s > crate::units::HORIZON_S,
     }
 }
 

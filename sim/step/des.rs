@@ -100,7 +100,11 @@ fn price(
             let detail = details.len() as u32;
             match s {
                 Seg::Compute(ks) => {
-                    let t = |k: &Kernel| st.km.busy(&k.shape, st.sms - k.sm_margin).ps;
+                    let t = |k: &Kernel| {
+                        st.km
+                            .busy(&k.shape, st.sms.saturating_sub(k.sm_margin).max(1))
+                            .ps
+                    };
                     details.push(SegDetail {
                         name: seg_name(ks),
                         layer,
@@ -180,7 +184,12 @@ pub fn expert_load(w: &Workload, ep: u64, dispatch: MoeDispatch) -> Vec<Option<V
     }
     let cap = dispatch.capacity.map_or(f64::INFINITY, |c| c.0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
-    let gamma = Gamma::new(r.alpha, 1.0).expect("alpha validated positive");
+    // Below a concentration of 1 a Gamma(alpha) draw underflows to zero (every weight at 0 for
+    // a tiny alpha, and the tokens lost): draw in log space instead, as Gamma(alpha + 1) ×
+    // U^(1/alpha), and weigh against the largest, so that one weight is always 1.
+    let small = r.alpha < 1.0;
+    let gamma = Gamma::new(if small { r.alpha + 1.0 } else { r.alpha }, 1.0)
+        .expect("alpha validated positive");
     let per_gpu = (moe.routed / ep) as usize;
     w.model
         .layer_kinds()
@@ -189,9 +198,24 @@ pub fn expert_load(w: &Workload, ep: u64, dispatch: MoeDispatch) -> Vec<Option<V
             if k != LayerKind::Moe {
                 return None;
             }
-            let weights: Vec<f64> = (0..moe.routed)
-                .map(|_| rand::distr::Distribution::sample(&gamma, &mut rng))
+            let logs: Vec<f64> = (0..moe.routed)
+                .map(|_| {
+                    let g: f64 = rand::distr::Distribution::sample(&gamma, &mut rng);
+                    if small {
+                        // U in (0, 1].
+                        let u: f64 = rand::distr::Distribution::<f64>::sample(
+                            &rand::distr::StandardUniform,
+                            &mut rng,
+                        );
+                        let u = 1.0 - u;
+                        g.ln() + u.ln() / r.alpha
+                    } else {
+                        g.ln()
+                    }
+                })
                 .collect();
+            let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
             let total: f64 = weights.iter().sum();
             // Each expert's load against balanced, capped at its capacity.
             let balanced = total / moe.routed as f64;
@@ -840,6 +864,7 @@ fn step(
         bottleneck_rank: rank,
         kernels_per_step: st.kernels_per_step(),
         events: out.events,
+        beyond_horizon: out.beyond_horizon,
     };
     if !keep {
         return (result, None);
@@ -1572,6 +1597,46 @@ mod scenario_tests {
         let e = estimate(&w, &w.layout, &c, &cal, false);
         assert_eq!(e.breakdown.exposed_comm_by_kind["pp"], 0.0);
         assert!(e.step_time_s > 0.0);
+    }
+
+    /// Routed tokens are conserved at every concentration the workload accepts: each MoE
+    /// layer's loads average exactly balanced (they sum to the EP group), down to the smallest
+    /// alpha, where (Dirichlet's limit) one GPU takes every token; and a smaller alpha is never
+    /// the faster step (it was, when tiny draws underflowed to zero and lost their tokens).
+    #[test]
+    fn routed_tokens_are_conserved_down_to_the_smallest_alpha() {
+        let cal = crate::builtin::calibration();
+        let mut steps = Vec::new();
+        for alpha in ["1e-12", "0.001", "0.5", "2.0"] {
+            let (c, w) = small(&[
+                "workload.routing.distribution=dirichlet",
+                &format!("workload.routing.alpha={alpha}"),
+            ]);
+            let ep = w.layout.ep;
+            let loads = expert_load(&w, ep, w.layout.moe_dispatch);
+            let mut moe = 0;
+            for l in loads.iter().flatten() {
+                moe += 1;
+                let sum: f64 = l.iter().map(|&x| f64::from(x)).sum();
+                assert!(
+                    (sum - ep as f64).abs() < 1e-4 * ep as f64,
+                    "alpha {alpha}: {sum} of {ep}"
+                );
+                assert!(l.iter().all(|x| x.is_finite() && *x >= 0.0));
+                if alpha == "1e-12" {
+                    let top = l.iter().copied().fold(0.0f32, f32::max);
+                    assert!(
+                        f64::from(top) > 0.999 * ep as f64,
+                        "alpha {alpha}: top {top}"
+                    );
+                }
+            }
+            assert!(moe > 0, "the fixture has MoE layers");
+            steps.push(estimate(&w, &w.layout, &c, &cal, false).step_time_s);
+        }
+        for k in 1..steps.len() {
+            assert!(steps[k - 1] >= steps[k], "alpha order, steps {steps:?}");
+        }
     }
 
     /// Hot experts slow the step: the all-to-all waits for the busiest GPU.

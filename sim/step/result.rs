@@ -97,6 +97,10 @@ pub struct StepResult {
     pub kernels_per_step: u64,
     /// Events the discrete-event engine processed (0 for the analytic engine).
     pub events: u64,
+    /// The step passed the discrete-event engine's horizon (about 107 days of simulated time):
+    /// its figures mean nothing, and a run refuses it.
+    #[serde(skip)]
+    pub beyond_horizon: bool,
 }
 
 /// One task of a simulated step, with when it ran.

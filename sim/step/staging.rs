@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex};
 /// Seconds of a run of kernels on `sms` SMs, less each kernel's margin.
 fn kernels_secs<'k>(ks: impl IntoIterator<Item = &'k Kernel>, km: &KernelModel, sms: u32) -> f64 {
     ks.into_iter()
-        .map(|k| km.busy(&k.shape, sms - k.sm_margin).as_secs_f64())
+        .map(|k| {
+            km.busy(&k.shape, sms.saturating_sub(k.sm_margin).max(1))
+                .as_secs_f64()
+        })
         .sum()
 }
 

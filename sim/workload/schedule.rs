@@ -108,7 +108,7 @@ pub fn chunk_count(s: Schedule, pp: u64, vpp: u64) -> u64 {
 
 /// The rank that runs `chunk` for micro-batch `mb`.
 pub fn rank_of(s: Schedule, pp: u64, micro_batches: u64, chunk: u32, mb: u32) -> u32 {
-    let p = pp as u32;
+    let p = narrow(pp);
     match s {
         Schedule::Interleaved => chunk % p,
         Schedule::Dualpipev => {
@@ -131,7 +131,7 @@ pub fn rank_of(s: Schedule, pp: u64, micro_batches: u64, chunk: u32, mb: u32) ->
 
 /// The program of pipeline rank `rank`: the order in which it runs its chunks.
 pub fn program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
-    let (p, m, r) = (pp as u32, micro_batches as u32, rank as u32);
+    let (p, m, r) = (narrow(pp), narrow(micro_batches), narrow(rank));
     let f = |mb| Op::F { chunk: r, mb };
     let b = |mb, defer_w| Op::B {
         chunk: r,
@@ -241,7 +241,7 @@ pub fn twin_program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u6
 /// one overlapped pair (another micro-batch's, or another chunk's), layer by layer; the
 /// cool-down backwards alone. Without a pipeline: F0, (F1 B0), (F2 B1), …, B(m−1).
 pub fn combined_program(s: Schedule, pp: u64, vpp: u64, micro_batches: u64, rank: u64) -> Vec<Op> {
-    let (p, m, r) = (pp as u32, micro_batches as u32, rank as u32);
+    let (p, m, r) = (narrow(pp), narrow(micro_batches), narrow(rank));
     let v = if s == Schedule::Interleaved {
         vpp as u32
     } else {
@@ -500,4 +500,11 @@ mod program_tests {
             );
         }
     }
+}
+
+/// A pipeline count as the schedules hold it: the callers' limits (the DES's
+/// micro-batches per replica, the layout's degrees) keep it far below 2^32.
+fn narrow(v: u64) -> u32 {
+    u32::try_from(v)
+        .expect("a pipeline count below 2^32 (the DES limits micro-batches per replica)")
 }

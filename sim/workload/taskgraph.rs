@@ -368,7 +368,7 @@ impl Builder {
             detail: t.label.detail,
             ..self.at
         };
-        let id = self.tasks.len() as u32;
+        let id = u32::try_from(self.tasks.len()).expect("fewer than 2^32 tasks in a step");
         self.streams[t.gpu as usize * STREAMS + t.stream as usize].push(id);
         self.tasks.push(t);
         for &d in deps {
@@ -1016,7 +1016,8 @@ pub fn build(plan: &StepPlan) -> TaskGraph {
     let reps = plan.replicas.max(1);
     let gpus = pp * reps;
     let chunks = plan.chunks.len() as u32;
-    let m = plan.micro_batches as u32;
+    let m =
+        u32::try_from(plan.micro_batches).expect("micro-batches below 2^32 (the DES limits them)");
     let slots = (reps * chunks * m) as usize;
     let mut b = Builder {
         tasks: Vec::new(),

@@ -149,3 +149,144 @@ case!(
     collective_sweep_backwards,
     ["collective", "--op", "all-gather", "--sizes", "8GiB..1KiB"]
 );
+
+// Robustness: each of these once panicked, hung, aborted, lied or wrote a null summary.
+const SMALL: [&str; 4] = [
+    "--topology",
+    "topologies/h800-16.yaml",
+    "--workload",
+    "workloads/dense/mcore-h100-1.7b.yaml",
+];
+case!(
+    global_batch_of_zero,
+    [
+        SMALL[0],
+        SMALL[1],
+        SMALL[2],
+        SMALL[3],
+        "--engine",
+        "analytic",
+        "--set",
+        "workload.training.global_batch=0"
+    ]
+);
+case!(
+    sequence_of_zero_tokens,
+    [
+        SMALL[0],
+        SMALL[1],
+        SMALL[2],
+        SMALL[3],
+        "--set",
+        "workload.training.seq_len=0"
+    ]
+);
+case!(
+    nic_of_one_bit_per_second,
+    [
+        "--set",
+        "topology.scale_out.nic_bandwidth=1 b/s per direction"
+    ]
+);
+case!(
+    nvlink_of_1e300_gb_per_second,
+    [
+        "--set",
+        "topology.scale_up.bandwidth=1e300 GB/s bidirectional"
+    ]
+);
+case!(
+    bandwidth_of_1e_minus_300,
+    [
+        "--set",
+        "topology.scale_up.bandwidth=1e-300 GB/s bidirectional"
+    ]
+);
+case!(
+    latency_of_1e7_seconds,
+    ["--set", "topology.scale_up.latency=1e7 s"]
+);
+case!(
+    a_step_past_the_horizon,
+    [
+        "--set",
+        "topology.scale_out.nic_bandwidth=1 Mb/s per direction",
+        "--set",
+        "topology.scale_up.bandwidth=1 Mb/s per direction"
+    ]
+);
+case!(pue_below_one, ["--set", "workload.pricing.pue=-1"]);
+case!(pue_not_a_number, ["--set", "workload.pricing.pue=.nan"]);
+case!(
+    price_past_the_range,
+    ["--set", "workload.pricing.gpu_hour=$1e30"]
+);
+case!(
+    layers_past_the_limit,
+    [
+        "--set",
+        "workload.model.num_hidden_layers=1000000000000000000"
+    ]
+);
+case!(
+    ten_thousand_layers_fail_the_memory_floor_before_any_task,
+    ["--set", "workload.model.num_hidden_layers=10000"]
+);
+case!(
+    communication_sms_leave_compute_none,
+    [
+        "--workload",
+        "workloads/dense/dgxc-h100-gpt3-175b.yaml",
+        "--topology",
+        "topologies/h100-64.yaml",
+        "--set",
+        "workload.parallelism.comm_sms=120"
+    ]
+);
+case!(
+    too_many_micro_batches_for_the_des,
+    [
+        SMALL[0],
+        SMALL[1],
+        SMALL[2],
+        SMALL[3],
+        "--set",
+        "workload.training.global_batch=100000000"
+    ]
+);
+case!(
+    routing_alpha_below_the_limit,
+    [
+        "--set",
+        "workload.routing.distribution=dirichlet",
+        "--set",
+        "workload.routing.alpha=1e-30"
+    ]
+);
+case!(
+    lists_nested_past_the_limit,
+    ["--topology", "tests/bad/deep-nesting.yaml"]
+);
+case!(an_alias_bomb, ["--topology", "tests/bad/alias-bomb.yaml"]);
+case!(
+    bytes_that_are_not_utf8,
+    ["--topology", "tests/bad/invalid-utf8.yaml"]
+);
+case!(
+    a_key_given_twice,
+    ["--topology", "tests/bad/duplicate-key.yaml"]
+);
+case!(an_endless_input, ["--topology", "/dev/zero"]);
+case!(
+    nccl_channels_of_zero,
+    ["--calibration", "tests/bad/calibration-no-channels.yaml"]
+);
+case!(a_type_in_words, ["--set", "workload.parallelism.pp=x"]);
+case!(
+    a_mapping_where_a_number_is,
+    ["--set", "workload.parallelism=7"]
+);
+case!(
+    a_bad_set_value_is_blamed_on_the_set,
+    ["--set", "workload.parallelism.ep=48"]
+);
