@@ -323,6 +323,22 @@ pub fn run_detailed(
         cluster.gpu.tdp.value.watts,
         &mut step_time,
     );
+    // Nothing that is not a finite number leaves the pipeline.
+    for (what, v) in [
+        ("step time", main.step_time_s),
+        ("GPU-hours", rc.gpu_hours),
+        ("cost", rc.cost_usd),
+        ("days", rc.days),
+        ("energy", rc.energy_mwh),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(Diagnostic::new(
+                &workload.name,
+                format!("a {what} of {v}"),
+                "inputs that give finite, non-negative results (this is a trainsim defect if every input is within its documented range: please report it)",
+            ));
+        }
+    }
     let summary = Summary::new(
         &w,
         &cluster,

@@ -88,6 +88,18 @@ pub(super) fn validate(a: &ValidateArgs) -> Result<bool, Diagnostic> {
         "trainsim validate: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // A case that could not be priced is bad input (its files, its settings), not a miss.
+    if let Some(r) = results.iter().find(|r| r.failure.is_some()) {
+        return Err(Diagnostic::new(
+            a.cases.display().to_string(),
+            format!(
+                "case \"{}\" could not be priced: {}",
+                r.case,
+                r.failure.clone().unwrap_or_default()
+            ),
+            "a case whose inputs read and run (fix the case, or the files it names)",
+        ));
+    }
     Ok(validate::all_pass(&results))
 }
 

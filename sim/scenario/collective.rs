@@ -134,6 +134,60 @@ pub fn run(
             ),
         ));
     }
+    if matches!(algo, Algorithm::Nvls | Algorithm::NvlsTree) && !cluster.in_switch_reduction {
+        return Err(Diagnostic::new(
+            "--algo",
+            format!("{} on {}, whose NVSwitches do not reduce", algo.name(), cluster.name),
+            "a cluster with in-switch reduction (scale_up.in_switch_reduction: true, NVLink SHARP on Hopper and later), or another algorithm",
+        ));
+    }
+    if let (CollectiveOp::MoeDispatch | CollectiveOp::MoeCombine, Some(m)) = (op, moe) {
+        let bad = |flag: &str, found: u64, expected: String| {
+            Err(Diagnostic::new(flag, found.to_string(), expected))
+        };
+        if m.experts == 0 || m.experts % u64::from(m.ep) != 0 {
+            return bad(
+                "--experts",
+                m.experts,
+                format!("a positive multiple of --ep {}", m.ep),
+            );
+        }
+        if m.topk == 0 || m.topk > m.experts {
+            return bad("--topk", m.topk, format!("1 to the {} experts", m.experts));
+        }
+        if m.groups == 0 || m.experts % m.groups != 0 {
+            return bad(
+                "--groups",
+                m.groups,
+                format!("a positive divisor of the {} experts", m.experts),
+            );
+        }
+        if m.topk_groups == 0 || m.topk_groups > m.groups {
+            return bad(
+                "--topk-groups",
+                m.topk_groups,
+                format!("1 to the {} groups", m.groups),
+            );
+        }
+        if m.topk > m.topk_groups * (m.experts / m.groups) {
+            return bad(
+                "--topk",
+                m.topk,
+                format!(
+                    "at most the {} experts of the {} groups a token may use",
+                    m.topk_groups * (m.experts / m.groups),
+                    m.topk_groups
+                ),
+            );
+        }
+        if m.tokens == 0 || m.tokens > 1 << 24 || m.hidden == 0 || m.hidden > 1 << 20 {
+            return bad(
+                "--tokens",
+                m.tokens,
+                "1 to 16,777,216 tokens per rank, and --hidden 1 to 1,048,576".into(),
+            );
+        }
+    }
     let members: Vec<u32> = (0..n).collect();
     let row = |size: f64, m: &Measured, factor: f64| Row {
         op: op_name(op).into(),

@@ -274,6 +274,13 @@ pub fn parse_suites(suites: &[Source], dir: &str) -> Result<Vec<Case>, Diagnosti
                     "a relative tolerance such as \"10%\"",
                 )
             })?;
+            if !(spec.published.is_finite() && spec.published > 0.0) {
+                return Err(bad(
+                    "published",
+                    spec.published.to_string(),
+                    "a positive published figure (errors are taken relative to it)",
+                ));
+            }
             if !spec.gating && spec.why.is_none() {
                 return Err(bad(
                     "why",

@@ -115,6 +115,9 @@ impl Cluster {
     }
 }
 
+/// The most GPUs one cluster may have (the largest shipped benchmark simulates 163,840).
+pub const MAX_GPUS: u64 = 262_144;
+
 /// Builds and validates the cluster graph.
 pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Cluster, Diagnostic> {
     let err =
@@ -130,6 +133,17 @@ pub fn build(spec: &TopologySpec, catalog: &Catalog, file: &str) -> Result<Clust
         if v == 0 {
             return Err(err(path, "0".into(), "a positive integer"));
         }
+    }
+    let gpus = u64::from(spec.nodes) * u64::from(spec.gpus_per_node);
+    if gpus > MAX_GPUS {
+        return Err(err(
+            "nodes",
+            format!(
+                "{} nodes of {} GPUs, {gpus} GPUs",
+                spec.nodes, spec.gpus_per_node
+            ),
+            &format!("at most {MAX_GPUS} GPUs in one cluster (trainsim's limit)"),
+        ));
     }
     let so = &spec.scale_out;
     let f = &so.fabric;

@@ -290,3 +290,35 @@ case!(
     a_bad_set_value_is_blamed_on_the_set,
     ["--set", "workload.parallelism.ep=48"]
 );
+case!(
+    collective_topk_of_zero,
+    ["collective", "--op", "moe-dispatch", "--topk", "0"]
+);
+case!(
+    collective_topk_past_the_experts,
+    ["collective", "--op", "moe-dispatch", "--topk", "300"]
+);
+case!(
+    collective_no_experts,
+    ["collective", "--op", "moe-dispatch", "--experts", "0"]
+);
+case!(
+    collective_topk_groups_past_the_groups,
+    ["collective", "--op", "moe-dispatch", "--topk-groups", "9"]
+);
+case!(
+    collective_nvls_without_in_switch_reduction,
+    [
+        "collective",
+        "--op",
+        "all-reduce",
+        "--algo",
+        "nvls",
+        "--topology",
+        "topologies/a100-64.yaml"
+    ]
+);
+case!(
+    collective_size_past_the_range,
+    ["collective", "--op", "all-reduce", "--size", "100000PB"]
+);

@@ -5,6 +5,7 @@ mod chips;
 mod collective;
 mod diagnostics;
 mod export;
+mod fuzz;
 mod network;
 mod outputs;
 mod plan;

@@ -450,3 +450,48 @@ fn a_phase_runs_on_its_own_cluster_size() {
         o.stderr
     );
 }
+
+/// A standard output that cannot be written is a diagnostic (exit 2), not a panic; a closed
+/// pipe ends the program quietly.
+#[test]
+fn stdout_failures_are_handled() {
+    let dir = crate::fresh_dir("stdout-full");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if let Ok(full) = full {
+        for args in [
+            vec![
+                "run",
+                "--json",
+                "--engine",
+                "analytic",
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+            vec!["chips"],
+        ] {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_trainsim"))
+                .args(&args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(full.try_clone().unwrap())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains("standard output"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    // A reader that closes at once: the write fails with a broken pipe.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trainsim"))
+        .args(["chips", "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}

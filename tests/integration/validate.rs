@@ -224,7 +224,8 @@ fn a_band_gated_case_passes_inside_its_band_and_fails_outside() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("cases.0.gate"), "{}", o.stderr);
     // A malformed alternative is an input error where it stands; one that names no such key
-    // is the case's failure, never a band quietly left out.
+    // is the case's failure (its row says so) and bad input (exit 2), never a band quietly
+    // left out.
     let fused = "workload.training.loss_kernel=fused";
     let d = suite(
         "band-malformed",
@@ -242,7 +243,8 @@ fn a_band_gated_case_passes_inside_its_band_and_fails_outside() {
         &[case("inside", mid, "", true).replace(fused, "workload.training.no_such_key=1")],
     );
     let o = trainsim(&["validate", "--json", "--cases", d.to_str().unwrap()]);
-    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("could not be priced"), "{}", o.stderr);
     let cs = cases(&o.stdout);
     assert_eq!(cs[0]["pass"], false);
     let why = cs[0]["failure"].as_str().expect("a failure");
@@ -250,4 +252,42 @@ fn a_band_gated_case_passes_inside_its_band_and_fails_outside() {
         why.contains("fused loss") && why.contains("no_such_key"),
         "{why}"
     );
+}
+
+/// A case whose inputs do not read is bad input (exit 2, naming the case), not a failing row;
+/// and a published figure must be a positive number.
+#[test]
+fn a_case_that_cannot_be_priced_is_a_diagnostic() {
+    for (name, workload, published, says) in [
+        (
+            "missing",
+            "workloads/no-such.yaml",
+            "1.0",
+            "could not be priced",
+        ),
+        (
+            "negative",
+            "workloads/dense/mlm-a100-1.7b.yaml",
+            "-3",
+            "a positive published figure",
+        ),
+        (
+            "nan",
+            "workloads/dense/mlm-a100-1.7b.yaml",
+            ".nan",
+            "a finite number",
+        ),
+    ] {
+        let dir = fresh_dir(&format!("case-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("s.yaml"),
+            format!("cases:\n  - name: {name}\n    workload: {workload}\n    topology: topologies/a100-64.yaml\n    metric: step_time_s\n    published: {published}\n    tolerance: 50%\n    source: a test\n"),
+        )
+        .unwrap();
+        let o = trainsim(&["validate", "--cases", dir.to_str().unwrap()]);
+        assert_eq!(o.code, 2, "{name}: {}", o.stderr);
+        assert!(o.stderr.contains(says), "{name}: {}", o.stderr);
+        assert!(!o.stderr.contains("panicked"), "{name}: {}", o.stderr);
+    }
 }
