@@ -436,8 +436,19 @@ fn syntax_diag(src: &Source, e: &serde_yaml::Error) -> Diagnostic {
 }
 
 fn yaml_diag(file: &str, path: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let (found, expected) = diag::split_message(&e.to_string(), path);
-    let mut d = Diagnostic::new(file, found, expected).at(path);
+    let msg = e.to_string();
+    let (found, expected) = diag::split_message(&msg, path);
+    // A missing key is named by its own path (below the mapping that lacks it).
+    let missing = msg
+        .split("missing field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next());
+    let full = match missing {
+        Some(k) if path.is_empty() || path == "." => k.to_string(),
+        Some(k) => format!("{path}.{k}"),
+        None => path.to_string(),
+    };
+    let mut d = Diagnostic::new(file, found, expected).at(full);
     if let Some(loc) = e.location() {
         d = d.line(loc.line(), loc.column());
     }

@@ -252,7 +252,10 @@ fn run_case(
                 .unwrap_or_default()
         )),
         Ok(Ok(Err(d))) => {
-            if std::env::var("TRAINSIM_FUZZ_VERBOSE").is_ok() {
+            if std::env::var("TRAINSIM_FUZZ_VERBOSE").is_ok()
+                && d.path.is_none()
+                && d.position.is_none()
+            {
                 println!("fuzz diagnostic: {}", d.to_string().replace('\n', " · "));
             }
             if d.found.is_empty() || d.expected.is_empty() || d.file.is_empty() {
