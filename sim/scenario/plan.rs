@@ -1305,18 +1305,17 @@ fn des_side_times(
     cluster: &Cluster,
     cal: &Calibration,
 ) -> SidePhases {
+    retime_sides(sides, &|l| {
+        des::estimate(wd, l, cluster, cal, false).step_time_s
+    })
+}
+
+/// Side phases with each segment's step re-priced by `step`.
+fn retime_sides(sides: &SidePhases, step: &dyn Fn(&Layout) -> f64) -> SidePhases {
     sides
         .iter()
         .map(|(i, ph, t)| {
-            let t2 = t
-                .iter()
-                .map(|(l, _)| {
-                    (
-                        l.clone(),
-                        des::estimate(wd, l, cluster, cal, false).step_time_s,
-                    )
-                })
-                .collect();
+            let t2 = t.iter().map(|(l, _)| (l.clone(), step(l))).collect();
             (*i, ph.clone(), t2)
         })
         .collect()
@@ -1871,21 +1870,9 @@ fn reprice(plan: &Plan, p: &Priced, memo: &SideMemo, cal: &Calibration) -> (Figu
     let blocks = analytic::blocks(wl, main_layout, cluster, cal);
     let (times, main) = price_phase(wl, &phase, cluster, cal, &blocks);
     let wd = &works[&plan.workload_spec.training.recompute];
-    let sides2: SidePhases = sides
-        .iter()
-        .map(|(i, ph, t)| {
-            let t2 = t
-                .iter()
-                .map(|(l, _)| {
-                    (
-                        l.clone(),
-                        analytic::estimate(wd, l, cluster, cal).step_time_s,
-                    )
-                })
-                .collect();
-            (*i, ph.clone(), t2)
-        })
-        .collect();
+    let sides2 = retime_sides(sides, &|l| {
+        analytic::estimate(wd, l, cluster, cal).step_time_s
+    });
     let cost = run_cost(plan, cand, cluster, &phase, &times, &sides2);
     let f = figures(wl, cluster, main_layout, &main, &cost, main.memory.total);
     let capacity = cluster.gpu.hbm_capacity.value.bytes / GIB;
