@@ -202,6 +202,7 @@ pub fn run_detailed(
         }
     }
     let total = layouts.len();
+    let wsets: Vec<&Override> = sets.iter().filter(|o| o.doc == "workload").collect();
     // Compute keeps SMs beside communication: the chip's, less the communication SMs, less the
     // SMs Transformer Engine's userbuffers take from an overlapped GEMM.
     for l in &layouts {
@@ -228,10 +229,7 @@ pub fn run_detailed(
                 )
                 .at("parallelism.comm_sms"),
                 workload,
-                &sets
-                    .iter()
-                    .filter(|o| o.doc == "workload")
-                    .collect::<Vec<_>>(),
+                &wsets,
             ));
         }
     }
@@ -252,7 +250,7 @@ pub fn run_detailed(
                     )
                     .at("training.global_batch"),
                     workload,
-                    &sets.iter().filter(|o| o.doc == "workload").collect::<Vec<_>>(),
+                    &wsets,
                 ));
             }
         }

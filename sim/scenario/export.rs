@@ -34,7 +34,6 @@ use crate::scenario::plan::{self, Candidate, Choice, Figures, Plan, Status};
 use crate::workload::model::Model;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 pub use crate::scenario::validate::ReadSource;
 
@@ -77,14 +76,6 @@ pub struct Export {
     pub replan: bool,
     pub same_days: bool,
     pub rules: ExportRules,
-    pub crossed: bool,
-}
-
-fn beside(from: &Source, rel: &str) -> std::path::PathBuf {
-    match &from.dir {
-        Some(d) if Path::new(rel).is_relative() => d.join(rel),
-        _ => Path::new(rel).to_path_buf(),
-    }
 }
 
 /// The re-planning search's bounds where the file gives none: the workload's micro-batch and
@@ -117,7 +108,7 @@ pub fn prepare(
     };
     let wsrc = match (workload, &spec.workload) {
         (Some(w), _) => w,
-        (None, Some(p)) => read(&beside(src, p))?,
+        (None, Some(p)) => read(&plan::beside(src, p))?,
         (None, None) => Source::embedded(
             crate::pipeline::DEFAULT_WORKLOAD.0,
             crate::pipeline::DEFAULT_WORKLOAD.1,
@@ -179,7 +170,7 @@ pub fn prepare(
     wspec.training.phases = phases;
 
     let tsrc = match &spec.template {
-        Some(t) => read(&beside(src, t))?,
+        Some(t) => read(&plan::beside(src, t))?,
         None => Source::embedded(
             crate::pipeline::DEFAULT_TOPOLOGY.0,
             crate::pipeline::DEFAULT_TOPOLOGY.1,
@@ -369,7 +360,6 @@ pub fn prepare(
         replan: spec.replan,
         same_days: spec.same_days,
         rules: crate::builtin::export_rules(),
-        crossed: !spec.cross.is_empty(),
     })
 }
 
@@ -448,7 +438,7 @@ impl Export {
     }
 }
 
-/// A point priced, before multiples: its plan (for re-pricing), note, and both answers.
+/// A point priced, before multiples: what it changed in the workload, and both answers.
 struct Priced {
     note: Option<String>,
     fixed: Answer,

@@ -118,7 +118,7 @@ pub struct Plan {
 }
 
 /// Resolves a path written in `from` (relative to its directory).
-fn beside(from: &Source, rel: &str) -> std::path::PathBuf {
+pub fn beside(from: &Source, rel: &str) -> std::path::PathBuf {
     match &from.dir {
         Some(d) if Path::new(rel).is_relative() => d.join(rel),
         _ => Path::new(rel).to_path_buf(),
