@@ -14,10 +14,7 @@ use trainsim::scenario::export;
 
 fn bench(c: &mut Criterion) {
     let cal = trainsim::builtin::calibration();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = common::one_core();
     let deepseek = Source {
         name: "bench.yaml".into(),
         text: "name: bench\nworkload: workloads/deepseek-v3.yaml\ntemplate: topologies/h800-2048.yaml\nreference: H100\ncaps: { scale_out: [\"100 Gb/s per direction\"] }\n".into(),

@@ -15,10 +15,7 @@ use trainsim::scenario::plan;
 
 fn bench(c: &mut Criterion) {
     let cal = trainsim::builtin::calibration();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = common::one_core();
     let deepseek = "name: bench\nworkload: workloads/deepseek-v3.yaml\ncandidates:\n  - chip: H800\n    gpus: 2048\n    template: topologies/h800-2048.yaml\nsearch: { recompute: [selective], zero: [1], micro_batch: [1] }\n";
     let root = Source {
         name: "bench.yaml".into(),

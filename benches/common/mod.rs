@@ -18,3 +18,11 @@ pub fn read(p: &Path) -> Result<Source, Diagnostic> {
         dir: path.parent().map(Path::to_path_buf),
     })
 }
+
+/// A pool of one thread: every benchmark's figures are per core.
+pub fn one_core() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+}

@@ -68,10 +68,7 @@ pub(super) fn export(a: &ExportArgs) -> Result<(), Diagnostic> {
     let read = |p: &std::path::Path| read_source(p);
     let e = export::prepare(&spec, &src, workload, &read)?;
     let bar = super::progress(a.quiet, "export");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.jobs)
-        .build()
-        .expect("a thread pool");
+    let pool = super::pool(a.jobs);
     let t0 = std::time::Instant::now();
     let outcome = pool.install(|| {
         export::run(&e, &cal, &|done, total| {

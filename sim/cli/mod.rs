@@ -174,6 +174,15 @@ pub(crate) fn calibration_of(
     }
 }
 
+/// A thread pool of `jobs` threads (0: all cores) for one scenario; its results do not depend
+/// on the count.
+pub(crate) fn pool(jobs: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .expect("a thread pool")
+}
+
 /// Writes `text` to standard output. A closed pipe (`trainsim run | head`) ends the program
 /// quietly with success, as the reader asked for no more; any other failure (a full disk) is a
 /// diagnostic.

@@ -188,10 +188,7 @@ pub fn plan(a: &PlanArgs) -> Result<bool, Diagnostic> {
     let p = plan::prepare(&spec, &src, workload, &read)?;
     let bar = super::progress(a.quiet, "plan");
     bar.set_length((p.candidates.len() + p.search.top_k) as u64);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.jobs)
-        .build()
-        .expect("a thread pool");
+    let pool = super::pool(a.jobs);
     let outcome = pool.install(|| plan::search(&p, &cal, &|done, _| bar.set_position(done as u64)));
     bar.finish_and_clear();
     let mut inputs = vec![InputFile {
