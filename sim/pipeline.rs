@@ -108,6 +108,44 @@ fn check_memory(e: &StepResult, phase: &str, file: &str) -> Result<(), Diagnosti
     .at("parallelism"))
 }
 
+/// The most wall time per second of training the goodput model accepts: beyond it the job is
+/// interrupted about as fast as it checkpoints and restarts, and would take ages to simulate.
+pub const MAX_WALL_PER_WORK: f64 = 100.0;
+
+/// A run that the reliability section makes (almost) never finish is refused, naming why.
+fn check_goodput(rc: &cost::RunCost, file: &str) -> Result<(), Diagnostic> {
+    let Some(g) = &rc.goodput else {
+        return Ok(());
+    };
+    for p in &g.phases {
+        let ratio = p.wall_s / p.productive_s.max(1e-9);
+        if !(ratio.is_finite() && ratio <= MAX_WALL_PER_WORK) {
+            let q = &p.params;
+            return Err(Diagnostic::new(
+                file,
+                format!(
+                    "in {}, an interruption every {:.3} h on {} GPUs against a checkpoint stall of {:.1} s and a restart of {:.1} s: the phase would {}",
+                    p.name,
+                    1.0 / (q.rate_per_s + q.planned_rate_per_s) / 3600.0,
+                    p.gpus,
+                    q.stall_s,
+                    q.restart_s,
+                    if ratio.is_finite() {
+                        format!("take {ratio:.0}× its training time")
+                    } else {
+                        "never finish".to_string()
+                    }
+                ),
+                format!(
+                    "reliability settings under which a run takes at most {MAX_WALL_PER_WORK}× its training time: lower failure rates, faster checkpoints or restarts"
+                ),
+            )
+            .at("reliability"));
+        }
+    }
+    Ok(())
+}
+
 /// Loads and validates both documents.
 pub fn load(
     topology: &Source,
@@ -315,12 +353,16 @@ pub fn run_detailed(
             .map(|(_, t)| *t)
             .expect("every phase layout was estimated")
     };
+    let inputs = cost::goodput::Inputs::new(&w, u64::from(cluster.gpus_per_node));
     let rc = cost::run_cost(
         &w,
         cluster.gpus() as u64,
         cluster.gpu.tdp.value.watts,
+        Some(&inputs),
         &mut step_time,
     );
+    check_goodput(&rc, &workload.name)
+        .map_err(|d| crate::config::attribute(d, workload, &wsets))?;
     // Nothing that is not a finite number leaves the pipeline.
     for (what, v) in [
         ("step time", main.step_time_s),
@@ -328,6 +370,7 @@ pub fn run_detailed(
         ("cost", rc.cost_usd),
         ("days", rc.days),
         ("energy", rc.energy_mwh),
+        ("effective GPU-hours", rc.effective().0),
     ] {
         if !v.is_finite() || v < 0.0 {
             return Err(Diagnostic::new(

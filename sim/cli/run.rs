@@ -15,6 +15,16 @@ pub enum EngineArg {
     Analytic,
 }
 
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReliabilityArg {
+    /// The closed-form expectation of failures, checkpoints, restarts and stragglers.
+    Expected,
+    /// The expectation and a Monte Carlo of failure times (P10, P50 and P90).
+    MonteCarlo,
+    /// Ideal figures only.
+    None,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Topology YAML (default: the embedded 2,048 × H800 cluster).
@@ -64,6 +74,16 @@ pub struct RunArgs {
     /// residuals)
     #[arg(long)]
     pub no_band: bool,
+    /// How failures, checkpoints, restarts and stragglers turn ideal GPU-hours into effective
+    /// ones (the workload's `reliability` section; every key has a sourced default).
+    #[arg(long, value_enum, default_value_t = ReliabilityArg::Expected)]
+    pub reliability: ReliabilityArg,
+    /// Seed of the Monte Carlo's failure draws (printed with the run).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Monte Carlo trials.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub trials: u64,
 }
 
 pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
@@ -134,6 +154,30 @@ pub(super) fn run(a: &RunArgs) -> Result<(), Diagnostic> {
         );
         bar.finish_and_clear();
         summary.bands = Some(bands?);
+    }
+    match a.reliability {
+        ReliabilityArg::None => summary.without_goodput(),
+        ReliabilityArg::Expected => {}
+        ReliabilityArg::MonteCarlo => {
+            let inputs = crate::cost::goodput::Inputs::new(
+                &out.workload,
+                u64::from(out.cluster.gpus_per_node),
+            );
+            if let Some(g) = summary.goodput.as_mut() {
+                crate::cost::with_monte_carlo(
+                    g,
+                    &summary.phases,
+                    &inputs,
+                    summary.price_per_gpu_hour_usd,
+                    a.seed,
+                    a.trials,
+                );
+            }
+            eprintln!(
+                "trainsim: reliability Monte Carlo, {} trials, seed {}",
+                a.trials, a.seed
+            );
+        }
     }
     let summary = &summary;
     eprintln!(

@@ -9,6 +9,7 @@ pub mod export;
 pub mod model;
 pub mod pipeline_layout;
 pub mod plan;
+pub mod reliability;
 pub mod topology;
 pub mod workload;
 
@@ -190,6 +191,18 @@ pub const LIMITS: &[(&str, f64, f64)] = &[
     ("pue", 1.0, 10.0),
     ("reported_gpu_hours", 0.0, 1e12),
     ("moe_expert_capacity_factor", 1e-3, 1e3),
+    // workload: reliability
+    ("failures_per_gpu_hour.gpu", 0.0, 1.0),
+    ("failures_per_gpu_hour.hbm", 0.0, 1.0),
+    ("failures_per_gpu_hour.nvlink", 0.0, 1.0),
+    ("failures_per_gpu_hour.network", 0.0, 1.0),
+    ("failures_per_gpu_hour.host", 0.0, 1.0),
+    ("failures_per_gpu_hour.software", 0.0, 1.0),
+    ("failures_per_gpu_hour.planned", 0.0, 1.0),
+    ("failure_rate_scale", 0.0, 1e6),
+    ("weibull_shape", 0.05, 20.0),
+    ("stragglers.fraction", 0.0, 1.0),
+    ("stragglers.slowdown", 0.0, 100.0),
     // model (Hugging Face names)
     ("hidden_size", 1.0, 1_048_576.0),
     ("num_hidden_layers", 1.0, 10_000.0),

@@ -25,6 +25,11 @@ pub struct WorkloadSpec {
     /// widen its estimate's band; the central estimate uses the document as written.
     #[serde(default)]
     pub alternatives: Vec<AlternativeSpec>,
+    /// Failures, checkpoints, restarts and stragglers: what turns the ideal time into the time
+    /// the run really takes (every key has a sourced default; see
+    /// [`crate::config::reliability`]).
+    #[serde(default)]
+    pub reliability: super::reliability::ReliabilitySpec,
 }
 
 /// One alternative setting: what it is and the overrides that make it.

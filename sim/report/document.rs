@@ -919,8 +919,179 @@ fn band(i: &Input) -> Option<Section> {
     })
 }
 
+/// Failures, checkpoints, restarts and stragglers: ideal against effective, where the
+/// difference goes, the assumptions that drive it, and a Monte Carlo's percentiles.
+fn goodput(i: &Input) -> Option<Section> {
+    let g = i.summary.goodput.as_ref()?;
+    let bars = g
+        .phases
+        .iter()
+        .map(|p| {
+            let h = |s: f64| s * p.gpus as f64 / 3600.0 / 1e3;
+            (
+                p.name.clone(),
+                vec![
+                    ("training".to_string(), h(p.ideal_s)),
+                    ("stragglers".to_string(), h(p.straggler_s)),
+                    ("checkpoints".to_string(), h(p.checkpoint_stall_s)),
+                    ("lost work".to_string(), h(p.lost_s)),
+                    ("restarts".to_string(), h(p.restart_s)),
+                ],
+            )
+        })
+        .collect::<Vec<_>>();
+    let svg = plots::stacked_bars(
+        "Where each phase's GPU-hours go",
+        "GPU-hours (thousand GPU-h)",
+        &bars,
+        None,
+    );
+    let rows = i
+        .summary
+        .phases
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                thousands(p.gpu_hours),
+                thousands(p.effective_gpu_hours),
+                thousands(p.effective_cost_usd),
+                format!("{:.1}", p.days),
+                format!("{:.1}", p.effective_days),
+                format!("{:.1}%", p.ettr * 100.0),
+            ]
+        })
+        .collect();
+    let pct = |h: f64| format!("{:.2}%", 100.0 * h / g.ideal_gpu_hours.max(1e-9));
+    let whereto = vec![
+        vec![
+            "lost work (since the last checkpoint)".into(),
+            thousands(g.lost_gpu_hours),
+            pct(g.lost_gpu_hours),
+        ],
+        vec![
+            "restarts".into(),
+            thousands(g.restart_gpu_hours),
+            pct(g.restart_gpu_hours),
+        ],
+        vec![
+            "checkpoint stalls".into(),
+            thousands(g.checkpoint_gpu_hours),
+            pct(g.checkpoint_gpu_hours),
+        ],
+        vec![
+            "stragglers".into(),
+            thousands(g.straggler_gpu_hours),
+            pct(g.straggler_gpu_hours),
+        ],
+    ];
+    let drivers = g
+        .drivers
+        .iter()
+        .map(|d| {
+            vec![
+                d.what.clone(),
+                format!("{:+}", thousands(d.effective_gpu_hours_delta)),
+                format!(
+                    "{:+.2}%",
+                    100.0 * d.effective_gpu_hours_delta / g.ideal_gpu_hours.max(1e-9)
+                ),
+            ]
+        })
+        .collect();
+    let causes = g
+        .by_cause
+        .iter()
+        .map(|c| {
+            vec![
+                c.cause.name().to_string(),
+                format!("{:.1}", c.interruptions),
+            ]
+        })
+        .collect();
+    let mut blocks = vec![
+        Block::Para(format!(
+            "Ideal {} GPU-hours become {} effective (${}, {:.1} days): ETTR {:.1}%, {:.0} interruptions ({:.0} planned), one every {:.1} h in the longest phase. A {:.2} TB checkpoint every {:.1} min ({} rule; Young's √(2CM) gives {:.1} min) stalls training {:.1} s ({}); a restart takes {:.1} min. The model: interruptions arrive in wall-clock time at the causes' rates per GPU-hour times the phase's GPUs; an unplanned one loses the work since the last written checkpoint and restarts; planned maintenance drains with a checkpoint first; stragglers stretch every step by the chance that one node is slow.",
+            thousands(g.ideal_gpu_hours),
+            thousands(g.effective_gpu_hours),
+            thousands(g.effective_cost_usd),
+            g.effective_days,
+            g.ettr * 100.0,
+            g.interruptions,
+            g.planned_interruptions,
+            g.mtbi_h,
+            g.checkpoint_bytes / 1e12,
+            g.checkpoint_interval_s / 60.0,
+            g.interval_rule,
+            g.young_interval_s / 60.0,
+            g.checkpoint_stall_s,
+            g.checkpoint_mode,
+            g.restart_s / 60.0,
+        )),
+        table(
+            &[
+                "phase",
+                "ideal GPU-hours",
+                "effective GPU-hours",
+                "effective cost (USD)",
+                "ideal days",
+                "effective days",
+                "ETTR",
+            ],
+            rows,
+        ),
+        table(&["where the difference goes", "GPU-hours", "of ideal"], whereto),
+        Block::Plot {
+            file: "goodput.svg".into(),
+            alt: "each phase's GPU-hours: training, stragglers, checkpoints, lost work, restarts".into(),
+            svg,
+        },
+        table(&["assumption doubled", "effective GPU-hours", "of ideal"], drivers),
+        table(&["cause", "expected interruptions"], causes),
+        table(
+            &["reliability default (where the workload does not set it)", "source"],
+            crate::config::reliability::DEFAULT_SOURCES
+                .iter()
+                .map(|(k, v)| vec![format!("reliability.{k}"), v.to_string()])
+                .collect(),
+        ),
+    ];
+    if let Some(m) = &g.monte_carlo {
+        let r = |what: &str, p: &crate::cost::goodput::Percentiles, f: &dyn Fn(f64) -> String| {
+            vec![what.to_string(), f(p.p10), f(p.p50), f(p.p90), f(p.mean)]
+        };
+        blocks.push(Block::Para(format!(
+            "Monte Carlo: {} trials from seed {}, {} gaps between interruptions. Reproduce with `--reliability monte-carlo --seed {} --trials {}`.",
+            m.trials,
+            m.seed,
+            match m.distribution {
+                crate::config::reliability::FailureDistribution::Exponential => "exponential".to_string(),
+                crate::config::reliability::FailureDistribution::Weibull =>
+                    format!("Weibull (shape {})", m.weibull_shape.unwrap_or(1.0)),
+            },
+            m.seed,
+            m.trials
+        )));
+        blocks.push(table(
+            &["figure", "P10", "P50", "P90", "mean"],
+            vec![
+                r("days", &m.days, &|v| format!("{v:.2}")),
+                r("GPU-hours", &m.gpu_hours, &|v| thousands(v)),
+                r("cost (USD)", &m.cost_usd, &|v| thousands(v)),
+                r("ETTR", &m.ettr, &|v| format!("{:.2}%", v * 100.0)),
+                r("interruptions", &m.interruptions, &|v| format!("{v:.0}")),
+            ],
+        ));
+    }
+    Some(Section {
+        title: "Goodput: failures, checkpoints, restarts, stragglers".into(),
+        blocks,
+    })
+}
+
 pub fn render(i: &Input) -> Rendered {
     let mut sections = vec![headline(i), breakdown(i), timeline(i), memory(i), phases(i)];
+    sections.extend(goodput(i));
     sections.extend(band(i));
     sections.extend([network(i), assumptions(i), reproduce(i)]);
     let title = format!(

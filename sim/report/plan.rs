@@ -54,10 +54,16 @@ pub struct Figures {
     /// The main phase's step (after any batch ramp).
     pub step_s: f64,
     pub mfu: f64,
+    /// Days, dollars and GPU-hours are effective: with the goodput model's failures,
+    /// checkpoints, restarts and stragglers (a larger cluster is interrupted more often).
     pub days: f64,
     /// GPU-hours plus, when owned, electricity.
     pub dollars: f64,
     pub gpu_hours: f64,
+    /// Without failures.
+    pub ideal_gpu_hours: f64,
+    /// Effective training time ratio.
+    pub ettr: f64,
     pub mwh: f64,
     /// Peak memory per GPU of the main phase, GiB.
     pub memory_gib: f64,
@@ -512,6 +518,8 @@ pub fn priced_csv(v: &View) -> String {
         "days",
         "dollars",
         "gpu_hours",
+        "ideal_gpu_hours",
+        "ettr",
         "mwh",
         "memory_gib",
         "compute_s",
@@ -567,6 +575,8 @@ pub fn priced_csv(v: &View) -> String {
             csv_num(f.days),
             csv_num(f.dollars),
             fixed(f.gpu_hours, 0),
+            fixed(f.ideal_gpu_hours, 0),
+            fixed(f.ettr, 4),
             fixed(f.mwh, 2),
             fixed(f.memory_gib, 2),
             fixed(f.compute_s, 4),

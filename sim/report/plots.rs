@@ -98,6 +98,12 @@ pub fn color(kind: &str) -> RGBColor {
         "activations" => RGBColor(0xE7, 0x29, 0x8A),
         "free" => RGBColor(0xD0, 0xD0, 0xD0),
         "cost" => RGBColor(0x6B, 0x6E, 0xCF),
+        // Where a run's wall time goes (the goodput section).
+        "training" => RGBColor(0x2A, 0x57, 0x83),
+        "stragglers" => RGBColor(0xEE, 0xCA, 0x3B),
+        "checkpoints" => RGBColor(0x54, 0xA2, 0x4B),
+        "lost work" => RGBColor(0xE4, 0x57, 0x56),
+        "restarts" => RGBColor(0xB2, 0x79, 0xA2),
         // DualPipe's second direction: the same pass, a darker shade.
         other if other.ends_with(" (reverse)") => {
             let RGBColor(r, g, b) = color(other.trim_end_matches(" (reverse)"));

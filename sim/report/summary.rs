@@ -65,6 +65,14 @@ pub struct Summary {
     pub energy_mwh: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy_cost_usd: Option<f64>,
+    /// With failures, checkpoints, restarts and stragglers (equal to the ideal figures when
+    /// the goodput model is off).
+    pub effective_gpu_hours: f64,
+    pub effective_cost_usd: f64,
+    pub effective_days: f64,
+    /// The goodput model's account: ETTR, interruptions, checkpoints, where the time goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<crate::cost::Goodput>,
     pub routing: RoutingSummary,
     pub sim: SimInfo,
     /// The uncertainty band (`trainsim run` computes it; other drivers leave it out).
@@ -191,6 +199,10 @@ impl Summary {
             days: cost.days,
             energy_mwh: cost.energy_mwh,
             energy_cost_usd: cost.energy_cost_usd,
+            effective_gpu_hours: cost.effective().0,
+            effective_cost_usd: cost.effective().1,
+            effective_days: cost.effective().2,
+            goodput: cost.goodput.clone(),
             routing: RoutingSummary {
                 distribution: match w.routing.distribution {
                     crate::domain::RoutingDistribution::Balanced => "balanced",
@@ -207,6 +219,90 @@ impl Summary {
             },
             bands: None,
         }
+    }
+
+    /// Drops the goodput account (`--reliability none`): effective figures become the ideal.
+    pub fn without_goodput(&mut self) {
+        self.goodput = None;
+        crate::cost::without_goodput(&mut self.phases);
+        self.effective_gpu_hours = self.gpu_hours;
+        self.effective_cost_usd = self.cost_usd;
+        self.effective_days = self.days;
+    }
+
+    /// The goodput lines of the human summary: ideal against effective, where the difference
+    /// goes, and the assumptions that drive it.
+    pub fn goodput_lines(&self) -> String {
+        let Some(g) = &self.goodput else {
+            return String::new();
+        };
+        let mut s = String::new();
+        let pct = |h: f64| 100.0 * h / g.ideal_gpu_hours.max(1e-9);
+        s += &format!(
+            "goodput     ideal {:.3}M GPU-hours (${:.3}M, {:.1} days) → effective {:.3}M (${:.3}M, {:.1} days) · ETTR {:.1}% · {:.0} interruptions ({:.0} planned), one per {:.1} h\n",
+            g.ideal_gpu_hours / 1e6,
+            self.cost_usd / 1e6,
+            self.days,
+            g.effective_gpu_hours / 1e6,
+            g.effective_cost_usd / 1e6,
+            g.effective_days,
+            g.ettr * 100.0,
+            g.interruptions,
+            g.planned_interruptions,
+            g.mtbi_h
+        );
+        s += &format!(
+            "  where     lost work {:.0}K GPU-h ({:.1}%) · restarts {:.0}K ({:.1}%) · checkpoints {:.0}K ({:.1}%) · stragglers {:.0}K ({:.1}%)\n",
+            g.lost_gpu_hours / 1e3,
+            pct(g.lost_gpu_hours),
+            g.restart_gpu_hours / 1e3,
+            pct(g.restart_gpu_hours),
+            g.checkpoint_gpu_hours / 1e3,
+            pct(g.checkpoint_gpu_hours),
+            g.straggler_gpu_hours / 1e3,
+            pct(g.straggler_gpu_hours)
+        );
+        s += &format!(
+            "  because   a {:.2} TB checkpoint every {:.1} min ({}; Young {:.1} min), {:.1} s stall ({}), {:.1} min per restart\n",
+            g.checkpoint_bytes / 1e12,
+            g.checkpoint_interval_s / 60.0,
+            g.interval_rule.split(' ').next().unwrap_or(""),
+            g.young_interval_s / 60.0,
+            g.checkpoint_stall_s,
+            g.checkpoint_mode,
+            g.restart_s / 60.0
+        );
+        for d in g
+            .drivers
+            .iter()
+            .filter(|d| d.effective_gpu_hours_delta > 0.0)
+        {
+            s += &format!(
+                "  driver    {:<52} {:+.0}K GPU-h ({:+.1}%)\n",
+                d.what,
+                d.effective_gpu_hours_delta / 1e3,
+                pct(d.effective_gpu_hours_delta)
+            );
+        }
+        if let Some(m) = &g.monte_carlo {
+            s += &format!(
+                "  monte     {} trials, seed {} ({}): days P10 {:.1} · P50 {:.1} · P90 {:.1}; GPU-hours P10 {:.3}M · P50 {:.3}M · P90 {:.3}M\n",
+                m.trials,
+                m.seed,
+                match m.distribution {
+                    crate::config::reliability::FailureDistribution::Exponential => "exponential".to_string(),
+                    crate::config::reliability::FailureDistribution::Weibull =>
+                        format!("Weibull k = {}", m.weibull_shape.unwrap_or(1.0)),
+                },
+                m.days.p10,
+                m.days.p50,
+                m.days.p90,
+                m.gpu_hours.p10 / 1e6,
+                m.gpu_hours.p50 / 1e6,
+                m.gpu_hours.p90 / 1e6
+            );
+        }
+        s
     }
 
     pub fn to_json(&self) -> String {
@@ -323,6 +419,7 @@ impl Summary {
             self.days,
             self.energy_mwh
         );
+        s += &self.goodput_lines();
         if let Some(b) = &self.bands {
             s += &format!(
                 "band        step {:.2} s ({:.2}–{:.2}) · {:.3}M GPU-hours ({:.3}–{:.3}M) · ${:.3}M ({:.3}–{:.3}M)\n",

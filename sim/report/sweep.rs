@@ -24,6 +24,15 @@ pub struct Metrics {
     pub bubble_s: f64,
     pub exposed_comm_s: f64,
     pub optimizer_s: f64,
+    /// With failures, checkpoints, restarts and stragglers (the goodput model).
+    #[serde(default)]
+    pub effective_gpu_hours: f64,
+    #[serde(default)]
+    pub effective_cost_usd: f64,
+    #[serde(default)]
+    pub effective_days: f64,
+    #[serde(default)]
+    pub ettr: f64,
 }
 
 /// One row of the sweep's output.
@@ -71,7 +80,7 @@ pub struct Metric {
 }
 
 /// Every metric `--plot` accepts.
-pub const METRICS: [Metric; 9] = [
+pub const METRICS: [Metric; 13] = [
     Metric {
         name: "step_time",
         label: "step time (s)",
@@ -116,6 +125,26 @@ pub const METRICS: [Metric; 9] = [
         name: "exposed_comm",
         label: "exposed communication per step (s)",
         get: |m| m.exposed_comm_s,
+    },
+    Metric {
+        name: "effective_gpu_hours",
+        label: "effective GPU-hours, with failures (million GPU-h)",
+        get: |m| m.effective_gpu_hours / 1e6,
+    },
+    Metric {
+        name: "effective_dollars",
+        label: "effective cost, with failures (million USD)",
+        get: |m| m.effective_cost_usd / 1e6,
+    },
+    Metric {
+        name: "effective_days",
+        label: "effective wall-clock, with failures (days)",
+        get: |m| m.effective_days,
+    },
+    Metric {
+        name: "ettr",
+        label: "effective training time ratio (%)",
+        get: |m| m.ettr * 100.0,
     },
 ];
 
@@ -167,6 +196,10 @@ pub fn csv(meta: &Meta, rows: &[Row]) -> String {
             "bubble (s/step)",
             "exposed_comm (s/step)",
             "optimizer (s/step)",
+            "effective_gpu_hours (GPU-h)",
+            "effective_cost (USD)",
+            "effective_days (d)",
+            "ettr (fraction)",
         ]
         .map(String::from),
     );
@@ -191,10 +224,14 @@ pub fn csv(meta: &Meta, rows: &[Row]) -> String {
                     m.bubble_s,
                     m.exposed_comm_s,
                     m.optimizer_s,
+                    m.effective_gpu_hours,
+                    m.effective_cost_usd,
+                    m.effective_days,
+                    m.ettr,
                 ]
                 .map(num),
             ),
-            None => rec.extend(std::iter::repeat_n(String::new(), 12)),
+            None => rec.extend(std::iter::repeat_n(String::new(), 16)),
         }
         w.write_record(&rec).expect("in memory");
     }

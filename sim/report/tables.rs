@@ -97,6 +97,10 @@ pub fn phases_csv(s: &Summary) -> String {
         "gpu_hours (GPU-h)",
         "cost (USD)",
         "days (d)",
+        "effective_gpu_hours (GPU-h)",
+        "effective_cost (USD)",
+        "effective_days (d)",
+        "ettr (fraction)",
     ])
     .expect("in memory");
     for p in &s.phases {
@@ -110,6 +114,10 @@ pub fn phases_csv(s: &Summary) -> String {
             num(p.gpu_hours),
             num(p.cost_usd),
             num(p.days),
+            num(p.effective_gpu_hours),
+            num(p.effective_cost_usd),
+            num(p.effective_days),
+            num(p.ettr),
         ])
         .expect("in memory");
     }

@@ -423,6 +423,8 @@ impl Export {
     }
 
     fn plan(&self, cand: Candidate, w: WorkloadSpec) -> Plan {
+        let checkpoint_bytes =
+            crate::cost::goodput::checkpoint_bytes(&self.model, &w.training.precision);
         Plan {
             name: self.name.clone(),
             workload_spec: w,
@@ -434,6 +436,7 @@ impl Export {
             objective: Objective::Cheapest,
             search: self.search.clone(),
             main_phase: self.main_phase,
+            checkpoint_bytes,
         }
     }
 }

@@ -115,6 +115,8 @@ pub struct Plan {
     pub search: SearchSpec,
     /// Index of the main phase in the workload's phases.
     pub main_phase: usize,
+    /// One checkpoint of the model, for the goodput model (computed once).
+    pub checkpoint_bytes: f64,
 }
 
 /// Resolves a path written in `from` (relative to its directory).
@@ -319,6 +321,7 @@ pub fn prepare(
             }
         }
     }
+    let checkpoint_bytes = cost::goodput::checkpoint_bytes(&model, &wspec.training.precision);
     Ok(Plan {
         name: spec
             .name
@@ -333,6 +336,7 @@ pub fn prepare(
         objective: spec.objective,
         search: spec.search.clone(),
         main_phase,
+        checkpoint_bytes,
     })
 }
 
@@ -909,12 +913,15 @@ fn figures(
     let tflops = fpt * main_layout.tokens_per_step() as f64 / main.step_time_s / gpus;
     let b = &main.breakdown;
     let ex = |k: &str| b.exposed_comm_by_kind.get(k).copied().unwrap_or(0.0);
+    let (eff_hours, eff_usd, eff_days) = cost.effective();
     Figures {
         step_s: main.step_time_s,
         mfu: tflops / cluster.gpu.peak.bf16.value.flops,
-        days: cost.days,
-        dollars: cost.cost_usd + cost.energy_cost_usd.unwrap_or(0.0),
-        gpu_hours: cost.gpu_hours,
+        days: eff_days,
+        dollars: eff_usd + cost.energy_cost_usd.unwrap_or(0.0),
+        gpu_hours: eff_hours,
+        ideal_gpu_hours: cost.gpu_hours,
+        ettr: cost.goodput.as_ref().map_or(1.0, |g| g.ettr),
         mwh: cost.energy_mwh,
         memory_gib: peak_mem / GIB,
         compute_s: b.compute,
@@ -1267,13 +1274,26 @@ fn run_cost(
             .map(|(_, t)| *t)
             .expect("every segment was priced")
     };
+    let inputs = plan_goodput(plan, cluster);
     cost::phases_cost(
         &phases,
         &cand.pricing,
         cluster.gpus() as u64,
         cluster.gpu.tdp.value.watts,
+        Some(&inputs),
         &mut step_time,
     )
+}
+
+/// The goodput model's inputs for the plan's workload on `cluster`.
+fn plan_goodput(plan: &Plan, cluster: &Cluster) -> cost::goodput::Inputs {
+    let w = &plan.workload_spec;
+    cost::goodput::Inputs {
+        spec: w.reliability.clone(),
+        checkpoint_bytes: plan.checkpoint_bytes,
+        gpus_per_node: u64::from(cluster.gpus_per_node).max(1),
+        drivers: false,
+    }
 }
 
 /// A priced row's cluster, workload and main phase, rebuilt.
@@ -2195,6 +2215,7 @@ mod tests {
             &p,
             8,
             700.0,
+            None,
             &mut |_| 0.0,
         );
         assert!((rc.energy_mwh - 1.25).abs() < 1e-9, "{}", rc.energy_mwh);

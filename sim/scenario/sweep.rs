@@ -467,6 +467,10 @@ pub fn run_point(
                     bubble_s: b.bubble,
                     exposed_comm_s: b.exposed_comm,
                     optimizer_s: b.optimizer,
+                    effective_gpu_hours: s.effective_gpu_hours,
+                    effective_cost_usd: s.effective_cost_usd,
+                    effective_days: s.effective_days,
+                    ettr: s.goodput.as_ref().map_or(1.0, |g| g.ettr),
                 }),
             )
         }

@@ -17,7 +17,7 @@ use crate::hw::{
 use crate::net::collective::{Algorithm, Op};
 use crate::pipeline::{self, Engine};
 use crate::report::Summary;
-use crate::units::{ByteSize, FlopRate};
+use crate::units::{ByteSize, Duration, FlopRate};
 use crate::workload::model::{Attention, Model};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,26 @@ pub enum Metric {
     /// DeepEP's RDMA / NVLink bandwidths.
     RdmaGbS,
     NvlinkGbS,
+    /// Expected interruptions (all causes) of the longest phase's job over `window` of wall time.
+    Interruptions,
+    /// The longest phase's effective training time ratio (productive over wall time).
+    Ettr,
+    /// Effective GPU-hours (with failures, checkpoints, restarts, stragglers) of `phases` (all
+    /// when absent).
+    EffectiveGpuHours,
+}
+
+/// A published figure that is a bound (`>90%`) rather than a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// A value: the prediction within the tolerance of it.
+    #[default]
+    Value,
+    /// At least the published figure (less the tolerance).
+    AtLeast,
+    /// At most the published figure (plus the tolerance).
+    AtMost,
 }
 
 /// FLOPs-per-token conventions of published throughput figures.
@@ -139,6 +159,12 @@ pub struct CaseSpec {
     pub flops: Option<Flops>,
     #[serde(default)]
     pub peak: Option<FlopRate>,
+    /// `interruptions`: the wall-clock window the published count covers.
+    #[serde(default)]
+    pub window: Option<Duration>,
+    /// Whether `published` is a value or a bound.
+    #[serde(default)]
+    pub bound: Bound,
 
     // gemm, attention
     #[serde(default)]
@@ -234,6 +260,8 @@ pub struct CaseResult {
     pub band: Option<[f64; 2]>,
     /// True when the case passes on its band rather than its tolerance.
     pub gate_on_band: bool,
+    /// Whether the published figure is a bound.
+    pub bound: Bound,
 }
 
 /// A case with where it came from, for messages.
@@ -422,6 +450,14 @@ pub fn run(
             let family = match (s.kind, output(c)) {
                 (Kind::Gemm | Kind::Attention, _) => "kernels",
                 (Kind::Collective | Kind::Moe, _) => "collectives",
+                (Kind::Run, Some(Ok(_)))
+                    if matches!(
+                        s.metric,
+                        Metric::Interruptions | Metric::Ettr | Metric::EffectiveGpuHours
+                    ) =>
+                {
+                    "goodput"
+                }
                 (Kind::Run, Some(Ok((sum, m)))) => run_family(&sum.gpu, m),
                 (Kind::Run, _) => "runs that failed",
             };
@@ -437,7 +473,11 @@ pub fn run(
                     && match (s.gate, band) {
                         (Gate::Band, Some([lo, hi])) => lo <= s.published && s.published <= hi,
                         (Gate::Band, None) => false,
-                        (Gate::Tolerance, _) => error.is_some_and(|e| e.abs() <= c.tolerance),
+                        (Gate::Tolerance, _) => match s.bound {
+                            Bound::Value => error.is_some_and(|e| e.abs() <= c.tolerance),
+                            Bound::AtLeast => error.is_some_and(|e| e >= -c.tolerance),
+                            Bound::AtMost => error.is_some_and(|e| e <= c.tolerance),
+                        },
                     },
                 gating: s.gating,
                 calibration: s.calibration,
@@ -447,6 +487,7 @@ pub fn run(
                 why: s.why.clone(),
                 band,
                 gate_on_band: s.gate == Gate::Band,
+                bound: s.bound,
             }
         })
         .collect()
@@ -593,7 +634,23 @@ fn predict_run(c: &Case, (sum, model): &(Summary, Model)) -> Result<f64, Diagnos
     };
     Ok(match s.metric {
         Metric::GpuHours if s.phases.is_empty() => sum.gpu_hours,
-        Metric::GpuHours => {
+        Metric::EffectiveGpuHours if s.phases.is_empty() => sum.effective_gpu_hours,
+        Metric::Interruptions | Metric::Ettr => {
+            let main = sum
+                .goodput
+                .as_ref()
+                .and_then(|g| g.phases.iter().max_by(|a, b| a.ideal_s.total_cmp(&b.ideal_s)))
+                .ok_or_else(|| wrong_metric(c, "a run metric (this run has no simulated phase)"))?;
+            if s.metric == Metric::Ettr {
+                main.ettr
+            } else {
+                let w = need(c, &s.window, "window", "the wall-clock window the count covers, e.g. \"54 d\"")?;
+                // Interruptions arrive in wall-clock time, restarts included.
+                (main.params.rate_per_s + main.params.planned_rate_per_s) * w.secs
+            }
+        }
+        Metric::GpuHours | Metric::EffectiveGpuHours => {
+            let effective = s.metric == Metric::EffectiveGpuHours;
             let mut total = 0.0;
             for p in &s.phases {
                 let ph = sum.phases.iter().find(|x| &x.name == p).ok_or_else(|| {
@@ -611,7 +668,11 @@ fn predict_run(c: &Case, (sum, model): &(Summary, Model)) -> Result<f64, Diagnos
                     )
                     .at(format!("cases.{}.phases", c.index))
                 })?;
-                total += ph.gpu_hours;
+                total += if effective {
+                    ph.effective_gpu_hours
+                } else {
+                    ph.gpu_hours
+                };
             }
             total
         }
@@ -628,7 +689,7 @@ fn predict_run(c: &Case, (sum, model): &(Summary, Model)) -> Result<f64, Diagnos
         _ => {
             return Err(wrong_metric(
                 c,
-                "gpu_hours, gpu_hours_per_trillion_tokens, step_time_s, tokens_per_s_per_gpu, tflops_per_gpu or mfu",
+                "gpu_hours, effective_gpu_hours, gpu_hours_per_trillion_tokens, step_time_s, tokens_per_s_per_gpu, tflops_per_gpu, mfu, interruptions or ettr",
             ))
         }
     })
@@ -844,7 +905,7 @@ pub fn table(results: &[CaseResult]) -> String {
             (false, false, _) => "fail (not gating)",
         };
         out.push_str(&format!(
-            "| {}{} | {} | {} | {} | {} | ±{:.0}% | {} |\n",
+            "| {}{} | {} | {} | {} | {} | {} | {} |\n",
             r.case,
             if r.calibration { " (cal.)" } else { "" },
             metric_name(r.metric),
@@ -856,7 +917,11 @@ pub fn table(results: &[CaseResult]) -> String {
             },
             fmt_value(r.published),
             r.error.map(signed_pct).unwrap_or_else(|| "–".into()),
-            r.tolerance * 100.0,
+            match r.bound {
+                Bound::Value => format!("±{:.0}%", r.tolerance * 100.0),
+                Bound::AtLeast => format!("≥ −{:.0}%", r.tolerance * 100.0),
+                Bound::AtMost => format!("≤ +{:.0}%", r.tolerance * 100.0),
+            },
             verdict
         ));
     }
@@ -972,6 +1037,7 @@ mod tests {
             why: None,
             band: None,
             gate_on_band: false,
+            bound: Bound::Value,
         }
     }
 

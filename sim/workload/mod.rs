@@ -42,6 +42,7 @@ pub struct Workload {
     pub phases: Vec<Phase>,
     pub pricing: PricingSpec,
     pub routing: RoutingSpec,
+    pub reliability: crate::config::reliability::ReliabilitySpec,
 }
 
 /// A stretch of training at one layout and batch.
@@ -319,6 +320,7 @@ impl Workload {
             phases,
             pricing: spec.pricing.clone(),
             routing: spec.routing.clone(),
+            reliability: spec.reliability.clone(),
         })
     }
 

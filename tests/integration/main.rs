@@ -6,6 +6,7 @@ mod collective;
 mod diagnostics;
 mod export;
 mod fuzz;
+mod goodput;
 mod network;
 mod outputs;
 mod plan;

@@ -284,6 +284,7 @@ fn the_report_is_self_contained_and_says_what_ran() {
         "One step on a timeline",
         "Memory per GPU",
         "Phases",
+        "Goodput: failures, checkpoints, restarts, stragglers",
         "Network",
         "Assumptions",
         "Reproduce",
@@ -293,7 +294,7 @@ fn the_report_is_self_contained_and_says_what_ran() {
             "section {section}"
         );
     }
-    assert_eq!(html.matches("<svg").count(), 4, "four plots inline");
+    assert_eq!(html.matches("<svg").count(), 5, "five plots inline");
     assert!(
         html.contains("[inferred]"),
         "the inputs' assumptions are listed"
