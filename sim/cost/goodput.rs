@@ -448,8 +448,20 @@ pub fn simulate_phase(
                 }
             }
         };
-        if fail < end && fail <= maint {
-            // Unplanned: back to the last written checkpoint, then restart.
+        // Planned maintenance first: the job drains with a synchronous save from `maint`.
+        let planned_first = maint < end && maint < fail;
+        let limit = if planned_first {
+            maint + p.write_s
+        } else {
+            end
+        };
+        let drain_from = maint;
+        if planned_first {
+            count += 1.0;
+            maint += planned.draw(rng);
+        }
+        if fail < limit {
+            // Unplanned (during a drain too): back to the last written checkpoint, restart.
             settle(&mut flight, &mut safe, fail);
             flight = None;
             count += 1.0;
@@ -459,26 +471,12 @@ pub fn simulate_phase(
             done = safe;
             continue;
         }
-        if maint < end {
-            // Planned: keep the work so far, drain with a synchronous save, restart.
-            let kept = (maint - t).min(len);
-            let save_end = maint + p.write_s;
-            count += 1.0;
-            maint += planned.draw(rng);
-            if fail < save_end {
-                settle(&mut flight, &mut safe, fail);
-                flight = None;
-                count += 1.0;
-                let at = fail;
-                fail = at + gaps.draw(rng);
-                t = restart(at, &mut fail, &mut count, rng);
-                done = safe;
-                continue;
-            }
-            done += kept;
+        if planned_first {
+            // Planned: keep the work so far, restart after the save.
+            done += (drain_from - t).min(len);
             safe = done;
             flight = None;
-            t = restart(save_end, &mut fail, &mut count, rng);
+            t = restart(limit, &mut fail, &mut count, rng);
             continue;
         }
         t = end;
